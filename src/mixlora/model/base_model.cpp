@@ -1,0 +1,170 @@
+#include "mixlora/model/base_model.h"
+
+#include "mixlora/common/error.h"
+#include "mixlora/io/weight_store.h"
+
+#include <algorithm>
+#include <set>
+
+namespace mixlora::model {
+
+std::string layer_prefix(int64_t layer) { return fmt::format("model.layers.{}.", layer); }
+
+namespace {
+
+// Hands out named tensors from the store, checking shapes and remembering what was used so
+// that leftovers can be reported (the verify-at-load habit of ScaleLLM).
+class WeightLoader {
+ public:
+  WeightLoader(const io::WeightStore& store, const std::string& dir, c10::ScalarType dtype,
+               c10::Device device)
+      : store_(store), dir_(dir), dtype_(dtype), device_(device) {}
+
+  at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
+    if (!store_.contains(name)) {
+      fail_input("{}: missing tensor '{}' (expected shape [{}]); is this checkpoint the "
+                 "architecture its config.json names?", dir_, name, fmt::join(shape, ", "));
+    }
+    const auto& info = store_.info(name);
+    if (info.shape != shape) {
+      fail_input("{}: tensor '{}' has shape [{}] but config.json implies [{}]", dir_, name,
+                 fmt::join(info.shape, ", "), fmt::join(shape, ", "));
+    }
+    used_.insert(name);
+    return store_.load(name).to(device_, dtype_).contiguous();
+  }
+
+  bool has(const std::string& name) const { return store_.contains(name); }
+  void skip(const std::string& name) { used_.insert(name); }
+
+  void reject_leftovers() const {
+    std::vector<std::string> unexpected;
+    for (const auto& name : store_.names()) {
+      // Old exports carry the rotary inverse frequencies as buffers; we recompute them.
+      if (used_.count(name) || name.find("rotary_emb.inv_freq") != std::string::npos) continue;
+      unexpected.push_back(name);
+    }
+    if (unexpected.empty()) return;
+    const size_t shown = std::min<size_t>(unexpected.size(), 3);
+    fail_input("{}: {} unexpected tensor(s), e.g. '{}'; the checkpoint does not match its "
+               "config.json (wrong num_hidden_layers or architecture?)", dir_, unexpected.size(),
+               fmt::join(unexpected.begin(), unexpected.begin() + shown, "', '"));
+  }
+
+ private:
+  const io::WeightStore& store_;
+  std::string dir_;
+  c10::ScalarType dtype_;
+  c10::Device device_;
+  std::set<std::string> used_;
+};
+
+}  // namespace
+
+namespace {
+
+// LibTorch 1.13 has no fp16 matmul on CPU; find out before loading gigabytes.
+void require_matmul_support(c10::ScalarType dtype, c10::Device device) {
+  try {
+    auto probe = at::ones({2, 2}, at::TensorOptions(dtype).device(device));
+    (void)at::linear(probe, probe);
+  } catch (const c10::Error&) {
+    fail_input("--dtype {}: this LibTorch build cannot multiply {} matrices on {} (use bf16 or fp32)",
+               c10::toString(dtype), c10::toString(dtype), device.str());
+  }
+}
+
+}  // namespace
+
+BaseModel load_base_model(const std::string& dir, c10::ScalarType dtype, c10::Device device) {
+  require_matmul_support(dtype, device);
+  BaseModel model;
+  model.config = load_model_config(dir);
+  model.dtype = dtype;
+  model.device = device;
+  model.source = dir;
+  const auto& c = model.config;
+  const auto store = io::WeightStore::open_dir(dir);
+  WeightLoader loader(store, dir, dtype, device);
+
+  const int64_t q_out = c.num_heads * c.head_dim;
+  const int64_t kv_out = c.num_kv_heads * c.head_dim;
+  model.embed_tokens = loader.take("model.embed_tokens.weight", {c.vocab_size, c.hidden_size});
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    const std::string p = layer_prefix(i);
+    DecoderLayerWeights layer;
+    layer.input_norm = loader.take(p + "input_layernorm.weight", {c.hidden_size});
+    layer.post_attention_norm = loader.take(p + "post_attention_layernorm.weight", {c.hidden_size});
+    auto& a = layer.attention;
+    a.q_proj = loader.take(p + "self_attn.q_proj.weight", {q_out, c.hidden_size});
+    a.k_proj = loader.take(p + "self_attn.k_proj.weight", {kv_out, c.hidden_size});
+    a.v_proj = loader.take(p + "self_attn.v_proj.weight", {kv_out, c.hidden_size});
+    a.o_proj = loader.take(p + "self_attn.o_proj.weight", {c.hidden_size, q_out});
+    if (c.attention_bias) {
+      a.q_bias = loader.take(p + "self_attn.q_proj.bias", {q_out});
+      a.k_bias = loader.take(p + "self_attn.k_proj.bias", {kv_out});
+      a.v_bias = loader.take(p + "self_attn.v_proj.bias", {kv_out});
+      // LLaMA's attention_bias covers o_proj too; Qwen2 has no o_proj bias.
+      if (loader.has(p + "self_attn.o_proj.bias")) {
+        a.o_bias = loader.take(p + "self_attn.o_proj.bias", {c.hidden_size});
+      }
+    }
+    auto& m = layer.mlp;
+    m.gate_proj = loader.take(p + "mlp.gate_proj.weight", {c.intermediate_size, c.hidden_size});
+    m.up_proj = loader.take(p + "mlp.up_proj.weight", {c.intermediate_size, c.hidden_size});
+    m.down_proj = loader.take(p + "mlp.down_proj.weight", {c.hidden_size, c.intermediate_size});
+    model.layers.push_back(std::move(layer));
+  }
+  model.final_norm = loader.take("model.norm.weight", {c.hidden_size});
+  if (c.tie_word_embeddings) {
+    model.lm_head = model.embed_tokens;
+    loader.skip("lm_head.weight");  // some exports write the tied copy anyway
+  } else {
+    model.lm_head = loader.take("lm_head.weight", {c.vocab_size, c.hidden_size});
+  }
+  loader.reject_leftovers();
+  return model;
+}
+
+BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c10::Device device,
+                            uint64_t seed) {
+  require_matmul_support(dtype, device);
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  auto normal = [&](std::vector<int64_t> shape) {
+    return at::normal(0.0, 0.02, shape, generator, at::TensorOptions(at::kFloat))
+        .to(device, dtype);
+  };
+  auto ones = [&](int64_t n) { return at::ones({n}, at::TensorOptions(dtype).device(device)); };
+  BaseModel model;
+  model.config = config;
+  model.dtype = dtype;
+  model.device = device;
+  model.source = "random";
+  const auto& c = config;
+  const int64_t q_out = c.num_heads * c.head_dim;
+  const int64_t kv_out = c.num_kv_heads * c.head_dim;
+  model.embed_tokens = normal({c.vocab_size, c.hidden_size});
+  for (int64_t i = 0; i < c.num_layers; ++i) {
+    DecoderLayerWeights layer;
+    layer.input_norm = ones(c.hidden_size);
+    layer.post_attention_norm = ones(c.hidden_size);
+    layer.attention.q_proj = normal({q_out, c.hidden_size});
+    layer.attention.k_proj = normal({kv_out, c.hidden_size});
+    layer.attention.v_proj = normal({kv_out, c.hidden_size});
+    layer.attention.o_proj = normal({c.hidden_size, q_out});
+    if (c.attention_bias) {
+      layer.attention.q_bias = normal({q_out});
+      layer.attention.k_bias = normal({kv_out});
+      layer.attention.v_bias = normal({kv_out});
+    }
+    layer.mlp.gate_proj = normal({c.intermediate_size, c.hidden_size});
+    layer.mlp.up_proj = normal({c.intermediate_size, c.hidden_size});
+    layer.mlp.down_proj = normal({c.hidden_size, c.intermediate_size});
+    model.layers.push_back(std::move(layer));
+  }
+  model.final_norm = ones(c.hidden_size);
+  model.lm_head = c.tie_word_embeddings ? model.embed_tokens : normal({c.vocab_size, c.hidden_size});
+  return model;
+}
+
+}  // namespace mixlora::model

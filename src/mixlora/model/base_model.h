@@ -1,0 +1,53 @@
+// The frozen base model: its config and weights, loaded from a Hugging Face directory.
+#pragma once
+
+#include "mixlora/model/model_config.h"
+
+#include <ATen/ATen.h>
+
+#include <string>
+#include <vector>
+
+namespace mixlora::model {
+
+struct AttentionWeights {
+  at::Tensor q_proj, k_proj, v_proj, o_proj;  // [out, in], as nn.Linear stores them
+  at::Tensor q_bias, k_bias, v_bias, o_bias;  // undefined when the model has none
+};
+
+struct MlpWeights {
+  at::Tensor gate_proj, up_proj, down_proj;  // SwiGLU: down(act(gate x) * up x)
+};
+
+struct DecoderLayerWeights {
+  at::Tensor input_norm;           // RMSNorm before attention
+  at::Tensor post_attention_norm;  // RMSNorm before the feed-forward block
+  AttentionWeights attention;
+  MlpWeights mlp;
+};
+
+struct BaseModel {
+  ModelConfig config;
+  at::Tensor embed_tokens;  // [vocab, hidden]
+  std::vector<DecoderLayerWeights> layers;
+  at::Tensor final_norm;
+  at::Tensor lm_head;  // [vocab, hidden]; the same tensor as embed_tokens when tied
+  c10::ScalarType dtype = c10::kFloat;
+  c10::Device device = c10::Device(c10::kCPU);
+  std::string source;  // the directory it was loaded from
+};
+
+// Loads DIR (config.json + safetensors, single or sharded), verifying that every tensor the
+// architecture needs is present with the right shape and that no unknown tensor is left over.
+// Weights are converted to `dtype` on `device` and never require gradients.
+BaseModel load_base_model(const std::string& dir, c10::ScalarType dtype, c10::Device device);
+
+// A model of the given shape with random weights (benchmarks and tests); deterministic for a
+// seed. Linear weights ~ N(0, 0.02), norms = 1.
+BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c10::Device device,
+                            uint64_t seed);
+
+// Hugging Face tensor names of one layer, shared by the loader and adapter code.
+std::string layer_prefix(int64_t layer);  // "model.layers.{i}."
+
+}  // namespace mixlora::model

@@ -1,0 +1,174 @@
+#include "mixlora/model/decoder.h"
+
+#include "mixlora/common/error.h"
+
+#include <torch/version.h>
+
+#include <cmath>
+#include <limits>
+
+namespace mixlora::model {
+
+const char* projection_name(Projection projection) {
+  switch (projection) {
+    case Projection::q_proj: return "q_proj";
+    case Projection::k_proj: return "k_proj";
+    case Projection::v_proj: return "v_proj";
+    case Projection::o_proj: return "o_proj";
+    case Projection::gate_proj: return "gate_proj";
+    case Projection::up_proj: return "up_proj";
+    case Projection::down_proj: return "down_proj";
+  }
+  return "?";
+}
+
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
+  auto x32 = x.to(at::kFloat);
+  auto normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + eps);
+  return weight * normed.to(x.scalar_type());
+}
+
+at::Tensor activation(const at::Tensor& x, const std::string& name) {
+  if (name == "silu") return at::silu(x);
+  if (name == "gelu") return at::gelu(x);
+  if (name == "gelu_new") return at::gelu(x, "tanh");
+  if (name == "relu") return at::relu(x);
+  fail_input("activation '{}' is not supported (silu, gelu, gelu_new, relu)", name);
+}
+
+at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, const std::string& act) {
+  auto hidden = activation(at::linear(x, mlp.gate_proj), act) * at::linear(x, mlp.up_proj);
+  return at::linear(hidden, mlp.down_proj);
+}
+
+at::Tensor DecoderHooks::attention_projection(int64_t, Projection, const at::Tensor&,
+                                              at::Tensor base_output) {
+  return base_output;
+}
+
+at::Tensor DecoderHooks::feed_forward(int64_t, const at::Tensor& input, const MlpWeights& mlp,
+                                      const ModelConfig& config) {
+  return dense_feed_forward(input, mlp, config.hidden_act);
+}
+
+KVCache::KVCache(const ModelConfig& config, int64_t batch_size, int64_t capacity,
+                 c10::ScalarType dtype, c10::Device device)
+    : capacity_(capacity) {
+  const auto options = at::TensorOptions(dtype).device(device);
+  for (int64_t i = 0; i < config.num_layers; ++i) {
+    keys_.push_back(at::zeros({batch_size, config.num_kv_heads, capacity, config.head_dim}, options));
+    values_.push_back(at::zeros_like(keys_.back()));
+  }
+  key_mask_ = at::zeros({batch_size, capacity}, at::TensorOptions(at::kLong).device(device));
+}
+
+Decoder::Decoder(const BaseModel& model) : model_(model), rope_(model.config, model.device) {}
+
+namespace {
+
+// [B, kv_heads, S, d] -> [B, kv_heads * groups, S, d], each kv head serving `groups`
+// consecutive query heads (HF repeat_kv).
+at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
+  if (groups == 1) return x;
+  const auto b = x.size(0), h = x.size(1), s = x.size(2), d = x.size(3);
+  return x.unsqueeze(2).expand({b, h, groups, s, d}).reshape({b, h * groups, s, d});
+}
+
+at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
+                            const at::Tensor& additive_mask) {
+#if TORCH_VERSION_MAJOR >= 2
+  return at::scaled_dot_product_attention(q, k, v, additive_mask);
+#else
+  // The math of SDPA: softmax in fp32 for low-precision models, as HF does.
+  auto scores = at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  auto probs = at::softmax(scores + additive_mask, /*dim=*/-1, at::kFloat).to(q.scalar_type());
+  return at::matmul(probs, v);
+#endif
+}
+
+}  // namespace
+
+at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
+                              const at::Tensor& sin, const at::Tensor& additive_mask,
+                              KVCache* cache, DecoderHooks& hooks) const {
+  const auto& c = model_.config;
+  const auto& w = model_.layers[layer].attention;
+  const int64_t batch = x.size(0), steps = x.size(1);
+  auto project = [&](Projection which, const at::Tensor& weight, const at::Tensor& bias) {
+    return hooks.attention_projection(layer, which, x, at::linear(x, weight, bias));
+  };
+  auto q = project(Projection::q_proj, w.q_proj, w.q_bias)
+               .view({batch, steps, c.num_heads, c.head_dim}).transpose(1, 2);
+  auto k = project(Projection::k_proj, w.k_proj, w.k_bias)
+               .view({batch, steps, c.num_kv_heads, c.head_dim}).transpose(1, 2);
+  auto v = project(Projection::v_proj, w.v_proj, w.v_bias)
+               .view({batch, steps, c.num_kv_heads, c.head_dim}).transpose(1, 2);
+  q = apply_rotary(q, cos, sin);
+  k = apply_rotary(k, cos, sin);
+  if (cache) {
+    const int64_t past = cache->length_;
+    cache->keys_[layer].narrow(2, past, steps).copy_(k);
+    cache->values_[layer].narrow(2, past, steps).copy_(v);
+    k = cache->keys_[layer].narrow(2, 0, past + steps);
+    v = cache->values_[layer].narrow(2, 0, past + steps);
+  }
+  const int64_t groups = c.num_heads / c.num_kv_heads;
+  auto out = scaled_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), additive_mask);
+  out = out.transpose(1, 2).reshape({batch, steps, c.num_heads * c.head_dim});
+  return hooks.attention_projection(layer, Projection::o_proj, out, at::linear(out, w.o_proj, w.o_bias));
+}
+
+at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                                  KVCache* cache, DecoderHooks* hooks) const {
+  const auto& c = model_.config;
+  DecoderHooks no_adapters;
+  DecoderHooks& active = hooks ? *hooks : no_adapters;
+  const int64_t batch = input_ids.size(0), steps = input_ids.size(1);
+  const int64_t past = cache ? cache->length_ : 0;
+  if (past + steps > c.max_position_embeddings) {
+    fail_input("sequence of {} tokens exceeds the model's max_position_embeddings ({})",
+               past + steps, c.max_position_embeddings);
+  }
+  if (cache && past + steps > cache->capacity_) {
+    fail_runtime("KV cache of {} positions cannot take {} more after {}", cache->capacity_, steps, past);
+  }
+  const auto device = model_.device;
+  auto ids = input_ids.to(device);
+  auto mask = attention_mask.defined() ? attention_mask.to(device, at::kLong)
+                                       : at::ones({batch, steps}, ids.options().dtype(at::kLong));
+  // The key mask covers cached and new positions alike.
+  at::Tensor key_mask = mask;
+  if (cache) {
+    cache->key_mask_.narrow(1, past, steps).copy_(mask);
+    key_mask = cache->key_mask_.narrow(1, 0, past + steps);
+  }
+  // Positions count real tokens only, so left padding does not shift them.
+  auto positions = (key_mask.cumsum(1) - 1).clamp_min(0).narrow(1, past, steps);
+  auto [cos, sin] = rope_.at_positions(positions, model_.dtype);
+
+  // Additive mask [B, 1, T, S]: a query sees earlier-or-equal real keys. Blocked entries get the
+  // dtype's lowest finite value, so a row with no visible key (a left-pad query) stays finite.
+  auto query_index = at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
+  auto key_index = at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
+  auto visible = (key_index <= query_index).unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
+  const double blocked_value = model_.dtype == at::kHalf ? -65504.0 : -1e30;
+  auto additive_mask = at::zeros(visible.sizes(), at::TensorOptions(model_.dtype).device(device))
+                           .masked_fill(visible.logical_not(), blocked_value)
+                           .unsqueeze(1);
+
+  auto h = at::embedding(model_.embed_tokens, ids);
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    const auto& w = model_.layers[layer];
+    h = h + attention(layer, rms_norm(h, w.input_norm, c.rms_norm_eps), cos, sin, additive_mask,
+                      cache, active);
+    h = h + active.feed_forward(layer, rms_norm(h, w.post_attention_norm, c.rms_norm_eps), w.mlp, c);
+  }
+  if (cache) cache->length_ = past + steps;
+  return rms_norm(h, model_.final_norm, c.rms_norm_eps);
+}
+
+at::Tensor Decoder::logits(const at::Tensor& hidden) const {
+  return at::linear(hidden, model_.lm_head).to(at::kFloat);
+}
+
+}  // namespace mixlora::model

@@ -1,0 +1,82 @@
+// The decoder-only transformer forward pass over a frozen BaseModel:
+//   h = embed(ids); per layer: h += attn(rmsnorm(h)); h += ffn(rmsnorm(h)); h = rmsnorm(h).
+// Batched with padding masks (left or right padding), with an optional KV cache for
+// generation, and with hooks through which adapters change projections and feed-forward blocks.
+#pragma once
+
+#include "mixlora/model/base_model.h"
+#include "mixlora/model/rope.h"
+
+#include <ATen/ATen.h>
+
+#include <vector>
+
+namespace mixlora::model {
+
+enum class Projection { q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj };
+const char* projection_name(Projection projection);
+
+// RMSNorm in fp32 whatever the input dtype (as HF does), scaled by `weight`.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// silu / gelu / gelu_new / relu, by config.json name.
+at::Tensor activation(const at::Tensor& x, const std::string& name);
+
+// The frozen SwiGLU block: down(act(gate x) * up x).
+at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, const std::string& act);
+
+// Adapters plug in here. The defaults leave the base model unchanged.
+class DecoderHooks {
+ public:
+  virtual ~DecoderHooks() = default;
+  // `base_output` = W x (+ b) of an attention projection; return it with any adapter delta added.
+  virtual at::Tensor attention_projection(int64_t layer, Projection projection,
+                                          const at::Tensor& input, at::Tensor base_output);
+  // The whole feed-forward block of a layer on normalised hidden states [B, T, H].
+  virtual at::Tensor feed_forward(int64_t layer, const at::Tensor& input, const MlpWeights& mlp,
+                                  const ModelConfig& config);
+};
+
+// Keys and values of past positions, for incremental decoding. All rows share one time axis;
+// left padding is expressed through the key mask.
+class KVCache {
+ public:
+  KVCache(const ModelConfig& config, int64_t batch_size, int64_t capacity, c10::ScalarType dtype,
+          c10::Device device);
+  int64_t length() const { return length_; }
+  int64_t capacity() const { return capacity_; }
+
+ private:
+  friend class Decoder;
+  std::vector<at::Tensor> keys_;    // per layer [B, kv_heads, capacity, head_dim]
+  std::vector<at::Tensor> values_;  // same
+  at::Tensor key_mask_;             // [B, capacity], 1 for real tokens
+  int64_t length_ = 0;
+  int64_t capacity_ = 0;
+};
+
+class Decoder {
+ public:
+  explicit Decoder(const BaseModel& model);
+
+  // input_ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = padding) or undefined for no
+  // padding. With a cache, the T new tokens follow the cached ones and are appended to it.
+  // Returns the final-norm hidden states [B, T, hidden] in the model dtype.
+  at::Tensor hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
+                           KVCache* cache = nullptr, DecoderHooks* hooks = nullptr) const;
+
+  // Vocabulary logits in fp32 for hidden states [..., hidden].
+  at::Tensor logits(const at::Tensor& hidden) const;
+
+  const BaseModel& model() const { return model_; }
+
+ private:
+  at::Tensor attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
+                       const at::Tensor& sin, const at::Tensor& additive_mask, KVCache* cache,
+                       DecoderHooks& hooks) const;
+
+  const BaseModel& model_;
+  RotaryEmbedding rope_;
+};
+
+}  // namespace mixlora::model

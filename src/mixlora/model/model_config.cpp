@@ -1,0 +1,157 @@
+#include "mixlora/model/model_config.h"
+
+#include "mixlora/common/error.h"
+#include "mixlora/io/json_file.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+
+namespace mixlora::model {
+
+namespace {
+
+constexpr const char* kSupportedArchitectures =
+    "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
+
+int64_t require_positive(const nlohmann::json& json, const std::string& key,
+                         const std::string& source) {
+  const auto value = io::get_int(json, key, source);
+  if (!value) fail_input("{}: missing required key '{}'", source, key);
+  if (*value <= 0) fail_input("{}: {}: must be positive, got {}", source, key, *value);
+  return *value;
+}
+
+// eos_token_id may be a list (LLaMA 3); the first entry is the one generation stops on.
+int64_t token_id(const nlohmann::json& json, const std::string& key, const std::string& source,
+                 int64_t fallback) {
+  auto it = json.find(key);
+  if (it == json.end() || it->is_null()) return fallback;
+  if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) return (*it)[0].get<int64_t>();
+  if (it->is_number_integer()) return it->get<int64_t>();
+  fail_input("{}: {}: expected a token id, got {}", source, key, io::describe(*it));
+}
+
+RopeScaling parse_rope_scaling(const nlohmann::json& json, const std::string& source) {
+  RopeScaling scaling;
+  auto it = json.find("rope_scaling");
+  if (it == json.end() || it->is_null()) return scaling;
+  const std::string where = source + ": rope_scaling";
+  if (!it->is_object()) fail_input("{}: expected an object, got {}", where, io::describe(*it));
+  // HF wrote "type" before 4.43 and "rope_type" since; accept both.
+  auto type = io::get_string(*it, "rope_type", where);
+  if (!type) type = io::get_string(*it, "type", where);
+  if (!type) fail_input("{}: missing 'rope_type'", where);
+  if (*type == "default") return scaling;
+  scaling.factor = io::get_number(*it, "factor", where).value_or(1.0);
+  if (scaling.factor <= 0) fail_input("{}.factor: must be positive, got {}", where, scaling.factor);
+  if (*type == "linear") {
+    scaling.type = RopeScaling::Type::linear;
+  } else if (*type == "llama3") {
+    scaling.type = RopeScaling::Type::llama3;
+    scaling.low_freq_factor = io::get_number(*it, "low_freq_factor", where).value_or(1.0);
+    scaling.high_freq_factor = io::get_number(*it, "high_freq_factor", where).value_or(4.0);
+    scaling.original_max_position_embeddings =
+        io::get_int(*it, "original_max_position_embeddings", where).value_or(8192);
+    if (scaling.high_freq_factor <= scaling.low_freq_factor) {
+      fail_input("{}: high_freq_factor ({}) must exceed low_freq_factor ({})", where,
+                 scaling.high_freq_factor, scaling.low_freq_factor);
+    }
+  } else {
+    fail_input("{}: rope type '{}' is not supported (supported: default, linear, llama3)", where,
+               *type);
+  }
+  return scaling;
+}
+
+}  // namespace
+
+ModelConfig parse_model_config(const nlohmann::json& json, const std::string& source) {
+  if (!json.is_object()) fail_input("{}: expected a JSON object, got {}", source, io::describe(json));
+  ModelConfig config;
+
+  auto architectures = json.find("architectures");
+  if (architectures != json.end() && architectures->is_array() && !architectures->empty() &&
+      (*architectures)[0].is_string()) {
+    config.architecture = (*architectures)[0].get<std::string>();
+  } else {
+    // Some exports omit "architectures"; model_type still identifies the family.
+    const auto model_type = io::get_string(json, "model_type", source).value_or("");
+    if (model_type == "llama") config.architecture = "LlamaForCausalLM";
+    else if (model_type == "mistral") config.architecture = "MistralForCausalLM";
+    else if (model_type == "qwen2") config.architecture = "Qwen2ForCausalLM";
+    else fail_input("{}: no 'architectures' entry and model_type '{}' is unknown (supported: {})",
+                    source, model_type, kSupportedArchitectures);
+  }
+  const bool is_qwen2 = config.architecture == "Qwen2ForCausalLM";
+  if (config.architecture != "LlamaForCausalLM" && config.architecture != "MistralForCausalLM" &&
+      !is_qwen2) {
+    fail_input("{}: architecture '{}' is not supported (supported: {})", source,
+               config.architecture, kSupportedArchitectures);
+  }
+
+  config.vocab_size = require_positive(json, "vocab_size", source);
+  config.hidden_size = require_positive(json, "hidden_size", source);
+  config.intermediate_size = require_positive(json, "intermediate_size", source);
+  config.num_layers = require_positive(json, "num_hidden_layers", source);
+  config.num_heads = require_positive(json, "num_attention_heads", source);
+  config.num_kv_heads =
+      io::get_int(json, "num_key_value_heads", source).value_or(config.num_heads);
+  if (config.num_kv_heads <= 0 || config.num_heads % config.num_kv_heads != 0) {
+    fail_input("{}: num_key_value_heads ({}) must divide num_attention_heads ({})", source,
+               config.num_kv_heads, config.num_heads);
+  }
+  const auto head_dim = io::get_int(json, "head_dim", source);
+  if (head_dim) {
+    config.head_dim = *head_dim;
+  } else {
+    if (config.hidden_size % config.num_heads != 0) {
+      fail_input("{}: hidden_size ({}) is not divisible by num_attention_heads ({})", source,
+                 config.hidden_size, config.num_heads);
+    }
+    config.head_dim = config.hidden_size / config.num_heads;
+  }
+  if (config.head_dim <= 0 || config.head_dim % 2 != 0) {
+    fail_input("{}: head_dim must be a positive even number for rotary embeddings, got {}",
+               source, config.head_dim);
+  }
+  config.max_position_embeddings =
+      io::get_int(json, "max_position_embeddings", source).value_or(2048);
+  if (config.max_position_embeddings <= 0) {
+    fail_input("{}: max_position_embeddings must be positive, got {}", source,
+               config.max_position_embeddings);
+  }
+  config.rms_norm_eps = io::get_number(json, "rms_norm_eps", source).value_or(1e-6);
+  config.rope_theta = io::get_number(json, "rope_theta", source).value_or(10000.0);
+  if (config.rope_theta <= 0) fail_input("{}: rope_theta must be positive", source);
+  config.rope_scaling = parse_rope_scaling(json, source);
+  config.tie_word_embeddings = io::get_bool(json, "tie_word_embeddings", source).value_or(false);
+  config.attention_bias = is_qwen2 || io::get_bool(json, "attention_bias", source).value_or(false);
+  config.hidden_act = io::get_string(json, "hidden_act", source).value_or("silu");
+  if (config.hidden_act != "silu" && config.hidden_act != "gelu" &&
+      config.hidden_act != "gelu_new" && config.hidden_act != "relu") {
+    fail_input("{}: hidden_act '{}' is not supported (silu, gelu, gelu_new, relu)", source,
+               config.hidden_act);
+  }
+  config.bos_token_id = token_id(json, "bos_token_id", source, 1);
+  config.eos_token_id = token_id(json, "eos_token_id", source, 2);
+  config.pad_token_id = token_id(json, "pad_token_id", source, -1);
+  config.torch_dtype = io::get_string(json, "torch_dtype", source).value_or("float32");
+  return config;
+}
+
+ModelConfig load_model_config(const std::string& model_dir) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::is_directory(model_dir, ec)) {
+    fail_input("{}: base model directory not found (expected a Hugging Face model directory "
+               "with config.json and model.safetensors)", model_dir);
+  }
+  const std::string path = (fs::path(model_dir) / "config.json").string();
+  if (!fs::exists(path, ec)) {
+    fail_input("{}: missing config.json (is this a Hugging Face model directory?)", model_dir);
+  }
+  return parse_model_config(io::read_json_file(path), path);
+}
+
+}  // namespace mixlora::model
