@@ -1,4 +1,5 @@
 // mixlora-generate: text or token-id generation from a base model (SPEC section 2).
+#include "mixlora/adapters/adapter.h"
 #include "mixlora/cli/app.h"
 #include "mixlora/common/error.h"
 #include "mixlora/data/tokenizer.h"
@@ -36,10 +37,11 @@ int main(int argc, char** argv) {
   CLI::App app{"Generate text or token ids with a LLaMA-family base model.", "mixlora-generate"};
   mixlora::cli::CommonOptions common;
   mixlora::cli::add_common_options(app, common);
-  std::string base_model, prompt, prompt_ids;
+  std::string base_model, adapter_dir, prompt, prompt_ids;
   mixlora::generate::GenerationOptions options;
   bool print_ids = false;
   app.add_option("--base-model", base_model, "Hugging Face model directory")->required();
+  app.add_option("--adapter", adapter_dir, "LoRA / MixLoRA adapter directory");
   auto* text_option = app.add_option("--prompt", prompt, "prompt text (needs tokenizer.model)");
   auto* ids_option = app.add_option("--prompt-ids", prompt_ids, "prompt as token ids: 1,2,3");
   text_option->excludes(ids_option);
@@ -68,13 +70,22 @@ int main(int argc, char** argv) {
     }
     const auto model = mixlora::model::load_base_model(base_model, runtime.dtype, runtime.device);
     const mixlora::model::Decoder decoder(model);
+    std::optional<mixlora::adapters::Adapter> adapter;
+    std::optional<mixlora::adapters::AdapterHooks> hooks;
+    if (!adapter_dir.empty()) {
+      adapter = mixlora::adapters::Adapter::load(adapter_dir, model);
+      hooks.emplace(std::vector<mixlora::adapters::AdapterSegment>{{&*adapter, 0, 1}}, at::Tensor(),
+                    /*training=*/false);
+      hooks->keep_records(false);
+    }
+    auto* active_hooks = hooks ? &*hooks : nullptr;
     const auto ids = prompt.empty()
                          ? parse_ids(prompt_ids)
                          : tokenizer->encode(prompt, tokenizer->add_bos_default(), false);
     options.eos_token_id = tokenizer ? tokenizer->eos_id() : model.config.eos_token_id;
 
     if (print_ids || !tokenizer) {
-      const auto produced = mixlora::generate::generate(decoder, ids, options);
+      const auto produced = mixlora::generate::generate(decoder, ids, options, active_hooks);
       std::cout << fmt::format("{}\n", fmt::join(produced, " "));
       return 0;
     }
@@ -83,7 +94,7 @@ int main(int argc, char** argv) {
     std::vector<int64_t> produced;
     std::string shown;
     std::cout << prompt << std::flush;
-    mixlora::generate::generate(decoder, ids, options, nullptr, [&](int64_t token) {
+    mixlora::generate::generate(decoder, ids, options, active_hooks, [&](int64_t token) {
       produced.push_back(token);
       const std::string text = tokenizer->decode(produced);
       if (text.size() > shown.size() && text.compare(0, shown.size(), shown) == 0) {

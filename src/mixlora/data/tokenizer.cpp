@@ -6,6 +6,7 @@
 
 #include <dlfcn.h>
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -142,7 +143,8 @@ std::vector<std::string> spm_shim_candidates() {
     paths.push_back((exe.parent_path() / ".." / "lib" / kShimName).lexically_normal().string());
     paths.push_back((exe.parent_path() / kShimName).string());
   }
-  const std::string build = (fs::path(MIXLORA_SHIM_BUILD_DIR) / kShimName).lexically_normal().string();
+  const std::string build =
+      (fs::path(MIXLORA_SHIM_BUILD_DIR) / kShimName).lexically_normal().string();
   if (std::find(paths.begin(), paths.end(), build) == paths.end()) paths.push_back(build);
   return paths;
 }
@@ -241,7 +243,13 @@ void apply_added_tokens_decoder(Tokenizer::State& state, const nlohmann::json& c
   }
 }
 
-void finish(Tokenizer::State& state) {
+nlohmann::json read_json_object(const std::string& path) {
+  auto json = io::read_json_file(path);
+  if (!json.is_object()) fail_input("{}: expected an object, got {}", path, io::describe(json));
+  return json;
+}
+
+void set_vocab_size(Tokenizer::State& state) {
   state.vocab_size = state.piece_count;
   if (!state.added_by_id.empty()) {
     state.vocab_size = std::max(state.vocab_size, state.added_by_id.rbegin()->first + 1);
@@ -273,7 +281,7 @@ std::shared_ptr<Tokenizer::State> load_model(const std::string& path) {
 
 Tokenizer Tokenizer::from_file(const std::string& model_path) {
   auto state = load_model(model_path);
-  finish(*state);
+  set_vocab_size(*state);
   state->add_bos = state->bos >= 0;
   return Tokenizer(std::move(state));
 }
@@ -284,9 +292,10 @@ Tokenizer Tokenizer::from_model_dir(const std::string& dir) {
   const fs::path root(dir);
   const fs::path model = root / "tokenizer.model";
   if (!fs::exists(model, ec)) {
+    const bool has_json = fs::exists(root / "tokenizer.json", ec);
     fail_input("{}: no tokenizer.model, so this model has no SentencePiece tokenizer{}; give "
                "token ids instead of text (--prompt-ids, pre-tokenized data)",
-               dir, fs::exists(root / "tokenizer.json", ec) ? " (tokenizer.json alone is not supported)" : "");
+               dir, has_json ? " (tokenizer.json alone is not supported)" : "");
   }
   auto state = load_model(model.string());
 
@@ -294,8 +303,7 @@ Tokenizer Tokenizer::from_model_dir(const std::string& dir) {
   const fs::path added = root / "added_tokens.json";
   if (fs::exists(added, ec)) {
     const std::string where = added.string();
-    const auto json = io::read_json_file(where);
-    if (!json.is_object()) fail_input("{}: expected an object, got {}", where, io::describe(json));
+    const auto json = read_json_object(where);
     for (const auto& [content, id] : json.items()) {
       if (!id.is_number_integer()) {
         fail_input("{}: {}: expected a token id, got {}", where, content, io::describe(id));
@@ -308,8 +316,7 @@ Tokenizer Tokenizer::from_model_dir(const std::string& dir) {
   const fs::path config_path = root / "tokenizer_config.json";
   if (fs::exists(config_path, ec)) {
     const std::string where = config_path.string();
-    const auto config = io::read_json_file(where);
-    if (!config.is_object()) fail_input("{}: expected an object, got {}", where, io::describe(config));
+    const auto config = read_json_object(where);
     add_bos = io::get_bool(config, "add_bos_token", where);
     add_eos = io::get_bool(config, "add_eos_token", where);
     apply_added_tokens_decoder(*state, config, where);
@@ -319,17 +326,18 @@ Tokenizer Tokenizer::from_model_dir(const std::string& dir) {
   const fs::path map_path = root / "special_tokens_map.json";
   if (fs::exists(map_path, ec)) {
     const std::string where = map_path.string();
-    const auto map = io::read_json_file(where);
-    if (!map.is_object()) fail_input("{}: expected an object, got {}", where, io::describe(map));
+    const auto map = read_json_object(where);
     apply_special_tokens(*state, map, where);
   }
 
-  finish(*state);
+  set_vocab_size(*state);
   if (add_bos.value_or(false) && state->bos < 0) {
-    fail_input("{}: add_bos_token is true but the tokenizer has no BOS token", config_path.string());
+    fail_input("{}: add_bos_token is true but the tokenizer has no BOS token",
+               config_path.string());
   }
   if (add_eos.value_or(false) && state->eos < 0) {
-    fail_input("{}: add_eos_token is true but the tokenizer has no EOS token", config_path.string());
+    fail_input("{}: add_eos_token is true but the tokenizer has no EOS token",
+               config_path.string());
   }
   state->add_bos = add_bos.value_or(state->bos >= 0);
   state->add_eos = add_eos.value_or(false);

@@ -42,7 +42,8 @@ at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, const 
 }
 
 at::Tensor DecoderHooks::attention_projection(int64_t, Projection, const at::Tensor&,
-                                              at::Tensor base_output) {
+                                              at::Tensor base_output, const at::Tensor&,
+                                              const at::Tensor&) {
   return base_output;
 }
 
@@ -95,7 +96,7 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
   const auto& w = model_.layers[layer].attention;
   const int64_t batch = x.size(0), steps = x.size(1);
   auto project = [&](Projection which, const at::Tensor& weight, const at::Tensor& bias) {
-    return hooks.attention_projection(layer, which, x, at::linear(x, weight, bias));
+    return hooks.attention_projection(layer, which, x, at::linear(x, weight, bias), weight, bias);
   };
   auto q = project(Projection::q_proj, w.q_proj, w.q_bias)
                .view({batch, steps, c.num_heads, c.head_dim}).transpose(1, 2);
@@ -115,7 +116,8 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
   const int64_t groups = c.num_heads / c.num_kv_heads;
   auto out = scaled_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), additive_mask);
   out = out.transpose(1, 2).reshape({batch, steps, c.num_heads * c.head_dim});
-  return hooks.attention_projection(layer, Projection::o_proj, out, at::linear(out, w.o_proj, w.o_bias));
+  return hooks.attention_projection(layer, Projection::o_proj, out, at::linear(out, w.o_proj, w.o_bias),
+                                    w.o_proj, w.o_bias);
 }
 
 at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,

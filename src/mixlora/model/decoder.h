@@ -29,9 +29,11 @@ at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, const 
 class DecoderHooks {
  public:
   virtual ~DecoderHooks() = default;
-  // `base_output` = W x (+ b) of an attention projection; return it with any adapter delta added.
+  // `base_output` = W x (+ b) of an attention projection; return it with any adapter delta
+  // added. W and b (b may be undefined) are given for adapters that rescale W (DoRA).
   virtual at::Tensor attention_projection(int64_t layer, Projection projection,
-                                          const at::Tensor& input, at::Tensor base_output);
+                                          const at::Tensor& input, at::Tensor base_output,
+                                          const at::Tensor& weight, const at::Tensor& bias);
   // The whole feed-forward block of a layer on normalised hidden states [B, T, H].
   virtual at::Tensor feed_forward(int64_t layer, const at::Tensor& input, const MlpWeights& mlp,
                                   const ModelConfig& config);

@@ -1,0 +1,299 @@
+#include "mixlora/adapters/adapter.h"
+
+#include "mixlora/common/error.h"
+#include "mixlora/io/atomic_file.h"
+#include "mixlora/io/json_file.h"
+#include "mixlora/io/safetensors.h"
+#include "mixlora/io/torch_bin.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/grad_mode.h>
+
+#include <filesystem>
+
+namespace mixlora::adapters {
+
+namespace fs = std::filesystem;
+using model::Projection;
+
+namespace {
+
+constexpr Projection kAttention[] = {Projection::q_proj, Projection::k_proj, Projection::v_proj,
+                                     Projection::o_proj};
+constexpr Projection kMlp[] = {Projection::gate_proj, Projection::up_proj, Projection::down_proj};
+
+bool is_attention(Projection p) {
+  return p == Projection::q_proj || p == Projection::k_proj || p == Projection::v_proj ||
+         p == Projection::o_proj;
+}
+
+const at::Tensor& base_weight(const model::DecoderLayerWeights& layer, Projection p) {
+  switch (p) {
+    case Projection::q_proj: return layer.attention.q_proj;
+    case Projection::k_proj: return layer.attention.k_proj;
+    case Projection::v_proj: return layer.attention.v_proj;
+    case Projection::o_proj: return layer.attention.o_proj;
+    case Projection::gate_proj: return layer.mlp.gate_proj;
+    case Projection::up_proj: return layer.mlp.up_proj;
+    case Projection::down_proj: return layer.mlp.down_proj;
+  }
+  return layer.mlp.down_proj;
+}
+
+// PEFT names plain-LoRA tensors after the module path inside the wrapped HF model; the MixLoRA
+// plugin uses its own "mixlora." root.
+std::string module_prefix(const Adapter& adapter, int64_t layer, Projection p) {
+  const std::string block = is_attention(p) ? "self_attn." : "mlp.";
+  const std::string root = adapter.is_mixlora() ? fmt::format("mixlora.layers.{}.", layer)
+                                                : "base_model.model." + model::layer_prefix(layer);
+  return root + block + model::projection_name(p);
+}
+
+void add_lora(std::vector<std::pair<std::string, at::Tensor>>& out, const std::string& prefix,
+              const LoraWeights& lora) {
+  out.emplace_back(prefix + ".lora_A.weight", lora.a);
+  out.emplace_back(prefix + ".lora_B.weight", lora.b);
+  if (lora.magnitude.defined()) out.emplace_back(prefix + ".lora_magnitude_vector", lora.magnitude);
+}
+
+}  // namespace
+
+Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseModel& base,
+                        uint64_t seed) {
+  if (config.use_dora && config.peft_type == config::PeftType::mixlora &&
+      (config.targets("gate_proj") || config.targets("up_proj") || config.targets("down_proj"))) {
+    fail_input("adapter '{}': use_dora is supported on plain LoRA projections only, not on "
+               "MixLoRA experts (drop gate/up/down_proj from target_modules or set use_dora false)",
+               config.name);
+  }
+  Adapter adapter;
+  adapter.config = config;
+  auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  const auto device = base.device;
+  const bool mixlora = config.peft_type == config::PeftType::mixlora;
+  for (size_t i = 0; i < base.layers.size(); ++i) {
+    const auto& layer = base.layers[i];
+    AdapterLayer out;
+    auto plain = [&](Projection p) {
+      const auto& w = base_weight(layer, p);
+      out.projections.emplace(p, init_lora(w.size(1), w.size(0), config.lora, config.use_rslora,
+                                           config.lora_init, generator, device, w, config.use_dora));
+    };
+    for (auto p : kAttention)
+      if (config.targets(model::projection_name(p))) plain(p);
+    if (!mixlora) {
+      for (auto p : kMlp)
+        if (config.targets(model::projection_name(p))) plain(p);
+    } else {
+      moe::MixLoraLayerWeights moe_layer;
+      moe_layer.router = at::normal(0.0, config.router_init_range,
+                                    {config.num_experts, base.config.hidden_size}, generator,
+                                    at::TensorOptions(at::kFloat))
+                             .to(device)
+                             .requires_grad_(true);
+      for (int64_t e = 0; e < config.num_experts; ++e) {
+        moe::ExpertLoras expert;
+        auto make = [&](Projection p) -> std::optional<LoraWeights> {
+          if (!config.targets(model::projection_name(p))) return std::nullopt;
+          const auto& w = base_weight(layer, p);
+          return init_lora(w.size(1), w.size(0), config.expert_shape(), config.use_rslora,
+                           config.lora_init, generator, device);
+        };
+        expert.gate_proj = make(Projection::gate_proj);
+        expert.up_proj = make(Projection::up_proj);
+        expert.down_proj = make(Projection::down_proj);
+        moe_layer.experts.push_back(std::move(expert));
+      }
+      out.mixlora = std::move(moe_layer);
+    }
+    adapter.layers.push_back(std::move(out));
+  }
+  if (config.num_labels > 0) {
+    // Classification head: bias-free, N(0, 0.02) like HF's score layer init.
+    adapter.classifier = at::normal(0.0, 0.02, {config.num_labels, base.config.hidden_size},
+                                    generator, at::TensorOptions(at::kFloat))
+                             .to(device)
+                             .requires_grad_(true);
+  }
+  return adapter;
+}
+
+std::vector<std::pair<std::string, at::Tensor>> Adapter::state_dict() const {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const auto& layer = layers[i];
+    for (const auto& [p, lora] : layer.projections) add_lora(out, module_prefix(*this, i, p), lora);
+    if (!layer.mixlora) continue;
+    const std::string mlp = fmt::format("mixlora.layers.{}.mlp.", i);
+    out.emplace_back(mlp + "moe_gate.weight", layer.mixlora->router);
+    for (size_t e = 0; e < layer.mixlora->experts.size(); ++e) {
+      const auto& expert = layer.mixlora->experts[e];
+      const std::pair<const char*, const std::optional<LoraWeights>*> parts[] = {
+          {"gate_proj", &expert.gate_proj}, {"up_proj", &expert.up_proj}, {"down_proj", &expert.down_proj}};
+      for (const auto& [name, lora] : parts) {
+        if (*lora) add_lora(out, fmt::format("{}{}.experts.{}", mlp, name, e), **lora);
+      }
+    }
+  }
+  if (classifier.defined()) out.emplace_back("classifier.weight", classifier);
+  return out;
+}
+
+std::vector<at::Tensor> Adapter::parameters() const {
+  std::vector<at::Tensor> params;
+  for (auto& [name, tensor] : state_dict()) params.push_back(tensor);
+  return params;
+}
+
+int64_t Adapter::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& t : parameters()) n += t.numel();
+  return n;
+}
+
+void Adapter::save(const std::string& dir, const std::string& base_model_name, bool export_bin) const {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail_runtime("{}: cannot create the adapter directory: {}", dir, ec.message());
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [name, tensor] : state_dict()) {
+    tensors.emplace_back(name, tensor.detach().to(at::kCPU, at::kFloat).contiguous());
+  }
+  io::save_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors, {{"format", "pt"}});
+  if (export_bin) io::save_torch_bin((fs::path(dir) / "adapter_model.bin").string(), tensors);
+  // The config last: a directory with adapter_config.json is a complete adapter.
+  io::write_file_atomically((fs::path(dir) / "adapter_config.json").string(),
+                        config::adapter_config_to_json(config, base_model_name).dump(2) + "\n");
+}
+
+Adapter Adapter::load(const std::string& dir, const model::BaseModel& base) {
+  const std::string config_path = (fs::path(dir) / "adapter_config.json").string();
+  const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail_input("{}: adapter directory not found", dir);
+  if (!fs::exists(config_path, ec)) fail_input("{}: missing adapter_config.json", dir);
+  if (!fs::exists(weights_path, ec)) {
+    if (fs::exists(fs::path(dir) / "adapter_model.bin", ec)) {
+      fail_input("{}: only adapter_model.bin found; we never unpickle files. Convert it with "
+                 "python: safetensors.torch.save_file(torch.load('adapter_model.bin'), "
+                 "'adapter_model.safetensors')", dir);
+    }
+    fail_input("{}: missing adapter_model.safetensors", dir);
+  }
+  auto config = config::parse_adapter_config_file(io::read_json_file(config_path), config_path);
+  auto adapter = create(config, base, /*seed=*/0);
+  const auto file = io::SafeTensorsFile::open(weights_path);
+  torch::NoGradGuard no_grad;
+  size_t matched = 0;
+  for (auto& [name, tensor] : adapter.state_dict()) {
+    const auto* info = file.find(name);
+    if (!info) {
+      fail_input("{}: missing tensor '{}' (shape [{}]) required by adapter_config.json", weights_path,
+                 name, fmt::join(tensor.sizes(), ", "));
+    }
+    if (info->shape != tensor.sizes().vec()) {
+      fail_input("{}: tensor '{}' has shape [{}] but this base model needs [{}] (wrong base model?)",
+                 weights_path, name, fmt::join(info->shape, ", "), fmt::join(tensor.sizes(), ", "));
+    }
+    tensor.copy_(file.load(name));
+    ++matched;
+  }
+  if (matched != file.tensors().size()) {
+    for (const auto& info : file.tensors()) {
+      bool known = false;
+      for (const auto& [name, tensor] : adapter.state_dict()) known = known || name == info.name;
+      if (!known) {
+        fail_input("{}: unexpected tensor '{}' (does adapter_config.json match the weights, and "
+                   "was this adapter trained on a base model with {} layers?)",
+                   weights_path, info.name, base.config.num_layers);
+      }
+    }
+  }
+  return adapter;
+}
+
+RouterLosses router_losses(const Adapter& adapter, const std::vector<moe::RouterRecord>& layers) {
+  const auto& c = adapter.config;
+  auto zero = at::zeros({}, at::TensorOptions(at::kFloat).device(
+                                layers.empty() ? c10::Device(c10::kCPU) : layers[0].logits.device()));
+  RouterLosses losses{zero, zero};
+  if (layers.empty() || !c.router_loss) return losses;
+  losses.aux = moe::load_balancing_loss(layers) * c.router_aux_loss_coef;
+  if (c.routing_strategy == config::RoutingStrategy::mixlora_switch) {
+    losses.z = moe::router_z_loss(layers) * c.router_z_loss_coef;
+  }
+  return losses;
+}
+
+AdapterHooks::AdapterHooks(std::vector<AdapterSegment> segments, at::Tensor attention_mask,
+                           bool training, moe::FfnPath path)
+    : segments_(std::move(segments)),
+      attention_mask_(std::move(attention_mask)),
+      training_(training),
+      path_(path),
+      records_(segments_.size()),
+      routings_(segments_.size()) {}
+
+namespace {
+
+// Runs `fn(segment, rows)` on each segment's rows and stacks the results back in order.
+template <typename Fn>
+at::Tensor per_segment(const std::vector<AdapterSegment>& segments, const at::Tensor& rows, Fn fn) {
+  if (segments.size() == 1 && segments[0].row_begin == 0 && segments[0].row_count == rows.size(0)) {
+    return fn(size_t{0}, rows);
+  }
+  std::vector<at::Tensor> parts;
+  for (size_t s = 0; s < segments.size(); ++s) {
+    parts.push_back(fn(s, rows.narrow(0, segments[s].row_begin, segments[s].row_count)));
+  }
+  return at::cat(parts, 0);
+}
+
+}  // namespace
+
+at::Tensor AdapterHooks::attention_projection(int64_t layer, Projection projection,
+                                              const at::Tensor& input, at::Tensor base_output,
+                                              const at::Tensor& weight, const at::Tensor& bias) {
+  // Inputs and outputs are split the same way; pair them through the segment index.
+  return per_segment(segments_, base_output, [&](size_t s, const at::Tensor& base_rows) {
+    const auto* adapter = segments_[s].adapter;
+    if (!adapter) return base_rows;
+    const auto& projections = adapter->layers[layer].projections;
+    auto it = projections.find(projection);
+    if (it == projections.end()) return base_rows;
+    auto x = input.narrow(0, segments_[s].row_begin, segments_[s].row_count);
+    return apply_lora(it->second, x, base_rows, training_, weight, bias);
+  });
+}
+
+at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
+                                      const model::MlpWeights& mlp, const model::ModelConfig& config) {
+  return per_segment(segments_, input, [&](size_t s, const at::Tensor& x) -> at::Tensor {
+    const auto* adapter = segments_[s].adapter;
+    if (!adapter) return model::dense_feed_forward(x, mlp, config.hidden_act);
+    const auto& adapter_layer = adapter->layers[layer];
+    if (adapter_layer.mixlora) {
+      at::Tensor mask;
+      if (attention_mask_.defined()) {
+        mask = attention_mask_.narrow(0, segments_[s].row_begin, segments_[s].row_count);
+      }
+      auto result = moe::mixlora_ffn(x, mask, mlp, *adapter_layer.mixlora, adapter->config,
+                                     training_, path_);
+      if (keep_records_) records_[s].push_back(result.record);
+      if (keep_routing_) routings_[s].push_back(result.routing);
+      return result.output;
+    }
+    // Plain LoRA on the MLP projections of a LoRA adapter.
+    auto lora = [&](Projection p, const at::Tensor& in, const at::Tensor& weight) {
+      auto base = at::linear(in, weight);
+      auto it = adapter_layer.projections.find(p);
+      return it == adapter_layer.projections.end() ? base : apply_lora(it->second, in, base, training_, weight);
+    };
+    auto hidden = model::activation(lora(Projection::gate_proj, x, mlp.gate_proj), config.hidden_act) *
+                  lora(Projection::up_proj, x, mlp.up_proj);
+    return lora(Projection::down_proj, hidden, mlp.down_proj);
+  });
+}
+
+}  // namespace mixlora::adapters

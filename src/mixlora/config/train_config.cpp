@@ -1,0 +1,315 @@
+#include "mixlora/config/train_config.h"
+
+#include "mixlora/common/error.h"
+#include "mixlora/config/adapter_fields.h"
+#include "mixlora/config/json_object_reader.h"
+#include "mixlora/io/json_file.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+namespace mixlora::config {
+
+namespace {
+
+// Keys MoE-PEFT reads (moe_peft/__main__.py, trainer.py, evaluator.py, common/config.py,
+// adapters/mixlora/config.py) or writes in its templates, plus ours (SPEC section 4).
+const std::vector<std::string> kTopLevelKeys = {
+    "cutoff_len", "save_step", "train_lora_candidate_num", "train_lora_simultaneously_num",
+    "train_strategy", "lora", "adapters",
+    // MoE-PEFT's inference / evaluation modes: accepted, unused by training.
+    "inference_lora_simultaneously_num", "eval_lora_simultaneously_num",
+    "eval_rollback_retrying_steps", "evaluate_result",
+    // ours
+    "base_model", "output_dir", "seed", "dtype", "gradient_checkpointing", "max_grad_norm",
+    "log_every", "eval_every"};
+
+const std::vector<std::string> kIgnoredTopLevelKeys = {
+    "inference_lora_simultaneously_num", "eval_lora_simultaneously_num",
+    "eval_rollback_retrying_steps", "evaluate_result"};
+
+const std::vector<std::string> kAdapterKeys = {
+    // task and data
+    "name", "task_name", "data", "prompt", "train_on_inputs", "labels", "num_labels",
+    // optimisation
+    "optim", "lr", "loraplus_lr_ratio", "momentum", "weight_decay", "scheduler_type",
+    "warmup_steps", "warmup_ratio", "batch_size", "micro_batch_size", "num_epochs",
+    "group_by_length", "evaluate_batch_size", "evaluate_steps",
+    // LoRA
+    "peft_type", "r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora",
+    "lora_init",
+    // MixLoRA
+    "routing_strategy", "num_experts", "top_k", "top_p", "temperature", "router_aux_loss_coef",
+    "router_z_loss_coef", "router_loss", "router_init_range", "jitter_noise", "expert_capacity",
+    "capacity_factor", "ffn_dropout", "act_fn", "expert_lora",
+    // MoE-PEFT keys without an effect here (see kIgnoredAdapterKeys)
+    "sparse_step", "router_dyn_loss_coef", "entropy_index", "entropy_type", "entropy_eps"};
+
+// Accepted so MoE-PEFT configs run unchanged; what they do there is not implemented here.
+const std::vector<std::pair<std::string, std::string>> kIgnoredAdapterKeys = {
+    {"evaluate_steps", "on-the-fly evaluation; use the top-level eval_every"},
+    {"sparse_step", "MoE-PEFT's switch sparse_step"},
+    {"router_dyn_loss_coef", "an older MoE-PEFT dynamic-routing loss"},
+    {"entropy_index", "an older MoE-PEFT dynamic-routing loss"},
+    {"entropy_type", "an older MoE-PEFT dynamic-routing loss"},
+    {"entropy_eps", "an older MoE-PEFT dynamic-routing loss"}};
+
+// Names other trainers use for our keys.
+const std::vector<std::pair<std::string, std::string>> kKeyHints = {
+    {"learning_rate", "lr"},        {"rank", "r"},
+    {"lora_r", "r"},                {"alpha", "lora_alpha"},
+    {"dropout", "lora_dropout"},    {"epochs", "num_epochs"},
+    {"num_train_epochs", "num_epochs"}, {"optimizer", "optim"},
+    {"lr_scheduler_type", "scheduler_type"}, {"lr_scheduler", "scheduler_type"},
+    {"experts", "num_experts"},     {"data_path", "data"},
+    {"prompt_template", "prompt"},  {"adapter_name", "name"},
+    {"max_seq_len", "cutoff_len"},  {"model", "base_model"},
+    {"base_model_name_or_path", "base_model"}};
+
+void require(bool ok, const JsonObjectReader& in, const char* key, std::string_view what,
+             std::string_view fallback = "nothing") {
+  if (!ok) in.fail(key, what, fallback);
+}
+
+bool is_safe_file_name(const std::string& name) {
+  if (name.empty() || name.size() > 128 || name.front() == '.') return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.';
+  });
+}
+
+std::vector<std::string> read_data(const JsonObjectReader& in) {
+  const auto* value = in.find("data");
+  if (!value) return {};
+  std::vector<std::string> files;
+  if (value->is_string()) {
+    // MoE-PEFT joins the files of a multi-task adapter with ';' in one string.
+    files = split_tasks(value->get<std::string>());
+    for (auto& file : files) {
+      if (file.empty()) in.fail("data", "has an empty file name");
+    }
+    return files;
+  }
+  if (!value->is_array() || value->empty()) {
+    fail_input("{}: {}: expected a file name or a non-empty list of file names, got {}", in.source(),
+               in.path_of("data"), io::describe(*value));
+  }
+  for (size_t i = 0; i < value->size(); ++i) {
+    const auto& item = (*value)[i];
+    if (!item.is_string() || item.get<std::string>().empty()) {
+      fail_input("{}: {}: expected a file name, got {}", in.source(),
+                 in.path_of(fmt::format("data[{}]", i)), io::describe(item));
+    }
+    files.push_back(item.get<std::string>());
+  }
+  return files;
+}
+
+void read_optimisation(const JsonObjectReader& in, AdapterConfig& a) {
+  if (auto v = read_choice(in, "optim", {"adamw", "sgd"})) a.optim = *v;
+  if (auto v = in.get_number("lr")) {
+    require(*v > 0.0, in, "lr", "must be > 0");
+    a.lr = *v;
+  }
+  if (auto v = in.get_number("loraplus_lr_ratio")) {
+    require(*v >= 1.0, in, "loraplus_lr_ratio", "must be >= 1 (lr of lora_B / lr of lora_A)");
+    a.loraplus_lr_ratio = *v;
+  }
+  if (auto v = in.get_number("momentum")) {
+    require(*v >= 0.0, in, "momentum", "must be >= 0");
+    a.momentum = *v;
+  }
+  if (auto v = in.get_number("weight_decay")) {
+    require(*v >= 0.0, in, "weight_decay", "must be >= 0");
+    a.weight_decay = *v;
+  }
+  if (auto v = read_choice(in, "scheduler_type", {"constant", "linear", "cosine", "constant_with_warmup"})) {
+    a.scheduler_type = *v;
+  }
+  if (auto v = in.get_int("warmup_steps")) {
+    require(*v >= 0, in, "warmup_steps", "must be >= 0");
+    a.warmup_steps = *v;
+  }
+  if (auto v = in.get_number("warmup_ratio")) {
+    require(*v >= 0.0 && *v < 1.0, in, "warmup_ratio", "must be in [0, 1)");
+    a.warmup_ratio = *v;
+  }
+  if (auto v = in.get_int("batch_size")) {
+    require(*v >= 1, in, "batch_size", "must be >= 1");
+    a.batch_size = *v;
+  }
+  // MoE-PEFT: micro_batch_size defaults to batch_size (no gradient accumulation).
+  a.micro_batch_size = a.batch_size;
+  if (auto v = in.get_int("micro_batch_size")) {
+    require(*v >= 1, in, "micro_batch_size", "must be >= 1");
+    a.micro_batch_size = *v;
+  }
+  if (a.batch_size % a.micro_batch_size != 0) {
+    in.fail("batch_size",
+            fmt::format("must be a multiple of micro_batch_size ({})", a.micro_batch_size),
+            fmt::format("{} (the default)", a.batch_size));
+  }
+  if (auto v = in.get_int("num_epochs")) {
+    require(*v >= 1, in, "num_epochs", "must be >= 1");
+    a.num_epochs = *v;
+  }
+  if (auto v = in.get_bool("group_by_length")) a.group_by_length = *v;
+  if (auto v = in.get_int("evaluate_batch_size")) {
+    require(*v >= 1, in, "evaluate_batch_size", "must be >= 1");
+    a.evaluate_batch_size = *v;
+  }
+  if (auto v = in.get_int("evaluate_steps")) require(*v >= 1, in, "evaluate_steps", "must be >= 1");
+}
+
+AdapterConfig parse_adapter(const JsonObjectReader& in) {
+  in.reject_unknown_keys(kAdapterKeys, kKeyHints);
+  AdapterConfig a;
+  const auto name = in.get_string("name");
+  if (!name) in.fail("name", "is required (the adapter's output directory name)");
+  if (!is_safe_file_name(*name)) {
+    in.fail("name", "must be a file name of letters, digits, '-', '_' and '.', not starting "
+                    "with '.' (at most 128 characters)");
+  }
+  a.name = *name;
+
+  read_task_fields(in, a);
+  a.data = read_data(in);
+  const size_t task_count = a.tasks().size();
+  if (!a.data.empty() && a.data.size() != task_count) {
+    in.fail("data", fmt::format("needs one file per task of task_name \"{}\" ({})", a.task_name,
+                                task_count));
+  }
+  if (auto v = in.get_string("prompt")) a.prompt = *v;
+  if (auto v = in.get_bool("train_on_inputs")) a.train_on_inputs = *v;
+
+  read_optimisation(in, a);
+  read_lora_fields(in, a, KeySource::train_config);
+  read_mixlora_fields(in, a, KeySource::train_config);
+
+  for (const auto& [key, what] : kIgnoredAdapterKeys) {
+    if (in.has(key)) {
+      spdlog::warn("{}: {}: accepted for MoE-PEFT compatibility but ignored ({})", in.source(),
+                   in.path_of(key), what);
+    }
+  }
+  return a;
+}
+
+void read_top_level(const JsonObjectReader& in, TrainConfig& c) {
+  if (auto v = in.get_int("cutoff_len")) {
+    require(*v == -1 || *v >= 2, in, "cutoff_len", "must be >= 2 (or -1: the model's maximum)");
+    c.cutoff_len = *v;
+  }
+  if (auto v = in.get_int("save_step")) {
+    require(*v >= 1, in, "save_step", "must be >= 1");
+    c.save_step = *v;
+  }
+  if (auto v = in.get_int("train_lora_candidate_num")) {
+    require(*v >= 1, in, "train_lora_candidate_num", "must be >= 1");
+    c.train_lora_candidate_num = *v;
+  }
+  if (auto v = in.get_int("train_lora_simultaneously_num")) {
+    require(*v >= 1, in, "train_lora_simultaneously_num", "must be >= 1");
+    c.train_lora_simultaneously_num = *v;
+  }
+  if (auto v = read_choice(in, "train_strategy", {"optim", "none"})) c.train_strategy = *v;
+
+  if (auto v = in.get_string("base_model")) c.base_model = *v;
+  if (auto v = in.get_string("output_dir")) {
+    require(!v->empty(), in, "output_dir", "must not be empty");
+    c.output_dir = *v;
+  }
+  if (auto v = in.get_int("seed")) {
+    require(*v >= 0, in, "seed", "must be >= 0");
+    c.seed = static_cast<uint64_t>(*v);
+  }
+  if (auto v = read_choice(in, "dtype", {"fp32", "bf16", "fp16"})) c.dtype = *v;
+  if (auto v = in.get_bool("gradient_checkpointing")) c.gradient_checkpointing = *v;
+  if (auto v = in.get_number("max_grad_norm")) {
+    require(*v >= 0.0, in, "max_grad_norm", "must be >= 0 (0 = no clipping)");
+    c.max_grad_norm = *v;
+  }
+  if (auto v = in.get_int("log_every")) {
+    require(*v >= 1, in, "log_every", "must be >= 1");
+    c.log_every = *v;
+  }
+  if (auto v = in.get_int("eval_every")) {
+    require(*v >= 0, in, "eval_every", "must be >= 0 (0 = never)");
+    c.eval_every = *v;
+  }
+  for (const auto& key : kIgnoredTopLevelKeys) {
+    if (in.has(key)) {
+      spdlog::warn("{}: {}: accepted for MoE-PEFT compatibility but ignored (it configures "
+                   "MoE-PEFT's inference/evaluation modes)", in.source(), key);
+    }
+  }
+}
+
+}  // namespace
+
+bool AdapterConfig::targets(const std::string& module) const {
+  return std::find(target_modules.begin(), target_modules.end(), module) != target_modules.end();
+}
+
+const char* routing_strategy_name(RoutingStrategy strategy) {
+  switch (strategy) {
+    case RoutingStrategy::mixlora: return "mixlora";
+    case RoutingStrategy::mixlora_dynamic: return "mixlora-dynamic";
+    case RoutingStrategy::mixlora_switch: return "mixlora-switch";
+  }
+  return "mixlora";
+}
+
+TrainConfig parse_train_config(const nlohmann::json& json, const std::string& source) {
+  const JsonObjectReader in(json, source, "");
+  in.reject_unknown_keys(kTopLevelKeys, kKeyHints);
+  TrainConfig config;
+  read_top_level(in, config);
+
+  if (in.has("lora") && in.has("adapters")) {
+    in.fail_plain("adapters", "give the adapter list as \"lora\" or as \"adapters\", not both");
+  }
+  const std::string list_key = in.has("adapters") ? "adapters" : "lora";
+  const auto* list = in.find(list_key);
+  if (!list) in.fail("lora", "is required: the list of adapters to train");
+  if (!list->is_array() || list->empty()) {
+    fail_input("{}: {}: expected a non-empty list of adapter objects, got {}", source, list_key,
+               io::describe(*list));
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < list->size(); ++i) {
+    const JsonObjectReader adapter_in((*list)[i], source, fmt::format("{}[{}]", list_key, i));
+    auto adapter = parse_adapter(adapter_in);
+    if (!names.insert(adapter.name).second) {
+      adapter_in.fail("name", "must be unique: another adapter has this name");
+    }
+    config.adapters.push_back(std::move(adapter));
+  }
+  return config;
+}
+
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {
+  auto json = io::read_json_file(path);
+  for (const auto& assignment : overrides) apply_override(json, assignment);
+  return parse_train_config(json, path);
+}
+
+void require_training_inputs(const TrainConfig& config, const std::string& source) {
+  if (config.base_model.empty()) {
+    fail_input("{}: base_model: missing; give it in the config or with --base-model DIR", source);
+  }
+  for (size_t i = 0; i < config.adapters.size(); ++i) {
+    const auto& adapter = config.adapters[i];
+    if (adapter.data.empty()) {
+      fail_input("{}: lora[{}].data: missing for adapter '{}'; give it in the config or with "
+                 "--set lora[{}].data=FILE", source, i, adapter.name, i);
+    }
+  }
+}
+
+}  // namespace mixlora::config

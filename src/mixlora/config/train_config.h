@@ -1,0 +1,132 @@
+// The training configuration: MoE-PEFT's JSON format (SPEC section 4) plus our own keys.
+// Field names follow the JSON keys; defaults are MoE-PEFT's.
+#pragma once
+
+#include "mixlora/config/task_names.h"
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mixlora::config {
+
+enum class PeftType { lora, mixlora };
+enum class RoutingStrategy { mixlora, mixlora_dynamic, mixlora_switch };
+
+// The LoRA of one expert may differ from the adapter's (`expert_lora`).
+struct LoraShape {
+  int64_t r = 8;
+  double lora_alpha = 16.0;
+  double lora_dropout = 0.05;
+};
+
+struct AdapterConfig {
+  std::string name;
+  // Stored canonical: "", "causal" and "casual" read as "casual" (kCausalTask, MoE-PEFT's
+  // spelling); else "classification", an MC task id, "glue:<task>", or several joined by ';'.
+  std::string task_name = "casual";
+  std::vector<std::string> data;          // files; one per task of a multi-task adapter ("a;b" split)
+  std::string prompt;                     // template name ("moe_peft", "alpaca") or a JSON file
+  bool train_on_inputs = true;
+  std::vector<std::string> labels;        // classification label names, in order
+  int64_t num_labels = 0;                 // classification: labels.size() when labels given;
+                                          // glue:<task>: that task's label count; else 0
+
+  // optimisation
+  std::string optim = "adamw";            // adamw | sgd
+  double lr = 3e-4;
+  double loraplus_lr_ratio = 1.0;         // MoE-PEFT: lr of lora_B (and 1-D params) = lr * ratio
+  double momentum = 0.0;
+  double weight_decay = 0.01;
+  std::string scheduler_type = "constant";  // constant | linear | cosine | constant_with_warmup
+  int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;
+  int64_t batch_size = 16;
+  int64_t micro_batch_size = 8;           // parsing: batch_size when absent (as MoE-PEFT)
+  int64_t num_epochs = 2;
+  bool group_by_length = false;
+  int64_t evaluate_batch_size = 16;
+
+  // LoRA
+  LoraShape lora;                         // r, lora_alpha, lora_dropout
+  // Targeted projections among q_proj k_proj v_proj o_proj gate_proj up_proj down_proj.
+  std::vector<std::string> target_modules = {"q_proj", "v_proj"};
+  bool use_rslora = false;
+  bool use_dora = false;
+  std::string lora_init = "original";     // original | gaussian
+
+  // MixLoRA (peft_type == mixlora)
+  PeftType peft_type = PeftType::lora;    // mixlora when routing_strategy or num_experts is given
+  RoutingStrategy routing_strategy = RoutingStrategy::mixlora;
+  int64_t num_experts = 8;
+  int64_t top_k = 2;
+  double top_p = 0.8;
+  double temperature = 0.0;
+  double router_aux_loss_coef = 0.001;
+  double router_z_loss_coef = 0.001;
+  bool router_loss = true;
+  double router_init_range = 0.02;        // switch default 1.0
+  double jitter_noise = 0.0;              // switch default 0.01
+  int64_t expert_capacity = 32;
+  std::optional<double> capacity_factor;  // ours: capacity = ceil(f * tokens_per_seq / E)
+  double ffn_dropout = 0.0;
+  std::string act_fn = "silu";
+  std::optional<LoraShape> expert_lora;   // overrides `lora` for the experts
+
+  // Projections of the MLP that carry expert LoRAs, and of attention that carry plain LoRAs.
+  bool targets(const std::string& module) const;
+  const LoraShape& expert_shape() const { return expert_lora ? *expert_lora : lora; }
+  // The task ids of task_name, one per data file for a multi-task adapter.
+  std::vector<std::string> tasks() const { return split_tasks(task_name); }
+};
+
+struct TrainConfig {
+  int64_t cutoff_len = 256;               // -1 (MoE-PEFT): the base model's max positions
+  int64_t save_step = 2000;
+  int64_t train_lora_candidate_num = 2;   // MoE-PEFT scheduler key; accepted, informational
+  int64_t train_lora_simultaneously_num = 2;
+  std::string train_strategy = "optim";   // optim | none
+  std::vector<AdapterConfig> adapters;    // "lora" (or "adapters")
+
+  // our keys
+  std::string base_model;
+  std::string output_dir = "output";
+  uint64_t seed = 42;
+  std::string dtype = "fp32";
+  bool gradient_checkpointing = false;
+  double max_grad_norm = 0.0;             // 0 = no clipping
+  int64_t log_every = 10;
+  int64_t eval_every = 0;                 // 0 = never during training
+};
+
+// The projection names target_modules accepts, in the order we store them.
+const std::vector<std::string>& known_target_modules();
+
+// Parses and validates. `source` (the file name) prefixes every message, which names the JSON
+// path: `cfg.json: lora[0].top_k: must be in 1..num_experts (8), got 9`. Unknown keys are errors
+// with a "did you mean" suggestion. Throws InputError.
+TrainConfig parse_train_config(const nlohmann::json& json, const std::string& source);
+
+// Reads, applies `overrides` ("lora[0].lr=1e-4", values parsed as JSON when they parse, else as
+// strings), then parses.
+TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// What training needs beyond a valid config and the reference configs leave to the command line:
+// a base model and each adapter's data. InputError naming the key and the flag that sets it.
+void require_training_inputs(const TrainConfig& config, const std::string& source);
+
+// Applies one PATH=VALUE override to a JSON document (creating missing object keys).
+void apply_override(nlohmann::json& json, const std::string& assignment);
+
+// An adapter config on its own, as stored in adapter_config.json (SPEC section 7): unknown keys
+// are ignored there (PEFT writes many), missing ones take the defaults.
+AdapterConfig parse_adapter_config_file(const nlohmann::json& json, const std::string& source);
+nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::string& base_model);
+
+const char* routing_strategy_name(RoutingStrategy strategy);
+
+}  // namespace mixlora::config

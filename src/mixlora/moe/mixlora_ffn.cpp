@@ -1,0 +1,138 @@
+#include "mixlora/moe/mixlora_ffn.h"
+
+#include "mixlora/model/decoder.h"
+
+#include <cmath>
+
+namespace mixlora::moe {
+
+int64_t switch_capacity(const config::AdapterConfig& config, int64_t steps) {
+  if (!config.capacity_factor) return config.expert_capacity;
+  const double per_expert = *config.capacity_factor * static_cast<double>(steps) /
+                            static_cast<double>(config.num_experts);
+  return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(per_expert)));
+}
+
+namespace {
+
+Routing route(const at::Tensor& router_input, const at::Tensor& router, const at::Tensor& mask_flat,
+              const config::AdapterConfig& config, int64_t batch, int64_t steps, at::Tensor& logits) {
+  logits = at::linear(router_input, router);
+  switch (config.routing_strategy) {
+    case config::RoutingStrategy::mixlora:
+      return router_topk(logits, config.top_k);
+    case config::RoutingStrategy::mixlora_dynamic:
+      return router_topp(logits, config.top_p, config.temperature);
+    case config::RoutingStrategy::mixlora_switch:
+      return router_switch(logits, batch, switch_capacity(config, steps), mask_flat);
+  }
+  return {};
+}
+
+// Tokens of each expert, sorted once: for expert e, tokens[offset_e : offset_e + count_e] with
+// the matching routing weights.
+struct ExpertAssignment {
+  at::Tensor tokens;   // [M] int64 token index per (token, slot) pair, grouped by expert
+  at::Tensor weights;  // [M] fp32
+  std::vector<int64_t> counts;
+};
+
+ExpertAssignment assign(const Routing& routing, int64_t num_experts) {
+  const int64_t slots = routing.experts.size(1);
+  auto flat_experts = routing.experts.reshape({-1});
+  auto taken = flat_experts.ge(0).nonzero().squeeze(1);
+  auto chosen = flat_experts.index_select(0, taken);
+  auto order = std::get<1>(chosen.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  auto pair = taken.index_select(0, order);
+  ExpertAssignment a;
+  a.tokens = at::floor_divide(pair, slots);
+  a.weights = routing.weights.reshape({-1}).index_select(0, pair);
+  auto counts = at::bincount(chosen, /*weights=*/{}, num_experts).to(at::kCPU);
+  a.counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts);
+  return a;
+}
+
+at::Tensor maybe_lora(const std::optional<adapters::LoraWeights>& lora, const at::Tensor& x,
+                      const at::Tensor& base_output, bool training) {
+  return lora ? adapters::apply_lora(*lora, x, base_output, training) : base_output;
+}
+
+}  // namespace
+
+MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
+                          const model::MlpWeights& mlp, const MixLoraLayerWeights& weights,
+                          const config::AdapterConfig& config, bool training, FfnPath path) {
+  const int64_t batch = x.size(0), steps = x.size(1), hidden = x.size(2);
+  const int64_t num_experts = config.num_experts;
+  auto flat = x.reshape({batch * steps, hidden});
+  at::Tensor mask_flat;
+  if (token_mask.defined()) mask_flat = token_mask.reshape({-1}).to(at::kBool);
+
+  auto router_input = flat.to(at::kFloat);
+  if (training && config.jitter_noise > 0.0) {
+    router_input = router_input * at::empty_like(router_input).uniform_(1.0 - config.jitter_noise,
+                                                                        1.0 + config.jitter_noise);
+  }
+  MixLoraOutput result;
+  at::Tensor logits;
+  result.routing = route(router_input, weights.router, mask_flat, config, batch, steps, logits);
+  auto& routing = result.routing;
+  result.record.logits = logits;
+  result.record.probs = routing.probs;
+  result.record.slot_experts = routing.argmax_experts.defined() ? routing.argmax_experts.unsqueeze(1)
+                                                                : routing.experts;
+  result.record.token_mask = mask_flat;
+  // Padding gets no expert (its output never reaches a real token through the attention mask).
+  if (mask_flat.defined()) {
+    routing.experts = routing.experts.masked_fill(mask_flat.logical_not().unsqueeze(1), -1);
+  }
+
+  const auto assignment = assign(routing, num_experts);
+  const bool efficient = path == FfnPath::efficient;
+  const auto& act = config.act_fn;
+  at::Tensor gate_all, up_all;
+  if (efficient) {
+    gate_all = at::linear(flat, mlp.gate_proj);
+    up_all = at::linear(flat, mlp.up_proj);
+  }
+  // efficient: weighted intermediates for one shared W2 + weighted down-LoRA outputs.
+  // naive: weighted full expert outputs.
+  auto intermediate_sum = efficient ? at::zeros({flat.size(0), mlp.gate_proj.size(0)}, flat.options().dtype(at::kFloat))
+                                    : at::Tensor();
+  auto output = at::zeros({flat.size(0), hidden}, flat.options().dtype(at::kFloat));
+  int64_t offset = 0;
+  for (int64_t e = 0; e < num_experts; ++e) {
+    const int64_t count = assignment.counts[e];
+    if (count == 0) continue;
+    auto tokens = assignment.tokens.narrow(0, offset, count);
+    auto weight = assignment.weights.narrow(0, offset, count).unsqueeze(1);
+    offset += count;
+    const auto& lora = weights.experts[e];
+    auto xe = flat.index_select(0, tokens);
+    auto gate_base = efficient ? gate_all.index_select(0, tokens) : at::linear(xe, mlp.gate_proj);
+    auto up_base = efficient ? up_all.index_select(0, tokens) : at::linear(xe, mlp.up_proj);
+    auto inter = model::activation(maybe_lora(lora.gate_proj, xe, gate_base, training), act) *
+                 maybe_lora(lora.up_proj, xe, up_base, training);
+    if (training && config.ffn_dropout > 0.0) inter = at::dropout(inter, config.ffn_dropout, true);
+    if (efficient) {
+      intermediate_sum = intermediate_sum.index_add(0, tokens, inter.to(at::kFloat) * weight);
+      if (lora.down_proj) {
+        output = output.index_add(0, tokens, adapters::lora_delta(*lora.down_proj, inter, training) * weight);
+      }
+    } else {
+      auto expert_out = maybe_lora(lora.down_proj, inter, at::linear(inter, mlp.down_proj), training);
+      output = output.index_add(0, tokens, expert_out.to(at::kFloat) * weight);
+    }
+  }
+  if (efficient) output = output + at::linear(intermediate_sum.to(x.scalar_type()), mlp.down_proj).to(at::kFloat);
+  if (routing.dropped.defined()) {
+    // Switch: tokens over capacity skip the experts; like the routed ones they are scaled by
+    // their top-1 probability.
+    auto pass = routing.dropped.to(at::kFloat).unsqueeze(1) * routing.weights;
+    output = output + flat.to(at::kFloat) * pass;
+  }
+  result.output = output.to(x.scalar_type()).view({batch, steps, hidden});
+  return result;
+}
+
+}  // namespace mixlora::moe
