@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 
-#include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -263,7 +263,10 @@ TEST_CASE("StoredZipWriter aligns every record's data to 64 bytes", "[torch_bin]
     CHECK(data_start % StoredZipWriter::kAlignment == 0);
     CHECK(archive.compare(data_start, data.size(), data) == 0);
   }
+  // Archives that would need ZIP64 are refused before any data is read.
+  CHECK_THROWS_AS(zip.add("huge", nullptr, size_t{5} << 30), std::length_error);
   zip.finish();
   CHECK(zip.bytes_written() == archive.size());
   CHECK(archive.compare(archive.size() - 22, 4, "PK\x05\x06") == 0);  // end of central directory
+  CHECK_THROWS_AS(zip.add("late", "x", 1), std::logic_error);
 }

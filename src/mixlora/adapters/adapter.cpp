@@ -182,6 +182,9 @@ Adapter Adapter::load(const std::string& dir, const model::BaseModel& base) {
     fail_input("{}: missing adapter_model.safetensors", dir);
   }
   auto config = config::parse_adapter_config_file(io::read_json_file(config_path), config_path);
+  // PEFT files carry no name; the directory is the adapter's name there.
+  if (config.name.empty()) config.name = fs::path(dir).lexically_normal().filename().string();
+  if (config.name.empty()) config.name = fs::path(dir).lexically_normal().parent_path().filename().string();
   auto adapter = create(config, base, /*seed=*/0);
   const auto file = io::SafeTensorsFile::open(weights_path);
   torch::NoGradGuard no_grad;
@@ -263,7 +266,7 @@ at::Tensor AdapterHooks::attention_projection(int64_t layer, Projection projecti
     auto it = projections.find(projection);
     if (it == projections.end()) return base_rows;
     auto x = input.narrow(0, segments_[s].row_begin, segments_[s].row_count);
-    return apply_lora(it->second, x, base_rows, training_, weight, bias);
+    return apply_lora(it->second, x, base_rows, training_, weight, bias, segments_[s].generator);
   });
 }
 
@@ -279,7 +282,7 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
         mask = attention_mask_.narrow(0, segments_[s].row_begin, segments_[s].row_count);
       }
       auto result = moe::mixlora_ffn(x, mask, mlp, *adapter_layer.mixlora, adapter->config,
-                                     training_, path_);
+                                     training_, path_, segments_[s].generator);
       if (keep_records_) records_[s].push_back(result.record);
       if (keep_routing_) routings_[s].push_back(result.routing);
       return result.output;
@@ -288,7 +291,9 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
     auto lora = [&](Projection p, const at::Tensor& in, const at::Tensor& weight) {
       auto base = at::linear(in, weight);
       auto it = adapter_layer.projections.find(p);
-      return it == adapter_layer.projections.end() ? base : apply_lora(it->second, in, base, training_, weight);
+      return it == adapter_layer.projections.end()
+                 ? base
+                 : apply_lora(it->second, in, base, training_, weight, {}, segments_[s].generator);
     };
     auto hidden = model::activation(lora(Projection::gate_proj, x, mlp.gate_proj), config.hidden_act) *
                   lora(Projection::up_proj, x, mlp.up_proj);

@@ -62,6 +62,7 @@ struct AdapterSegment {
   const Adapter* adapter = nullptr;
   int64_t row_begin = 0;
   int64_t row_count = 0;
+  c10::optional<at::Generator> generator;  // dropout / jitter in training; nullopt = global
 };
 
 // Applies each segment's adapter to its rows of the batch and records router outputs.

@@ -32,15 +32,23 @@ LoraWeights init_lora(int64_t in_features, int64_t out_features, const config::L
   return lora;
 }
 
-at::Tensor lora_delta(const LoraWeights& lora, const at::Tensor& x, bool training) {
+at::Tensor dropout(const at::Tensor& x, double p, const c10::optional<at::Generator>& generator) {
+  if (p <= 0.0) return x;
+  auto keep = at::empty_like(x).bernoulli_(1.0 - p, generator);
+  return x * keep / (1.0 - p);
+}
+
+at::Tensor lora_delta(const LoraWeights& lora, const at::Tensor& x, bool training,
+                      const c10::optional<at::Generator>& generator) {
   auto input = x.to(at::kFloat);
-  if (training && lora.dropout > 0.0) input = at::dropout(input, lora.dropout, /*train=*/true);
+  if (training && lora.dropout > 0.0) input = dropout(input, lora.dropout, generator);
   return at::linear(at::linear(input, lora.a), lora.b) * lora.scale;
 }
 
 at::Tensor apply_lora(const LoraWeights& lora, const at::Tensor& x, const at::Tensor& base_output,
-                      bool training, const at::Tensor& base_weight, const at::Tensor& base_bias) {
-  auto delta = lora_delta(lora, x, training);
+                      bool training, const at::Tensor& base_weight, const at::Tensor& base_bias,
+                      const c10::optional<at::Generator>& generator) {
+  auto delta = lora_delta(lora, x, training, generator);
   if (!lora.magnitude.defined()) return (base_output.to(at::kFloat) + delta).to(base_output.scalar_type());
   // DoRA (PEFT's formulation): with n = ||W + s B A|| per output row (not differentiated, as
   // the DoRA paper recommends), y = (m / n) * (W x + s B A x) + b.

@@ -29,14 +29,20 @@ LoraWeights init_lora(int64_t in_features, int64_t out_features, const config::L
                       bool use_rslora, const std::string& init, at::Generator& generator,
                       c10::Device device, const at::Tensor& base_weight = {}, bool use_dora = false);
 
+// Inverted dropout drawing from `generator`. Each adapter trains with its own generator, so
+// its dropout masks do not depend on which other adapters share its batches.
+at::Tensor dropout(const at::Tensor& x, double p, const c10::optional<at::Generator>& generator);
+
 // s * B(A(dropout(x))) in fp32; dropout only when `training`.
-at::Tensor lora_delta(const LoraWeights& lora, const at::Tensor& x, bool training);
+at::Tensor lora_delta(const LoraWeights& lora, const at::Tensor& x, bool training,
+                      const c10::optional<at::Generator>& generator = c10::nullopt);
 
 // W x (+ b) plus the adapter, in the dtype of `base_output` (= W x + b). `base_weight` and
 // `base_bias` are needed only for DoRA.
 at::Tensor apply_lora(const LoraWeights& lora, const at::Tensor& x, const at::Tensor& base_output,
                       bool training, const at::Tensor& base_weight = {},
-                      const at::Tensor& base_bias = {});
+                      const at::Tensor& base_bias = {},
+                      const c10::optional<at::Generator>& generator = c10::nullopt);
 
 // All trainable tensors of one LoRA, in a stable order.
 std::vector<at::Tensor> lora_parameters(const LoraWeights& lora);

@@ -12,6 +12,8 @@ Batch make_batch(const std::vector<const Sample*>& samples, int64_t pad_id) {
   batch.input_ids = at::full({rows, longest}, pad_id, at::kLong);
   batch.attention_mask = at::zeros({rows, longest}, at::kLong);
   batch.labels = at::full({rows, longest}, kIgnoreIndex, at::kLong);
+  batch.class_labels = at::full({rows}, -1, at::kLong);
+  batch.last_token = at::zeros({rows}, at::kLong);
   auto ids = batch.input_ids.accessor<int64_t, 2>();
   auto mask = batch.attention_mask.accessor<int64_t, 2>();
   auto labels = batch.labels.accessor<int64_t, 2>();
@@ -22,6 +24,8 @@ Batch make_batch(const std::vector<const Sample*>& samples, int64_t pad_id) {
       mask[b][t] = 1;
       labels[b][t] = s.labels[t];
     }
+    batch.class_labels[b] = s.class_label;
+    batch.last_token[b] = static_cast<int64_t>(s.input_ids.size()) - 1;
     batch.tokens += static_cast<int64_t>(s.input_ids.size());
   }
   return batch;

@@ -53,15 +53,17 @@ ExpertAssignment assign(const Routing& routing, int64_t num_experts) {
 }
 
 at::Tensor maybe_lora(const std::optional<adapters::LoraWeights>& lora, const at::Tensor& x,
-                      const at::Tensor& base_output, bool training) {
-  return lora ? adapters::apply_lora(*lora, x, base_output, training) : base_output;
+                      const at::Tensor& base_output, bool training,
+                      const c10::optional<at::Generator>& generator) {
+  return lora ? adapters::apply_lora(*lora, x, base_output, training, {}, {}, generator) : base_output;
 }
 
 }  // namespace
 
 MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
                           const model::MlpWeights& mlp, const MixLoraLayerWeights& weights,
-                          const config::AdapterConfig& config, bool training, FfnPath path) {
+                          const config::AdapterConfig& config, bool training, FfnPath path,
+                          const c10::optional<at::Generator>& generator) {
   const int64_t batch = x.size(0), steps = x.size(1), hidden = x.size(2);
   const int64_t num_experts = config.num_experts;
   auto flat = x.reshape({batch * steps, hidden});
@@ -70,8 +72,8 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
 
   auto router_input = flat.to(at::kFloat);
   if (training && config.jitter_noise > 0.0) {
-    router_input = router_input * at::empty_like(router_input).uniform_(1.0 - config.jitter_noise,
-                                                                        1.0 + config.jitter_noise);
+    router_input = router_input * at::empty_like(router_input).uniform_(
+                                      1.0 - config.jitter_noise, 1.0 + config.jitter_noise, generator);
   }
   MixLoraOutput result;
   at::Tensor logits;
@@ -111,16 +113,17 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
     auto xe = flat.index_select(0, tokens);
     auto gate_base = efficient ? gate_all.index_select(0, tokens) : at::linear(xe, mlp.gate_proj);
     auto up_base = efficient ? up_all.index_select(0, tokens) : at::linear(xe, mlp.up_proj);
-    auto inter = model::activation(maybe_lora(lora.gate_proj, xe, gate_base, training), act) *
-                 maybe_lora(lora.up_proj, xe, up_base, training);
-    if (training && config.ffn_dropout > 0.0) inter = at::dropout(inter, config.ffn_dropout, true);
+    auto inter = model::activation(maybe_lora(lora.gate_proj, xe, gate_base, training, generator), act) *
+                 maybe_lora(lora.up_proj, xe, up_base, training, generator);
+    if (training && config.ffn_dropout > 0.0) inter = adapters::dropout(inter, config.ffn_dropout, generator);
     if (efficient) {
       intermediate_sum = intermediate_sum.index_add(0, tokens, inter.to(at::kFloat) * weight);
       if (lora.down_proj) {
-        output = output.index_add(0, tokens, adapters::lora_delta(*lora.down_proj, inter, training) * weight);
+        output = output.index_add(
+            0, tokens, adapters::lora_delta(*lora.down_proj, inter, training, generator) * weight);
       }
     } else {
-      auto expert_out = maybe_lora(lora.down_proj, inter, at::linear(inter, mlp.down_proj), training);
+      auto expert_out = maybe_lora(lora.down_proj, inter, at::linear(inter, mlp.down_proj), training, generator);
       output = output.index_add(0, tokens, expert_out.to(at::kFloat) * weight);
     }
   }

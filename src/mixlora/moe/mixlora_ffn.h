@@ -44,7 +44,8 @@ struct MixLoraOutput {
 MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
                           const model::MlpWeights& mlp, const MixLoraLayerWeights& weights,
                           const config::AdapterConfig& config, bool training,
-                          FfnPath path = FfnPath::efficient);
+                          FfnPath path = FfnPath::efficient,
+                          const c10::optional<at::Generator>& generator = c10::nullopt);
 
 // Expert capacity of mixlora-switch for sequences of `steps` positions.
 int64_t switch_capacity(const config::AdapterConfig& config, int64_t steps);

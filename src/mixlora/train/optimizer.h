@@ -1,0 +1,45 @@
+// AdamW and SGD with PyTorch's exact update rules, over a fixed list of fp32 parameters, with
+// their state as named tensors so that checkpoints are plain safetensors (we never unpickle).
+#pragma once
+
+#include <ATen/ATen.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace mixlora::train {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // One update with learning rate `lr` from the gradients in param.grad(); params without a
+  // gradient are skipped.
+  virtual void step(double lr) = 0;
+  // State tensors under stable names ("exp_avg.3", "step"), for checkpoints.
+  virtual std::vector<std::pair<std::string, at::Tensor>> state() const = 0;
+  // Restores what state() returned; shapes are checked (InputError naming the tensor).
+  virtual void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state) = 0;
+  void zero_grad();
+
+ protected:
+  explicit Optimizer(std::vector<at::Tensor> params) : params_(std::move(params)) {}
+  std::vector<at::Tensor> params_;
+};
+
+struct AdamWOptions {
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.01;
+};
+struct SgdOptions {
+  double momentum = 0.0, weight_decay = 0.0;
+};
+
+std::unique_ptr<Optimizer> make_adamw(std::vector<at::Tensor> params, AdamWOptions options);
+std::unique_ptr<Optimizer> make_sgd(std::vector<at::Tensor> params, SgdOptions options);
+
+// The global L2 norm of all gradients; when max_norm > 0 and the norm exceeds it, scales the
+// gradients down to max_norm (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
+double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
+
+}  // namespace mixlora::train

@@ -1,0 +1,45 @@
+// Training progress for people and tools: a log line per adapter every log_every steps (step,
+// epoch, loss, aux, z, lr, grad norm, tokens/s, elapsed, ETA), a progress bar when stderr is a
+// terminal, and <output_dir>/<adapter>/metrics.jsonl with one JSON object per logged step.
+#pragma once
+
+#include "mixlora/config/train_config.h"
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace mixlora::train {
+
+class AdapterRun;
+struct AdapterSummary;
+
+class ProgressReporter {
+ public:
+  ProgressReporter(const config::TrainConfig& config, const std::vector<std::unique_ptr<AdapterRun>>& runs);
+  void add_micro_batch(size_t adapter, double task_loss, double aux, double z, int64_t tokens);
+  // After adapter `adapter` took an optimizer step with `lr`.
+  void finish_step(size_t adapter, double lr, double grad_norm, AdapterSummary& summary);
+  void finish();
+
+ private:
+  struct Window {
+    double loss = 0.0, aux = 0.0, z = 0.0;
+    int64_t micro_batches = 0;
+  };
+  void draw_bar();
+
+  const config::TrainConfig& config_;
+  const std::vector<std::unique_ptr<AdapterRun>>& runs_;
+  std::vector<Window> windows_;
+  std::vector<bool> first_logged_;
+  std::chrono::steady_clock::time_point start_;
+  int64_t tokens_ = 0;
+  int64_t steps_done_ = 0;       // optimizer steps of all adapters in this process
+  int64_t steps_at_start_ = 0;   // already done before (resume)
+  int64_t steps_total_ = 0;
+  bool terminal_ = false;
+};
+
+}  // namespace mixlora::train
