@@ -36,9 +36,7 @@ int main(int argc, char** argv) {
     if (!output_dir.empty()) config.output_dir = output_dir;
     if (app.count("--seed")) config.seed = common.seed;
     if (!app.count("--dtype")) common.dtype = config.dtype;
-    if (config.base_model.empty()) {
-      mixlora::fail_input("{}: no base model: set \"base_model\" or pass --base-model DIR", config_path);
-    }
+    mixlora::config::require_training_inputs(config, config_path);
     const auto runtime = mixlora::cli::apply_common_options(common);
     if (options.resume && options.overwrite) mixlora::fail_input("--resume and --overwrite exclude each other");
     options.base_model_name = config.base_model;
@@ -53,7 +51,9 @@ int main(int argc, char** argv) {
     options.pad_id = tokenizer && tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : 0;
 
     mixlora::data::DatasetOptions data_options;
-    data_options.cutoff_len = std::min(config.cutoff_len, model.config.max_position_embeddings);
+    // cutoff_len -1 is MoE-PEFT's "as long as the model allows".
+    data_options.cutoff_len = config.cutoff_len < 0 ? model.config.max_position_embeddings
+                                                    : std::min(config.cutoff_len, model.config.max_position_embeddings);
     data_options.skip_bad_rows = skip_bad_rows;
     data_options.vocab_size = model.config.vocab_size;
     std::vector<std::vector<mixlora::data::Sample>> samples;

@@ -8,6 +8,7 @@ packages=(
   libtorch-dev libgloo-dev libopenblas0-pthread   # LibTorch 1.13 (CPU); OpenBLAS: ~12x faster fp32 matmul
   libsentencepiece-dev sentencepiece              # tokenizer library and the spm_encode/spm_train CLIs
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2
+  python3-torch                                   # tests only: checks adapter_model.bin with torch.load(weights_only=True)
 )
 
 SUDO=""

@@ -374,7 +374,7 @@ TEST_CASE("rule: expert_lora ranges, inheriting what it leaves out", "[config]")
                       Equals("cfg.json: lora[0].expert_lora: expected a JSON object, got number 4"));
 }
 
-TEST_CASE("rule: ffn_dropout in [0, 1)", "[config]") {
+TEST_CASE("rule: ffn_dropout is below 1 and not negative", "[config]") {
   CHECK(parse_adapter(with(mixlora_config(), "ffn_dropout", 0.1)).ffn_dropout == 0.1);
   REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "ffn_dropout", 1)),
                       Equals("cfg.json: lora[0].ffn_dropout: must be in [0, 1), got 1"));

@@ -35,10 +35,10 @@ struct GlueFields {
 
 const std::map<std::string, GlueFields>& glue_fields() {
   static const std::map<std::string, GlueFields> fields = {
-      {"glue:cola", {"sentence", nullptr}},         {"glue:sst2", {"sentence", nullptr}},
-      {"glue:mrpc", {"sentence1", "sentence2"}},    {"glue:rte", {"sentence1", "sentence2"}},
-      {"glue:wnli", {"sentence1", "sentence2"}},    {"glue:qqp", {"question1", "question2"}},
-      {"glue:qnli", {"question", "sentence"}},      {"glue:mnli", {"premise", "hypothesis"}}};
+      {"glue:cola", {"sentence", nullptr}},      {"glue:sst2", {"sentence", nullptr}},
+      {"glue:mrpc", {"sentence1", "sentence2"}}, {"glue:rte", {"sentence1", "sentence2"}},
+      {"glue:wnli", {"sentence1", "sentence2"}}, {"glue:qqp", {"question1", "question2"}},
+      {"glue:qnli", {"question", "sentence"}},   {"glue:mnli", {"premise", "hypothesis"}}};
   return fields;
 }
 
@@ -58,8 +58,8 @@ struct TaskContext {
 const Tokenizer& need_tokenizer(const TaskContext& ctx, const std::string& where, const char* pretokenized_form) {
   if (ctx.tokenizer) return *ctx.tokenizer;
   throw NeedsTokenizer{fmt::format(
-      "{}: this row is text, but the model has no tokenizer.model to tokenize it: give pre-tokenized rows {}",
-      where, pretokenized_form)};
+      "{}: this row is text, but the model has no tokenizer.model to tokenize it: give pre-tokenized rows {}", where,
+      pretokenized_form)};
 }
 
 std::vector<int64_t> encode(const Tokenizer& tokenizer, const std::string& text) {
@@ -78,9 +78,10 @@ void check_vocab(const Sample& sample, const TaskContext& ctx, const std::string
   if (vocab <= 0) return;
   auto check = [&](int64_t id) {
     if (id < 0 || id >= vocab) {
-      fail_input("{}: token id {} from the tokenizer is outside the model's vocabulary [0, {}) "
-                 "(does tokenizer.model belong to this model?)",
-                 where, id, vocab);
+      fail_input(
+          "{}: token id {} from the tokenizer is outside the model's vocabulary [0, {}) "
+          "(does tokenizer.model belong to this model?)",
+          where, id, vocab);
     }
   };
   for (auto id : sample.input_ids) check(id);
@@ -93,16 +94,23 @@ void require_targets(const Sample& sample, const TaskContext& ctx, const std::st
   const bool any = std::any_of(sample.labels.begin() + std::min<size_t>(1, sample.labels.size()), sample.labels.end(),
                                [](int64_t l) { return l != kIgnoreIndex; });
   if (!any) {
-    fail_input("{}: labels: nothing to learn{}: every target position is -100 or the row has a single token, got "
-               "{} tokens",
-               where, ctx.options.cutoff_len > 0 ? fmt::format(" within cutoff_len {}", ctx.options.cutoff_len) : "",
-               sample.input_ids.size());
+    fail_input(
+        "{}: labels: nothing to learn{}: every target position is -100 or the row has a single token, got "
+        "{} tokens",
+        where, ctx.options.cutoff_len > 0 ? fmt::format(" within cutoff_len {}", ctx.options.cutoff_len) : "",
+        sample.input_ids.size());
   }
 }
 
 [[noreturn]] void fail_prompt_too_long(const std::string& where, size_t prompt_tokens, int64_t cutoff_len) {
   fail_input("{}: prompt of {} tokens leaves no room for the answer within cutoff_len {}", where, prompt_tokens,
              cutoff_len);
+}
+
+// A field that is present and not null.
+bool has(const nlohmann::json& row, const char* key) {
+  auto it = row.find(key);
+  return it != row.end() && !it->is_null();
 }
 
 std::string nonempty_string(const nlohmann::json& row, const char* key, const std::string& where) {
@@ -127,8 +135,8 @@ Sample causal_instruction_row(const nlohmann::json& row, const TaskContext& ctx,
       fail_input("{}: output: expected the answer to learn (train_on_inputs is false), got {}", where,
                  output ? "an empty string" : "no output field");
     }
-    const auto prompt = tokenizer.encode(ctx.prompt->render_prompt(instruction, input), tokenizer.add_bos_default(),
-                                         false);
+    const auto prompt =
+        tokenizer.encode(ctx.prompt->render_prompt(instruction, input), tokenizer.add_bos_default(), false);
     // The prompt's tokens as they appear in the full sequence (a piece that merges the end of the
     // prompt with the start of the answer counts as answer).
     size_t masked = 0;
@@ -145,18 +153,19 @@ Sample causal_instruction_row(const nlohmann::json& row, const TaskContext& ctx,
 
 Sample causal_row(const nlohmann::json& row, const TaskContext& ctx, const std::string& where) {
   Sample sample;
-  if (row.contains("input_ids")) {
+  if (has(row, "input_ids")) {
     sample = parse_pretokenized_row(row, where, ctx.options.vocab_size);
-  } else if (row.contains("instruction")) {
+  } else if (has(row, "instruction")) {
     sample = causal_instruction_row(row, ctx, where);
-  } else if (row.contains("text")) {
+  } else if (has(row, "text")) {
     const auto text = nonempty_string(row, "text", where);
     sample.input_ids = encode(need_tokenizer(ctx, where, "{\"input_ids\": [...], \"labels\"?: [...]}"), text);
     sample.labels = sample.input_ids;
   } else {
-    fail_input("{}: expected {{instruction, input?, output?}}, {{text}} or {{input_ids, labels?}} for a causal LM "
-               "task, got {}",
-               where, rows::describe_row(row));
+    fail_input(
+        "{}: expected {{instruction, input?, output?}}, {{text}} or {{input_ids, labels?}} for a causal LM "
+        "task, got {}",
+        where, rows::describe_row(row));
   }
   truncate(sample, ctx.options.cutoff_len);
   require_targets(sample, ctx, where);
@@ -193,12 +202,12 @@ int64_t class_label(const nlohmann::json& row, const TaskContext& ctx, const std
 
 Sample classification_row(const nlohmann::json& row, const TaskContext& ctx, const std::string& where) {
   Sample sample;
-  if (row.contains("input_ids")) {
+  if (has(row, "input_ids")) {
     sample.input_ids = parse_pretokenized_row(row, where, ctx.options.vocab_size).input_ids;
   } else {
     const char* text_key = ctx.glue ? ctx.glue->text : "text";
     const char* pair_key = ctx.glue ? ctx.glue->text_pair : "text_pair";
-    if (!row.contains(text_key)) {
+    if (!has(row, text_key)) {
       fail_input("{}: {}: missing field; expected {{{}{}, label}} or {{input_ids, label}} for {}, got {}", where,
                  text_key, text_key, pair_key ? fmt::format(", {}{}", pair_key, ctx.glue ? "" : "?") : "", ctx.task,
                  rows::describe_row(row));
@@ -232,7 +241,7 @@ int64_t int_field(const nlohmann::json& row, const char* key, const std::string&
 }
 
 Sample pretokenized_choice_row(const nlohmann::json& row, const TaskContext& ctx, const std::string& where) {
-  const bool has_labels = row.contains("labels") && !row["labels"].is_null();
+  const bool has_labels = has(row, "labels");
   Sample sample = parse_pretokenized_row(row, where, ctx.options.vocab_size);
   const auto length = static_cast<int64_t>(sample.input_ids.size());
   sample.prompt_length = int_field(row, "prompt_length", where);
@@ -252,7 +261,8 @@ Sample pretokenized_choice_row(const nlohmann::json& row, const TaskContext& ctx
                  vocab > 0 ? fmt::format(" in [0, {})", vocab) : "", io::describe(v));
     }
     const int64_t id = v.get<int64_t>();
-    if (std::find(sample.choice_token_ids.begin(), sample.choice_token_ids.end(), id) != sample.choice_token_ids.end()) {
+    if (std::find(sample.choice_token_ids.begin(), sample.choice_token_ids.end(), id) !=
+        sample.choice_token_ids.end()) {
       fail_input("{}: choice_token_ids[{}]: expected distinct ids, got {} twice", where, i, id);
     }
     sample.choice_token_ids.push_back(id);
@@ -272,13 +282,13 @@ Sample pretokenized_choice_row(const nlohmann::json& row, const TaskContext& ctx
 
 Sample choice_row(const nlohmann::json& row, const TaskContext& ctx, const std::string& where) {
   Sample sample;
-  if (row.is_object() && row.contains("input_ids")) {
+  if (has(row, "input_ids")) {
     sample = pretokenized_choice_row(row, ctx, where);
   } else {
     const auto question = format_multiple_choice(ctx.task, row, where);
-    const auto& tokenizer =
-        need_tokenizer(ctx, where, "{\"input_ids\": [...], \"prompt_length\": N, \"choice_token_ids\": [...], "
-                                   "\"answer_index\": i}");
+    const auto& tokenizer = need_tokenizer(ctx, where,
+                                           "{\"input_ids\": [...], \"prompt_length\": N, \"choice_token_ids\": [...], "
+                                           "\"answer_index\": i}");
     sample = tokenize_multiple_choice(question, tokenizer, ctx.options.cutoff_len, ctx.train_on_inputs, where);
   }
   truncate(sample, ctx.options.cutoff_len);
@@ -327,14 +337,10 @@ TaskContext make_context(const std::string& task_id, const config::AdapterConfig
 
 std::vector<std::string> glue_label_names(const std::string& task) {
   static const std::map<std::string, std::vector<std::string>> names = {
-      {"glue:cola", {"unacceptable", "acceptable"}},
-      {"glue:sst2", {"negative", "positive"}},
-      {"glue:mrpc", {"not_equivalent", "equivalent"}},
-      {"glue:qqp", {"not_duplicate", "duplicate"}},
-      {"glue:qnli", {"entailment", "not_entailment"}},
-      {"glue:rte", {"entailment", "not_entailment"}},
-      {"glue:wnli", {"not_entailment", "entailment"}},
-      {"glue:mnli", {"entailment", "neutral", "contradiction"}}};
+      {"glue:cola", {"unacceptable", "acceptable"}},   {"glue:sst2", {"negative", "positive"}},
+      {"glue:mrpc", {"not_equivalent", "equivalent"}}, {"glue:qqp", {"not_duplicate", "duplicate"}},
+      {"glue:qnli", {"entailment", "not_entailment"}}, {"glue:rte", {"entailment", "not_entailment"}},
+      {"glue:wnli", {"not_entailment", "entailment"}}, {"glue:mnli", {"entailment", "neutral", "contradiction"}}};
   auto it = names.find(task);
   return it == names.end() ? std::vector<std::string>{} : it->second;
 }

@@ -33,7 +33,7 @@ struct TaskData {
   std::string task_name;  // canonical task id ("casual", "classification", "arc-e", "glue:sst2")
   std::string path;
   std::vector<Sample> samples;
-  int64_t skipped = 0;    // bad rows skipped (skip_bad_rows)
+  int64_t skipped = 0;  // bad rows skipped (skip_bad_rows)
 };
 
 // One TaskData per task of the adapter, in order: task_name "a;b" reads data[0] as task a and

@@ -33,24 +33,23 @@ int64_t index_field(const nlohmann::json& row, const std::string& key, const std
     index = value.get<int64_t>();
   } else if (value.is_string()) {
     const auto& s = value.get_ref<const std::string&>();
-    if (!s.empty() && s.size() < 10 && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    if (!s.empty() && s.size() < 10 &&
+        std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); })) {
       index = std::stoll(s);
     }
   }
   if (!index || *index < first || *index >= first + count) {
     const bool empty = value.is_string() && value.get_ref<const std::string&>().empty();
-    fail_input("{}: {}: expected {} .. {} (an integer or a string of one){}, got {}", where, key, first,
-               first + count - 1, empty || (value.is_number_integer() && value.get<int64_t>() < 0)
-                                      ? " -- test splits carry no answers"
-                                      : "",
-               io::describe(value));
+    fail_input(
+        "{}: {}: expected {} .. {} (an integer or a string of one){}, got {}", where, key, first, first + count - 1,
+        empty || (value.is_number_integer() && value.get<int64_t>() < 0) ? " -- test splits carry no answers" : "",
+        io::describe(value));
   }
   return *index - first;
 }
 
 // ARC / OpenBookQA: choices {text: [...], label: [...]} and answerKey among the labels.
-ChoiceQuestion lettered_question(const nlohmann::json& row, const std::string& question_key,
-                                 const std::string& where) {
+ChoiceQuestion lettered_question(const nlohmann::json& row, const std::string& question_key, const std::string& where) {
   ChoiceQuestion q;
   q.prompt = "Please choose the correct answer to the question: " + rows::string_field(row, question_key, where);
   const auto& choices = rows::field(row, "choices", where);
@@ -72,7 +71,8 @@ ChoiceQuestion lettered_question(const nlohmann::json& row, const std::string& q
   }
   std::set<std::string> seen;
   for (size_t i = 0; i < texts.size(); ++i) {
-    if (!texts[i].is_string()) fail_input("{}: choices.text[{}]: expected a string, got {}", where, i, io::describe(texts[i]));
+    if (!texts[i].is_string())
+      fail_input("{}: choices.text[{}]: expected a string, got {}", where, i, io::describe(texts[i]));
     if (!labels[i].is_string() || labels[i].get_ref<const std::string&>().empty()) {
       fail_input("{}: choices.label[{}]: expected a non-empty string, got {}", where, i, io::describe(labels[i]));
     }
@@ -118,10 +118,11 @@ ChoiceQuestion piqa(const nlohmann::json& row, const std::string& where) {
 
 ChoiceQuestion siqa(const nlohmann::json& row, const std::string& where) {
   ChoiceQuestion q;
-  q.prompt = "Please choose the correct answer to the question.\nQuestion: " + rows::string_field(row, "context", where) +
-             " " + rows::string_field(row, "question", where) + "\n(A) " + rows::string_field(row, "answerA", where) +
-             "\n(B) " + rows::string_field(row, "answerB", where) + "\n(C) " +
-             rows::string_field(row, "answerC", where) + "\nAnswer:";
+  q.prompt =
+      "Please choose the correct answer to the question.\nQuestion: " + rows::string_field(row, "context", where) +
+      " " + rows::string_field(row, "question", where) + "\n(A) " + rows::string_field(row, "answerA", where) +
+      "\n(B) " + rows::string_field(row, "answerB", where) + "\n(C) " + rows::string_field(row, "answerC", where) +
+      "\nAnswer:";
   q.choices = letters(3);
   q.answer_index = index_field(row, "label", where, 1, 3);
   return q;
@@ -139,7 +140,8 @@ ChoiceQuestion hellaswag(const nlohmann::json& row, const std::string& where) {
   }
   q.choices = letters(endings.size());
   for (size_t i = 0; i < endings.size(); ++i) {
-    if (!endings[i].is_string()) fail_input("{}: endings[{}]: expected a string, got {}", where, i, io::describe(endings[i]));
+    if (!endings[i].is_string())
+      fail_input("{}: endings[{}]: expected a string, got {}", where, i, io::describe(endings[i]));
     q.prompt += "\n(" + q.choices[i] + ") " + endings[i].get<std::string>();
   }
   q.prompt += "\nAnswer:";
@@ -177,7 +179,8 @@ Sample tokenize_multiple_choice(const ChoiceQuestion& question, const Tokenizer&
   const bool eos = tokenizer.add_eos_default();
   std::vector<std::vector<int64_t>> encoded;
   encoded.reserve(question.choices.size());
-  for (const auto& choice : question.choices) encoded.push_back(tokenizer.encode(question.prompt + " " + choice, bos, eos));
+  for (const auto& choice : question.choices)
+    encoded.push_back(tokenizer.encode(question.prompt + " " + choice, bos, eos));
 
   // The tokens every choice shares: BOS, the prompt and perhaps a common first piece.
   size_t shared = encoded[0].size();
@@ -197,9 +200,10 @@ Sample tokenize_multiple_choice(const ChoiceQuestion& question, const Tokenizer&
     const int64_t id = encoded[i][shared];
     for (size_t j = 0; j < i; ++j) {
       if (sample.choice_token_ids[j] == id) {
-        fail_input("{}: choices: answers \"{}\" and \"{}\" both start with token {} after the prompt, so they "
-                   "cannot be told apart",
-                   where, question.choices[j], question.choices[i], id);
+        fail_input(
+            "{}: choices: answers \"{}\" and \"{}\" both start with token {} after the prompt, so they "
+            "cannot be told apart",
+            where, question.choices[j], question.choices[i], id);
       }
     }
     sample.choice_token_ids.push_back(id);

@@ -134,8 +134,8 @@ nlohmann::json parse_row_text(const std::string& text, const std::string& where)
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    fail_input("{}: malformed JSON ({}); expected one JSON object per line or a JSON array of objects",
-               where, parse_error_detail(e));
+    fail_input("{}: malformed JSON ({}); expected one JSON object per line or a JSON array of objects", where,
+               parse_error_detail(e));
   }
 }
 
@@ -316,8 +316,8 @@ RowStats for_each_row(const std::string& path, bool skip_bad_rows, const RowVisi
 
 namespace {
 
-std::vector<int64_t> id_list(const nlohmann::json& row, const char* key, const std::string& where,
-                             int64_t vocab_size, bool allow_ignore) {
+std::vector<int64_t> id_list(const nlohmann::json& row, const char* key, const std::string& where, int64_t vocab_size,
+                             bool allow_ignore) {
   const auto& list = rows::field(row, key, where);
   if (!list.is_array() || list.empty()) {
     fail_input("{}: {}: expected a non-empty list of token ids, got {}", where, key, io::describe(list));
@@ -332,12 +332,12 @@ std::vector<int64_t> id_list(const nlohmann::json& row, const char* key, const s
     const int64_t id = v.get<int64_t>();
     const bool ignored = allow_ignore && id == kIgnoreIndex;
     if (!ignored && (id < 0 || (vocab_size > 0 && id >= vocab_size))) {
+      const std::string note = allow_ignore ? "; -100 marks ignored positions" : "";
       if (vocab_size > 0) {
-        fail_input("{}: {}[{}]: token id outside the vocabulary [0, {}){}, got {}", where, key, i, vocab_size,
-                   allow_ignore ? " (or -100: ignored)" : "", id);
+        fail_input("{}: {}: token id {} is outside the vocabulary [0, {}) (position {}{})", where, key, id, vocab_size,
+                   i, note);
       }
-      fail_input("{}: {}[{}]: token id must be >= 0{}, got {}", where, key, i,
-                 allow_ignore ? " (or -100: ignored)" : "", id);
+      fail_input("{}: {}: token id {} is negative (position {}{})", where, key, id, i, note);
     }
     ids.push_back(id);
   }
@@ -354,8 +354,8 @@ Sample parse_pretokenized_row(const nlohmann::json& row, const std::string& wher
   if (labels != row.end() && !labels->is_null()) {
     sample.labels = id_list(row, "labels", where, vocab_size, true);
     if (sample.labels.size() != sample.input_ids.size()) {
-      fail_input("{}: labels: expected as many entries as input_ids ({}), got {}", where,
-                 sample.input_ids.size(), sample.labels.size());
+      fail_input("{}: labels: expected as many entries as input_ids ({}), got {}", where, sample.input_ids.size(),
+                 sample.labels.size());
     }
   } else {
     sample.labels = sample.input_ids;
@@ -365,14 +365,15 @@ Sample parse_pretokenized_row(const nlohmann::json& row, const std::string& wher
 
 ReadResult read_pretokenized(const std::string& path, const ReadOptions& options) {
   ReadResult result;
-  const auto stats = for_each_row(path, options.skip_bad_rows, [&](const nlohmann::json& row, const std::string& where) {
-    Sample sample = parse_pretokenized_row(row, where, options.vocab_size);
-    if (options.max_length > 0 && static_cast<int64_t>(sample.input_ids.size()) > options.max_length) {
-      fail_input("{}: input_ids: at most {} tokens (cutoff_len or the model's context), got {}", where,
-                 options.max_length, sample.input_ids.size());
-    }
-    result.samples.push_back(std::move(sample));
-  });
+  const auto stats =
+      for_each_row(path, options.skip_bad_rows, [&](const nlohmann::json& row, const std::string& where) {
+        Sample sample = parse_pretokenized_row(row, where, options.vocab_size);
+        if (options.max_length > 0 && static_cast<int64_t>(sample.input_ids.size()) > options.max_length) {
+          fail_input("{}: input_ids: at most {} tokens (cutoff_len or the model's context), got {}", where,
+                     options.max_length, sample.input_ids.size());
+        }
+        result.samples.push_back(std::move(sample));
+      });
   result.skipped = stats.skipped;
   if (result.samples.empty()) {
     fail_input("{}: no usable rows{}", path,

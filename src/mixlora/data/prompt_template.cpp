@@ -28,14 +28,15 @@ std::string format_template(const std::string& text, const Values& values, const
         continue;
       }
       const size_t close = text.find('}', i);
-      if (close == std::string::npos) fail_input("{}: '{{' without a closing '}}' (write {{{{ for a literal brace)", where);
+      if (close == std::string::npos)
+        fail_input("{}: '{{' without a closing '}}' (write {{{{ for a literal brace)", where);
       const std::string name = text.substr(i + 1, close - i - 1);
       auto it = values.find(name);
       if (it == values.end()) {
         std::string known;
         for (const auto& [key, value] : values) known += (known.empty() ? "{" : ", {") + key + "}";
-        fail_input("{}: unknown placeholder {{{}}} (known here: {}; write {{{{ and }}}} for literal braces)",
-                   where, name, known);
+        fail_input("{}: unknown placeholder {{{}}} (known here: {}; write {{{{ and }}}} for literal braces)", where,
+                   name, known);
       }
       out += it->second;
       i = close;
@@ -61,14 +62,15 @@ void validate(const PromptTemplate& t, const std::string& source) {
 PromptTemplate read_template_file(const std::string& path) {
   const auto json = io::read_json_file(path);
   if (!json.is_object()) {
-    fail_input("{}: a prompt template must be a JSON object with prompt_input and prompt_no_input, got {}",
-               path, io::describe(json));
+    fail_input("{}: a prompt template must be a JSON object with prompt_input and prompt_no_input, got {}", path,
+               io::describe(json));
   }
   PromptTemplate t;
   t.name = path;
   auto required = [&](const char* key) {
     auto value = io::get_string(json, key, path);
-    if (!value) fail_input("{}: {}: missing field (a prompt template needs prompt_input and prompt_no_input)", path, key);
+    if (!value)
+      fail_input("{}: {}: missing field (a prompt template needs prompt_input and prompt_no_input)", path, key);
     return *value;
   };
   t.prompt_input = required("prompt_input");
@@ -83,20 +85,18 @@ PromptTemplate read_template_file(const std::string& path) {
 std::optional<PromptTemplate> builtin_prompt_template(const std::string& name) {
   if (name == "moe_peft") {
     // MoE-PEFT's default template (moe_peft/prompter.py; prompts/mlora.json has the same text).
-    return PromptTemplate{"moe_peft",
-                          "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Output:\n",
+    return PromptTemplate{"moe_peft", "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Output:\n",
                           "### Instruction:\n{instruction}\n\n### Output:\n", "### Output:"};
   }
   if (name == "alpaca") {
     // Alpaca-LoRA's template (prompts/alpaca.json).
-    return PromptTemplate{
-        "alpaca",
-        "Below is an instruction that describes a task, paired with an input that provides further "
-        "context. Write a response that appropriately completes the request.\n\n"
-        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
-        "Below is an instruction that describes a task. Write a response that appropriately "
-        "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n",
-        "### Response:"};
+    return PromptTemplate{"alpaca",
+                          "Below is an instruction that describes a task, paired with an input that provides further "
+                          "context. Write a response that appropriately completes the request.\n\n"
+                          "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
+                          "Below is an instruction that describes a task. Write a response that appropriately "
+                          "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n",
+                          "### Response:"};
   }
   return std::nullopt;
 }
