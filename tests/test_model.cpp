@@ -271,3 +271,21 @@ TEST_CASE("fp16 base weights either run close to fp32 or are refused clearly", "
     CHECK_THAT(e.what(), Catch::Matchers::Contains("--dtype Half: this LibTorch build cannot multiply"));
   }
 }
+
+TEST_CASE("save_base_model writes a directory that loads back identically", "[model]") {
+  auto config = stories().config;
+  config.tie_word_embeddings = false;
+  config.architecture = "Qwen2ForCausalLM";
+  config.attention_bias = true;
+  const auto random = model::random_base_model(config, at::kFloat, c10::Device(c10::kCPU), 9);
+  TempDir dir;
+  model::save_base_model(random, dir.str());
+  const auto loaded = model::load_base_model(dir.str(), at::kFloat, c10::Device(c10::kCPU));
+  CHECK(loaded.config.architecture == "Qwen2ForCausalLM");
+  CHECK(at::equal(loaded.layers[2].attention.k_bias, random.layers[2].attention.k_bias));
+  CHECK(at::equal(loaded.lm_head, random.lm_head));
+  torch::NoGradGuard no_grad;
+  const auto ids = int_matrix(reference()["input_ids"]);
+  const model::Decoder a(random), b(loaded);
+  CHECK(at::equal(a.logits(a.hidden_states(ids, at::Tensor())), b.logits(b.hidden_states(ids, at::Tensor()))));
+}

@@ -1,7 +1,13 @@
 #include "mixlora/model/base_model.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/io/atomic_file.h"
+#include "mixlora/io/safetensors.h"
 #include "mixlora/io/weight_store.h"
+
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
 
 #include <algorithm>
 #include <set>
@@ -165,6 +171,69 @@ BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c1
   model.final_norm = ones(c.hidden_size);
   model.lm_head = c.tie_word_embeddings ? model.embed_tokens : normal({c.vocab_size, c.hidden_size});
   return model;
+}
+
+nlohmann::json model_config_json(const ModelConfig& c) {
+  nlohmann::json json = {
+      {"architectures", {c.architecture}},
+      {"model_type", c.architecture == "Qwen2ForCausalLM" ? "qwen2"
+                     : c.architecture == "MistralForCausalLM" ? "mistral" : "llama"},
+      {"hidden_act", c.hidden_act},
+      {"hidden_size", c.hidden_size},
+      {"intermediate_size", c.intermediate_size},
+      {"num_hidden_layers", c.num_layers},
+      {"num_attention_heads", c.num_heads},
+      {"num_key_value_heads", c.num_kv_heads},
+      {"head_dim", c.head_dim},
+      {"vocab_size", c.vocab_size},
+      {"max_position_embeddings", c.max_position_embeddings},
+      {"rms_norm_eps", c.rms_norm_eps},
+      {"rope_theta", c.rope_theta},
+      {"tie_word_embeddings", c.tie_word_embeddings},
+      {"attention_bias", c.attention_bias},
+      {"bos_token_id", c.bos_token_id},
+      {"eos_token_id", c.eos_token_id},
+      {"torch_dtype", "float32"}};
+  if (c.pad_token_id >= 0) json["pad_token_id"] = c.pad_token_id;
+  const auto& s = c.rope_scaling;
+  if (s.type == RopeScaling::Type::linear) json["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.factor}};
+  if (s.type == RopeScaling::Type::llama3) {
+    json["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", s.factor}, {"low_freq_factor", s.low_freq_factor},
+                            {"high_freq_factor", s.high_freq_factor},
+                            {"original_max_position_embeddings", s.original_max_position_embeddings}};
+  }
+  return json;
+}
+
+void save_base_model(const BaseModel& model, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  auto add = [&](const std::string& name, const at::Tensor& t) {
+    if (t.defined()) tensors.emplace_back(name, t.detach().to(at::kCPU, at::kFloat).contiguous());
+  };
+  add("model.embed_tokens.weight", model.embed_tokens);
+  for (size_t i = 0; i < model.layers.size(); ++i) {
+    const auto p = layer_prefix(static_cast<int64_t>(i));
+    const auto& l = model.layers[i];
+    add(p + "input_layernorm.weight", l.input_norm);
+    add(p + "post_attention_layernorm.weight", l.post_attention_norm);
+    add(p + "self_attn.q_proj.weight", l.attention.q_proj);
+    add(p + "self_attn.k_proj.weight", l.attention.k_proj);
+    add(p + "self_attn.v_proj.weight", l.attention.v_proj);
+    add(p + "self_attn.o_proj.weight", l.attention.o_proj);
+    add(p + "self_attn.q_proj.bias", l.attention.q_bias);
+    add(p + "self_attn.k_proj.bias", l.attention.k_bias);
+    add(p + "self_attn.v_proj.bias", l.attention.v_bias);
+    add(p + "self_attn.o_proj.bias", l.attention.o_bias);
+    add(p + "mlp.gate_proj.weight", l.mlp.gate_proj);
+    add(p + "mlp.up_proj.weight", l.mlp.up_proj);
+    add(p + "mlp.down_proj.weight", l.mlp.down_proj);
+  }
+  add("model.norm.weight", model.final_norm);
+  if (!model.config.tie_word_embeddings) add("lm_head.weight", model.lm_head);
+  io::save_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  io::write_file_atomically((std::filesystem::path(dir) / "config.json").string(),
+                            model_config_json(model.config).dump(2) + "\n");
 }
 
 }  // namespace mixlora::model

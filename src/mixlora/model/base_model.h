@@ -4,6 +4,7 @@
 #include "mixlora/model/model_config.h"
 
 #include <ATen/ATen.h>
+#include <nlohmann/json_fwd.hpp>
 
 #include <string>
 #include <vector>
@@ -46,6 +47,13 @@ BaseModel load_base_model(const std::string& dir, c10::ScalarType dtype, c10::De
 // seed. Linear weights ~ N(0, 0.02), norms = 1.
 BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c10::Device device,
                             uint64_t seed);
+
+// Writes `model` as a Hugging Face directory (config.json + model.safetensors, fp32) that
+// load_base_model and transformers read. For test fixtures and models we train ourselves.
+void save_base_model(const BaseModel& model, const std::string& dir);
+
+// The config.json content for `config`.
+nlohmann::json model_config_json(const ModelConfig& config);
 
 // Hugging Face tensor names of one layer, shared by the loader and adapter code.
 std::string layer_prefix(int64_t layer);  // "model.layers.{i}."
