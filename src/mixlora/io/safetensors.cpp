@@ -1,6 +1,7 @@
 #include "mixlora/io/safetensors.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/io/atomic_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -329,58 +330,6 @@ at::Tensor SafeTensorsFile::load(const std::string& name) const {
 
 // ---------------------------------------------------------------------------------------------
 // Writer
-
-namespace {
-
-// The temp file beside the target; removed unless commit() renamed it into place.
-class AtomicFile {
- public:
-  explicit AtomicFile(const std::string& path)
-      : path_(path), temp_(fmt::format("{}.tmp.{}", path, ::getpid())),
-        fd_(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
-    if (fd_.get() < 0) fail_runtime("{}: cannot create temporary file {}: {}", path_, temp_, std::strerror(errno));
-  }
-  ~AtomicFile() {
-    if (!committed_) ::unlink(temp_.c_str());
-  }
-
-  void write(const void* data, size_t size) {
-    const auto* bytes = static_cast<const uint8_t*>(data);
-    while (size > 0) {
-      const ssize_t n = ::write(fd_.get(), bytes, std::min<size_t>(size, 1u << 30));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) fail_runtime("{}: cannot write {}: {}", path_, temp_, std::strerror(n < 0 ? errno : EIO));
-      bytes += n;
-      size -= static_cast<size_t>(n);
-    }
-  }
-
-  void commit() {
-    if (::fsync(fd_.get()) != 0) fail_runtime("{}: cannot fsync {}: {}", path_, temp_, std::strerror(errno));
-    if (::close(fd_.release()) != 0)
-      fail_runtime("{}: cannot close {}: {}", path_, temp_, std::strerror(errno));
-    if (::rename(temp_.c_str(), path_.c_str()) != 0)
-      fail_runtime("{}: cannot rename {} into place: {}", path_, temp_, std::strerror(errno));
-    committed_ = true;
-    sync_parent_dir();
-  }
-
- private:
-  // Makes the rename itself durable; best effort, the file is already complete.
-  void sync_parent_dir() const {
-    const auto slash = path_.rfind('/');
-    const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
-    Fd dir_fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (dir_fd.get() >= 0) ::fsync(dir_fd.get());
-  }
-
-  std::string path_;
-  std::string temp_;
-  Fd fd_;
-  bool committed_ = false;
-};
-
-}  // namespace
 
 void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {

@@ -14,47 +14,47 @@ void Optimizer::zero_grad() {
   }
 }
 
-namespace {
-
-// Per-parameter state buffers, created on first use, serialised as "<kind>.<index>".
-class StateBuffers {
- public:
-  at::Tensor& get(const std::string& kind, size_t index, const at::Tensor& like) {
-    auto& slot = buffers_[kind];
-    if (slot.size() <= index) slot.resize(index + 1);
-    if (!slot[index].defined()) slot[index] = at::zeros_like(like, at::MemoryFormat::Contiguous);
-    return slot[index];
-  }
-  void save(std::vector<std::pair<std::string, at::Tensor>>& out) const {
-    for (const auto& [kind, list] : buffers_)
-      for (size_t i = 0; i < list.size(); ++i)
-        if (list[i].defined()) out.emplace_back(fmt::format("{}.{}", kind, i), list[i]);
-  }
-  void load(const std::vector<std::pair<std::string, at::Tensor>>& state,
-            const std::vector<at::Tensor>& params) {
-    buffers_.clear();
-    for (const auto& [name, tensor] : state) {
-      const auto dot = name.rfind('.');
-      if (dot == std::string::npos) continue;  // scalar entries belong to the optimizer
-      const auto kind = name.substr(0, dot);
-      const size_t index = std::stoul(name.substr(dot + 1));
-      if (index >= params.size() || tensor.sizes() != params[index].sizes()) {
-        fail_input("optimizer state '{}' does not fit parameter {} of this adapter (checkpoint from "
-                   "another config?)", name, index);
-      }
-      get(kind, index, params[index]).copy_(tensor);
-    }
-  }
-
- private:
-  std::map<std::string, std::vector<at::Tensor>> buffers_;
-};
-
-int64_t scalar_state(const std::vector<std::pair<std::string, at::Tensor>>& state, const std::string& key) {
-  for (const auto& [name, tensor] : state)
-    if (name == key) return tensor.item<int64_t>();
-  fail_input("optimizer state has no '{}' entry", key);
+at::Tensor& Optimizer::buffer(const std::string& kind, size_t index) {
+  auto& slot = buffers_[kind];
+  if (slot.size() <= index) slot.resize(index + 1);
+  if (!slot[index].defined()) slot[index] = at::zeros_like(params_[index], at::MemoryFormat::Contiguous);
+  return slot[index];
 }
+
+std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
+  std::vector<std::pair<std::string, at::Tensor>> out{{"step", at::tensor(steps_, at::kLong)}};
+  for (const auto& [kind, list] : buffers_)
+    for (size_t i = 0; i < list.size(); ++i)
+      if (list[i].defined()) out.emplace_back(fmt::format("{}.{}", kind, i), list[i]);
+  return out;
+}
+
+void Optimizer::load_state(const std::vector<std::pair<std::string, at::Tensor>>& state) {
+  buffers_.clear();
+  bool has_step = false;
+  for (const auto& [name, tensor] : state) {
+    if (name == "step") {
+      steps_ = tensor.item<int64_t>();
+      has_step = true;
+      continue;
+    }
+    const auto dot = name.rfind('.');
+    const auto index_text = dot == std::string::npos ? std::string() : name.substr(dot + 1);
+    if (index_text.empty() || index_text.find_first_not_of("0123456789") != std::string::npos) {
+      fail_input("optimizer state has an unknown entry '{}'", name);
+    }
+    const size_t index = std::stoul(index_text);
+    if (index >= params_.size() || tensor.sizes() != params_[index].sizes()) {
+      fail_input("optimizer state '{}' does not fit parameter {} of this adapter (checkpoint from "
+                 "another config?)", name, index);
+    }
+    torch::NoGradGuard no_grad;
+    buffer(name.substr(0, dot), index).copy_(tensor);
+  }
+  if (!has_step) fail_input("optimizer state has no 'step' entry");
+}
+
+namespace {
 
 class AdamW : public Optimizer {
  public:
@@ -70,8 +70,8 @@ class AdamW : public Optimizer {
       auto& p = params_[i];
       const auto& grad = p.grad();
       if (!grad.defined()) continue;
-      auto& exp_avg = buffers_.get("exp_avg", i, p);
-      auto& exp_avg_sq = buffers_.get("exp_avg_sq", i, p);
+      auto& exp_avg = buffer("exp_avg", i);
+      auto& exp_avg_sq = buffer("exp_avg_sq", i);
       // torch.optim.AdamW (decoupled weight decay), step for step.
       p.mul_(1.0 - lr * options_.weight_decay);
       exp_avg.lerp_(grad, 1.0 - options_.beta1);
@@ -81,21 +81,9 @@ class AdamW : public Optimizer {
     }
   }
 
-  std::vector<std::pair<std::string, at::Tensor>> state() const override {
-    std::vector<std::pair<std::string, at::Tensor>> out{{"step", at::tensor(steps_, at::kLong)}};
-    buffers_.save(out);
-    return out;
-  }
-
-  void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state) override {
-    steps_ = scalar_state(state, "step");
-    buffers_.load(state, params_);
-  }
 
  private:
   AdamWOptions options_;
-  int64_t steps_ = 0;
-  StateBuffers buffers_;
 };
 
 class Sgd : public Optimizer {
@@ -112,30 +100,18 @@ class Sgd : public Optimizer {
       if (options_.weight_decay != 0.0) grad = grad.add(p, options_.weight_decay);
       if (options_.momentum != 0.0) {
         // torch.optim.SGD: the first step's buffer is the gradient itself.
-        auto& buffer = buffers_.get("momentum_buffer", i, p);
-        if (steps_ == 1) buffer.copy_(grad);
-        else buffer.mul_(options_.momentum).add_(grad);
-        grad = buffer;
+        auto& momentum = buffer("momentum_buffer", i);
+        if (steps_ == 1) momentum.copy_(grad);
+        else momentum.mul_(options_.momentum).add_(grad);
+        grad = momentum;
       }
       p.add_(grad, -lr);
     }
   }
 
-  std::vector<std::pair<std::string, at::Tensor>> state() const override {
-    std::vector<std::pair<std::string, at::Tensor>> out{{"step", at::tensor(steps_, at::kLong)}};
-    buffers_.save(out);
-    return out;
-  }
-
-  void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state) override {
-    steps_ = scalar_state(state, "step");
-    buffers_.load(state, params_);
-  }
 
  private:
   SgdOptions options_;
-  int64_t steps_ = 0;
-  StateBuffers buffers_;
 };
 
 }  // namespace

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -17,15 +18,22 @@ class Optimizer {
   // One update with learning rate `lr` from the gradients in param.grad(); params without a
   // gradient are skipped.
   virtual void step(double lr) = 0;
-  // State tensors under stable names ("exp_avg.3", "step"), for checkpoints.
-  virtual std::vector<std::pair<std::string, at::Tensor>> state() const = 0;
+  // State tensors under stable names ("step", "exp_avg.3"), for checkpoints.
+  std::vector<std::pair<std::string, at::Tensor>> state() const;
   // Restores what state() returned; shapes are checked (InputError naming the tensor).
-  virtual void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state) = 0;
+  void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state);
   void zero_grad();
 
  protected:
   explicit Optimizer(std::vector<at::Tensor> params) : params_(std::move(params)) {}
+  // The per-parameter buffer `kind` of parameter `index`, zeros on first use.
+  at::Tensor& buffer(const std::string& kind, size_t index);
+
   std::vector<at::Tensor> params_;
+  int64_t steps_ = 0;
+
+ private:
+  std::map<std::string, std::vector<at::Tensor>> buffers_;
 };
 
 struct AdamWOptions {
