@@ -1,6 +1,7 @@
 #include "mixlora/eval/evaluator.h"
 
 #include "mixlora/tasks/causal_lm.h"
+#include "mixlora/tasks/classification.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -9,64 +10,120 @@
 
 namespace mixlora::eval {
 
-std::vector<EvalResult> evaluate_causal_lm(const model::Decoder& decoder,
-                                           const std::vector<const adapters::Adapter*>& adapters,
-                                           const std::vector<data::Sample>& samples,
-                                           int64_t batch_size, int64_t pad_id) {
-  torch::NoGradGuard no_grad;
-  const size_t n = adapters.size();
-  std::vector<EvalResult> results(n);
-  std::vector<double> loss_sum(n, 0.0), aux_sum(n, 0.0), z_sum(n, 0.0);
-  std::vector<std::vector<at::Tensor>> expert_counts(n);  // per layer [E]
+namespace {
+
+// Running sums of one input over the batches.
+struct Totals {
+  double loss_sum = 0.0;        // summed token cross-entropy (or summed classification CE)
+  int64_t loss_count = 0;       // tokens (or classified rows)
+  int64_t correct = 0, scored = 0;
+  double aux_sum = 0.0, z_sum = 0.0;
   int64_t batches = 0;
-  for (size_t begin = 0; begin < samples.size(); begin += batch_size) {
-    const size_t end = std::min(samples.size(), begin + static_cast<size_t>(batch_size));
-    // The same rows once per adapter, fused into one batch.
+  std::vector<at::Tensor> expert_counts;  // per layer [E]
+};
+
+// Multiple choice: argmax over the choices' first-token logits at the last prompt token.
+void score_multiple_choice(const model::Decoder& decoder, const at::Tensor& hidden,
+                           const std::vector<const data::Sample*>& rows, Totals& totals) {
+  for (size_t r = 0; r < rows.size(); ++r) {
+    const auto* s = rows[r];
+    if (s->choice_token_ids.empty() || s->prompt_length < 1) continue;
+    auto logits = decoder.logits(hidden[r][s->prompt_length - 1]);
+    auto choices = at::tensor(s->choice_token_ids, at::kLong).to(logits.device());
+    const int64_t picked = logits.index_select(0, choices).argmax().item<int64_t>();
+    totals.correct += picked == s->answer_index;
+    ++totals.scored;
+  }
+}
+
+void add_router_profile(const std::vector<moe::Routing>& routings, int64_t num_experts, Totals& totals) {
+  if (totals.expert_counts.empty()) totals.expert_counts.resize(routings.size());
+  for (size_t layer = 0; layer < routings.size(); ++layer) {
+    auto experts = routings[layer].experts.reshape({-1});
+    auto counts = at::bincount(experts.masked_select(experts.ge(0)), {}, num_experts).to(at::kCPU, at::kDouble);
+    auto& sum = totals.expert_counts[layer];
+    sum = sum.defined() ? sum + counts : counts;
+  }
+}
+
+}  // namespace
+
+std::vector<EvalResult> evaluate(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
+                                 int64_t batch_size, int64_t pad_id) {
+  torch::NoGradGuard no_grad;
+  const size_t n = inputs.size();
+  std::vector<Totals> totals(n);
+  size_t longest = 0;
+  for (const auto& in : inputs) longest = std::max(longest, in.samples->size());
+  for (size_t begin = 0; begin < longest; begin += batch_size) {
+    // Each input's next rows, fused into one batch.
     std::vector<const data::Sample*> rows;
     std::vector<adapters::AdapterSegment> segments;
+    std::vector<size_t> owners;
     for (size_t a = 0; a < n; ++a) {
-      segments.push_back({adapters[a], static_cast<int64_t>(rows.size()), static_cast<int64_t>(end - begin)});
+      const auto& samples = *inputs[a].samples;
+      if (begin >= samples.size()) continue;
+      const size_t end = std::min(samples.size(), begin + static_cast<size_t>(batch_size));
+      segments.push_back({inputs[a].adapter, static_cast<int64_t>(rows.size()), static_cast<int64_t>(end - begin)});
+      owners.push_back(a);
       for (size_t i = begin; i < end; ++i) rows.push_back(&samples[i]);
     }
     const auto batch = data::make_batch(rows, pad_id);
     const auto mask = batch.attention_mask.to(decoder.model().device);
     adapters::AdapterHooks hooks(segments, mask, /*training=*/false);
     hooks.keep_routing(true);
-    const auto logits = decoder.logits(decoder.hidden_states(batch.input_ids, mask, nullptr, &hooks));
-    for (size_t a = 0; a < n; ++a) {
-      const auto& seg = segments[a];
-      auto loss = tasks::causal_lm_loss(logits.narrow(0, seg.row_begin, seg.row_count),
-                                        batch.labels.narrow(0, seg.row_begin, seg.row_count));
-      loss_sum[a] += loss.sum.item<double>();
-      results[a].tokens += loss.count.item<int64_t>();
-      results[a].samples += seg.row_count;
-      if (!adapters[a] || !adapters[a]->is_mixlora()) continue;
-      const auto losses = adapters::router_losses(*adapters[a], hooks.router_records(a));
-      aux_sum[a] += losses.aux.item<double>();
-      z_sum[a] += losses.z.item<double>();
-      const auto& routings = hooks.routings(a);
-      if (expert_counts[a].empty()) expert_counts[a].resize(routings.size());
-      for (size_t layer = 0; layer < routings.size(); ++layer) {
-        auto experts = routings[layer].experts.reshape({-1});
-        auto counts = at::bincount(experts.masked_select(experts.ge(0)), {}, adapters[a]->config.num_experts)
-                          .to(at::kCPU, at::kDouble);
-        expert_counts[a][layer] = expert_counts[a][layer].defined() ? expert_counts[a][layer] + counts : counts;
+    const auto hidden = decoder.hidden_states(batch.input_ids, mask, nullptr, &hooks);
+    for (size_t k = 0; k < segments.size(); ++k) {
+      const auto& seg = segments[k];
+      auto& t = totals[owners[k]];
+      const auto* adapter = inputs[owners[k]].adapter;
+      auto rows_of = [&](const at::Tensor& x) { return x.narrow(0, seg.row_begin, seg.row_count); };
+      const auto h = rows_of(hidden);
+      const auto labels = rows_of(batch.labels);
+      const auto class_labels = rows_of(batch.class_labels);
+      ++t.batches;
+      if (labels.ne(data::kIgnoreIndex).any().item<bool>()) {
+        auto loss = tasks::causal_lm_loss(decoder.logits(h), labels);
+        t.loss_sum += loss.sum.item<double>();
+        t.loss_count += loss.count.item<int64_t>();
       }
+      if (adapter && adapter->classifier.defined() && class_labels.ge(0).any().item<bool>()) {
+        auto logits = tasks::classification_logits(h, rows_of(batch.last_token), adapter->classifier);
+        auto valid = class_labels.ge(0).to(logits.device());
+        auto targets = class_labels.to(logits.device());
+        t.loss_sum += at::cross_entropy_loss(logits, targets, {}, at::Reduction::Sum, -1).item<double>();
+        t.loss_count += valid.sum().item<int64_t>();
+        t.correct += (logits.argmax(-1).eq(targets) & valid).sum().item<int64_t>();
+        t.scored += valid.sum().item<int64_t>();
+      }
+      std::vector<const data::Sample*> segment_rows(rows.begin() + seg.row_begin,
+                                                    rows.begin() + seg.row_begin + seg.row_count);
+      score_multiple_choice(decoder, h, segment_rows, t);
+      if (!adapter || !adapter->is_mixlora()) continue;
+      const auto losses = adapters::router_losses(*adapter, hooks.router_records(k));
+      t.aux_sum += losses.aux.item<double>();
+      t.z_sum += losses.z.item<double>();
+      add_router_profile(hooks.routings(k), adapter->config.num_experts, t);
     }
-    ++batches;
   }
+  std::vector<EvalResult> results(n);
   for (size_t a = 0; a < n; ++a) {
+    const auto& t = totals[a];
+    const auto* adapter = inputs[a].adapter;
     auto& r = results[a];
-    r.adapter_name = adapters[a] ? adapters[a]->config.name : "base";
-    r.task_name = adapters[a] ? adapters[a]->config.task_name : "casual";
-    r.loss = loss_sum[a] / std::max<int64_t>(1, r.tokens);
+    r.adapter_name = adapter ? adapter->config.name : "base";
+    r.task_name = inputs[a].task_name;
+    r.samples = static_cast<int64_t>(inputs[a].samples->size());
+    r.tokens = t.loss_count;
+    r.loss = t.loss_sum / std::max<int64_t>(1, t.loss_count);
     r.perplexity = std::exp(r.loss);
-    if (adapters[a] && adapters[a]->is_mixlora()) {
-      r.aux_loss = aux_sum[a] / std::max<int64_t>(1, batches);
-      if (adapters[a]->config.routing_strategy == config::RoutingStrategy::mixlora_switch) {
-        r.z_loss = z_sum[a] / std::max<int64_t>(1, batches);
+    if (t.scored > 0) r.accuracy = static_cast<double>(t.correct) / static_cast<double>(t.scored);
+    if (adapter && adapter->is_mixlora()) {
+      r.aux_loss = t.aux_sum / std::max<int64_t>(1, t.batches);
+      if (adapter->config.routing_strategy == config::RoutingStrategy::mixlora_switch) {
+        r.z_loss = t.z_sum / std::max<int64_t>(1, t.batches);
       }
-      for (const auto& counts : expert_counts[a]) {
+      for (const auto& counts : t.expert_counts) {
         auto fractions = counts / counts.sum().clamp_min(1.0);
         r.router_profile.emplace_back(fractions.data_ptr<double>(), fractions.data_ptr<double>() + fractions.numel());
       }
@@ -80,6 +137,7 @@ nlohmann::json report_json(const std::vector<EvalResult>& results) {
   for (const auto& r : results) {
     nlohmann::json metrics = {{"loss", r.loss}, {"perplexity", r.perplexity},
                               {"samples", r.samples}, {"tokens", r.tokens}};
+    if (r.accuracy) metrics["accuracy"] = *r.accuracy;
     if (r.aux_loss) metrics["aux_loss"] = *r.aux_loss;
     if (r.z_loss) metrics["z_loss"] = *r.z_loss;
     nlohmann::json entry = {{"adapter_name", r.adapter_name}, {"task_name", r.task_name}, {"metrics", metrics}};
@@ -90,13 +148,15 @@ nlohmann::json report_json(const std::vector<EvalResult>& results) {
 }
 
 std::string report_table(const std::vector<EvalResult>& results) {
-  std::string table = fmt::format("{:<20} {:<14} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9}\n", "adapter",
-                                  "task", "loss", "perplexity", "aux_loss", "z_loss", "samples", "tokens");
-  auto optional = [](const std::optional<double>& v) { return v ? fmt::format("{:.6f}", *v) : std::string("-"); };
+  std::string table = fmt::format("{:<20} {:<14} {:>9} {:>10} {:>12} {:>10} {:>10} {:>8} {:>9}\n", "adapter",
+                                  "task", "accuracy", "loss", "perplexity", "aux_loss", "z_loss", "samples", "tokens");
+  auto optional = [](const std::optional<double>& v, const char* format) {
+    return v ? fmt::format(fmt::runtime(format), *v) : std::string("-");
+  };
   for (const auto& r : results) {
-    table += fmt::format("{:<20} {:<14} {:>10.5f} {:>12.4f} {:>10} {:>10} {:>8} {:>9}\n", r.adapter_name,
-                         r.task_name, r.loss, r.perplexity, optional(r.aux_loss), optional(r.z_loss),
-                         r.samples, r.tokens);
+    table += fmt::format("{:<20} {:<14} {:>9} {:>10.5f} {:>12.4f} {:>10} {:>10} {:>8} {:>9}\n", r.adapter_name,
+                         r.task_name, optional(r.accuracy, "{:.4f}"), r.loss, r.perplexity,
+                         optional(r.aux_loss, "{:.6f}"), optional(r.z_loss, "{:.6f}"), r.samples, r.tokens);
   }
   return table;
 }
