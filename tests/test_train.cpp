@@ -9,6 +9,7 @@
 #include "mixlora/train/trainer.h"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include "test_helpers.h"
 
 #include <filesystem>
@@ -179,6 +180,11 @@ TEST_CASE("training is deterministic and --resume ends with the same bytes", "[t
   const auto after = resumed.train({mix}, 40, 4, 2, /*resume=*/true);
   CHECK(after[0].steps == 5);
   CHECK(resumed.bytes("mix") == first.bytes("mix"));
+  // The metrics log holds each step once: the records after checkpoint-2 were dropped and re-logged.
+  std::ifstream metrics(resumed.dir / "mix" / "metrics.jsonl");
+  std::vector<int64_t> steps;
+  for (std::string line; std::getline(metrics, line);) steps.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
+  CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5});
 }
 
 TEST_CASE("training lowers the loss of the copy task", "[train]") {

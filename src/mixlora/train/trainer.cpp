@@ -27,6 +27,19 @@ fs::path adapter_dir(const config::TrainConfig& config, const std::string& name)
 
 bool is_finished(const fs::path& dir) { return fs::exists(dir / "adapter_model.safetensors"); }
 
+// After a resume from step `step`, the records of later steps will be logged again: drop them.
+void trim_metrics(const fs::path& dir, int64_t step) {
+  const auto path = dir / "metrics.jsonl";
+  std::ifstream in(path);
+  if (!in) return;
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
+    if (record.is_object() && record.value("step", int64_t{0}) <= step) kept += line + "\n";
+  }
+  io::write_file_atomically(path.string(), kept);
+}
+
 // Losses of one adapter's rows in a fused batch, as they enter its backward pass.
 struct StepLosses {
   at::Tensor total;  // task + router losses
@@ -123,6 +136,7 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
       }
       if (const auto checkpoint = newest_checkpoint(dir.string())) {
         run.restore(load_checkpoint(*checkpoint, run.mutable_adapter(), base));
+        trim_metrics(dir, run.step());
         spdlog::info("adapter '{}': resumed from {} (step {})", ac.name, *checkpoint, run.step());
       }
     }
