@@ -34,7 +34,12 @@ LoraWeights init_lora(int64_t in_features, int64_t out_features, const config::L
 
 at::Tensor dropout(const at::Tensor& x, double p, const c10::optional<at::Generator>& generator) {
   if (p <= 0.0) return x;
-  auto keep = at::empty_like(x).bernoulli_(1.0 - p, generator);
+  // Adapter generators live on the host (the same masks on every device); a mask for a GPU
+  // tensor is drawn there and copied over.
+  const bool host_generator = generator && generator->device().is_cpu();
+  auto keep = host_generator && !x.device().is_cpu()
+                  ? at::empty(x.sizes(), x.options().device(c10::kCPU)).bernoulli_(1.0 - p, generator).to(x.device())
+                  : at::empty_like(x).bernoulli_(1.0 - p, generator);
   return x * keep / (1.0 - p);
 }
 

@@ -72,8 +72,11 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
 
   auto router_input = flat.to(at::kFloat);
   if (training && config.jitter_noise > 0.0) {
-    router_input = router_input * at::empty_like(router_input).uniform_(
-                                      1.0 - config.jitter_noise, 1.0 + config.jitter_noise, generator);
+    // Drawn on the host when the adapter's generator is a host one (see adapters::dropout).
+    auto noise = at::empty(router_input.sizes(), router_input.options().device(
+                                                     generator ? generator->device() : router_input.device()));
+    noise.uniform_(1.0 - config.jitter_noise, 1.0 + config.jitter_noise, generator);
+    router_input = router_input * noise.to(router_input.device());
   }
   MixLoraOutput result;
   at::Tensor logits;
