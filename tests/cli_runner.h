@@ -1,12 +1,12 @@
 // Runs one of our executables the way a user would and captures exit code, stdout and stderr.
 #pragma once
 
+#include "test_helpers.h"
+
 #include <fmt/format.h>
 
-#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <string>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,20 +19,23 @@ struct CommandResult {
   std::string err;
 };
 
-inline std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
+// Single-quoted for /bin/sh: `lora[0].lr=...` must not be globbed.
+inline std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
 }
 
-// `command` is a shell command line whose first word is an executable in the build's bin dir.
-inline CommandResult run_tool(const std::string& command) {
+// `command` is a shell command line whose first word is an executable in the build's bin dir;
+// it runs in `cwd` when one is given.
+inline CommandResult run_tool(const std::string& command, const std::string& cwd = "") {
   static int counter = 0;
   const auto base = std::filesystem::temp_directory_path() /
                     fmt::format("mixlora-cli-{}-{}", ::getpid(), counter++);
   const std::string out = base.string() + ".out", err = base.string() + ".err";
-  const std::string line = fmt::format("{}/{} >{} 2>{}", MIXLORA_TEST_BIN_DIR, command, out, err);
+  const std::string cd = cwd.empty() ? "" : fmt::format("cd {} && ", shell_quote(cwd));
+  const std::string line = fmt::format("{}{}/{} >{} 2>{}", cd, MIXLORA_TEST_BIN_DIR, command, shell_quote(out),
+                                       shell_quote(err));
   const int status = std::system(line.c_str());
   CommandResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

@@ -9,25 +9,18 @@
 #include "mixlora/tasks/causal_lm.h"
 
 #include <catch2/catch.hpp>
+#include "stories_model.h"
 #include "test_helpers.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/grad_mode.h>
 
-#include <filesystem>
-#include <fstream>
-
-namespace fs = std::filesystem;
 using namespace mixlora;
+using mixlora::test::stories;
+using mixlora::test::stories_dir;
+using mixlora::test::TempDir;
 
 namespace {
-
-const std::string kStories = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
-
-const model::BaseModel& stories() {
-  static const auto model = model::load_base_model(kStories, at::kFloat, c10::Device(c10::kCPU));
-  return model;
-}
 
 config::AdapterConfig adapter_config(const std::string& name, config::PeftType type,
                                      config::RoutingStrategy strategy = config::RoutingStrategy::mixlora) {
@@ -75,13 +68,6 @@ double relative_difference(const at::Tensor& a, const at::Tensor& b, const at::T
   auto real = mask.to(at::kBool).unsqueeze(-1).expand_as(a);
   return (a - b).masked_select(real).abs().max().item<double>() / b.masked_select(real).abs().max().item<double>();
 }
-
-struct TempDir {
-  fs::path path = fs::temp_directory_path() / fmt::format("mixlora-adapter-{}-{}", ::getpid(), next()++);
-  TempDir() { fs::create_directories(path); }
-  ~TempDir() { fs::remove_all(path); }
-  static int& next() { static int n = 0; return n; }
-};
 
 }  // namespace
 
@@ -169,8 +155,8 @@ TEST_CASE("every routing strategy trains, saves and reloads bit-identically", "[
     CHECK(adapter.layers[4].projections.at(model::Projection::q_proj).a.grad().abs().sum().item<double>() > 0.0);
 
     TempDir dir;
-    adapter.save(dir.path.string(), kStories);
-    auto loaded = adapters::Adapter::load(dir.path.string(), stories());
+    adapter.save(dir.str(), stories_dir());
+    auto loaded = adapters::Adapter::load(dir.str(), stories());
     CHECK(loaded.config.routing_strategy == strategy);
     CHECK(loaded.num_parameters() == adapter.num_parameters());
     auto before = logits_with(&adapter, token_batch(), token_mask());
@@ -201,27 +187,27 @@ TEST_CASE("fused segments equal each adapter run alone", "[adapters]") {
 TEST_CASE("loading an adapter on the wrong base model names the tensor", "[adapters]") {
   auto adapter = adapters::Adapter::create(adapter_config("m", config::PeftType::mixlora), stories(), 1);
   TempDir dir;
-  adapter.save(dir.path.string(), kStories);
+  adapter.save(dir.str(), stories_dir());
   SECTION("wider model") {
     auto other = stories().config;
     other.hidden_size = 96;
     other.head_dim = 12;
     auto base = model::random_base_model(other, at::kFloat, c10::Device(c10::kCPU), 0);
-    REQUIRE_INPUT_ERROR(adapters::Adapter::load(dir.path.string(), base),
+    REQUIRE_INPUT_ERROR(adapters::Adapter::load(dir.str(), base),
                         Catch::Matchers::Contains("has shape [4, 64] but this base model needs [4, 96] (wrong base model?)"));
   }
   SECTION("fewer layers") {
     auto other = stories().config;
     other.num_layers = 4;
     auto base = model::random_base_model(other, at::kFloat, c10::Device(c10::kCPU), 0);
-    REQUIRE_INPUT_ERROR(adapters::Adapter::load(dir.path.string(), base),
+    REQUIRE_INPUT_ERROR(adapters::Adapter::load(dir.str(), base),
                         Catch::Matchers::Contains("unexpected tensor 'mixlora.layers.4."));
   }
   SECTION("pickle only") {
     TempDir bin;
-    std::ofstream(bin.path / "adapter_config.json") << "{}";
-    std::ofstream(bin.path / "adapter_model.bin") << "x";
-    REQUIRE_INPUT_ERROR(adapters::Adapter::load(bin.path.string(), stories()),
+    bin.write("adapter_config.json", "{}");
+    bin.write("adapter_model.bin", "x");
+    REQUIRE_INPUT_ERROR(adapters::Adapter::load(bin.str(), stories()),
                         Catch::Matchers::Contains("we never unpickle"));
   }
 }

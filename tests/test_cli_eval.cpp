@@ -1,5 +1,6 @@
 // mixlora-eval and mixlora-generate --adapter end to end on an adapter saved by the library.
 #include "cli_runner.h"
+#include "stories_model.h"
 
 #include "mixlora/adapters/adapter.h"
 #include "mixlora/io/json_file.h"
@@ -9,22 +10,13 @@
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 
-#include <filesystem>
 #include <fstream>
 
-namespace fs = std::filesystem;
 using namespace mixlora;
 using mixlora::test::run_tool;
+using mixlora::test::stories_dir;
 
 namespace {
-
-const std::string kStories = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
-
-struct Workspace {
-  fs::path dir = fs::temp_directory_path() / fmt::format("mixlora-cli-eval-{}", ::getpid());
-  Workspace() { fs::create_directories(dir); }
-  ~Workspace() { fs::remove_all(dir); }
-};
 
 const std::vector<std::vector<int64_t>> kRows = {
     {1, 403, 407, 261, 378, 300, 290}, {1, 15, 400, 311, 2}, {1, 261, 262, 263, 264, 265, 266, 267, 268}};
@@ -32,8 +24,8 @@ const std::vector<std::vector<int64_t>> kRows = {
 }  // namespace
 
 TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapter", "[cli][eval]") {
-  Workspace ws;
-  const auto base = model::load_base_model(kStories, at::kFloat, c10::Device(c10::kCPU));
+  test::TempDir ws;
+  const auto& base = test::stories();
   config::AdapterConfig cfg;
   cfg.name = "switchy";
   cfg.peft_type = config::PeftType::mixlora;
@@ -47,16 +39,16 @@ TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapt
     for (auto& [name, t] : adapter.state_dict())
       if (name.find("lora_B") != std::string::npos) t.fill_(0.01);
   }
-  const auto adapter_dir = (ws.dir / "switchy").string();
-  adapter.save(adapter_dir, kStories);
-  const auto data = (ws.dir / "rows.jsonl").string();
+  const auto adapter_dir = ws / "switchy";
+  adapter.save(adapter_dir, stories_dir());
+  const auto data = ws / "rows.jsonl";
   {
     std::ofstream out(data);
     for (const auto& row : kRows) out << nlohmann::json({{"input_ids", row}}).dump() << "\n";
   }
-  const auto report_path = (ws.dir / "report.json").string();
+  const auto report_path = ws / "report.json";
   const auto result = run_tool(fmt::format("mixlora-eval --base-model {} --adapter {} --with-base --data {} "
-                                           "--batch-size 2 --output {}", kStories, adapter_dir, data, report_path));
+                                           "--batch-size 2 --output {}", stories_dir(), adapter_dir, data, report_path));
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   CHECK_THAT(result.out, Catch::Matchers::Contains("switchy"));
@@ -99,9 +91,9 @@ TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapt
 
   SECTION("mixlora-generate --adapter uses the adapter") {
     auto with = run_tool(fmt::format("mixlora-generate --base-model {} --adapter {} --prompt-ids 1 "
-                                     "--max-new-tokens 16 --print-ids", kStories, adapter_dir));
+                                     "--max-new-tokens 16 --print-ids", stories_dir(), adapter_dir));
     auto without = run_tool(fmt::format("mixlora-generate --base-model {} --prompt-ids 1 --max-new-tokens 16 "
-                                        "--print-ids", kStories));
+                                        "--print-ids", stories_dir()));
     REQUIRE(with.exit_code == 0);
     // Greedy under the adapter, computed here token by token without a KV cache.
     std::vector<int64_t> ids{1}, expected;
@@ -118,11 +110,11 @@ TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapt
     CHECK(with.out != without.out);
   }
   SECTION("bad inputs exit 2 with one line") {
-    auto missing = run_tool(fmt::format("mixlora-eval --base-model {} --adapter /nope --data {}", kStories, data));
+    auto missing = run_tool(fmt::format("mixlora-eval --base-model {} --adapter /nope --data {}", stories_dir(), data));
     CHECK(missing.exit_code == 2);
     CHECK_THAT(missing.err, Catch::Matchers::Contains("/nope: adapter directory not found"));
-    std::ofstream(ws.dir / "bad.jsonl") << "{\"input_ids\": [1, 2]}\n{\"input_ids\": [1, 999]}\n";
-    auto bad = run_tool(fmt::format("mixlora-eval --base-model {} --data {}", kStories, (ws.dir / "bad.jsonl").string()));
+    const auto bad_data = ws.write("bad.jsonl", "{\"input_ids\": [1, 2]}\n{\"input_ids\": [1, 999]}\n");
+    auto bad = run_tool(fmt::format("mixlora-eval --base-model {} --data {}", stories_dir(), bad_data));
     CHECK(bad.exit_code == 2);
     CHECK_THAT(bad.err, Catch::Matchers::Contains("bad.jsonl:2: input_ids: token id 999 is outside the vocabulary [0, 512)"));
     CHECK(mixlora::test::count_lines(bad.err) == 1);

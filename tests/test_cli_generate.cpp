@@ -6,11 +6,7 @@
 #include <catch2/catch.hpp>
 
 using mixlora::test::run_tool;
-
-namespace {
-const std::string kStories = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
-const std::string kLlama2Tokenizer = MIXLORA_TEST_SHARED_DIR "/tokenizers/llama2";
-}
+using mixlora::test::stories_dir;
 
 TEST_CASE("mixlora-generate --prompt-ids prints the reference greedy ids", "[cli][generate]") {
   const auto fixture =
@@ -20,7 +16,7 @@ TEST_CASE("mixlora-generate --prompt-ids prints the reference greedy ids", "[cli
     const auto expected = run["new_tokens"].get<std::vector<int64_t>>();
     const auto result = run_tool(fmt::format(
         "mixlora-generate --base-model {} --prompt-ids {} --max-new-tokens 64 --temperature 0 "
-        "--print-ids --device cpu", kStories, fmt::join(prompt, ",")));
+        "--print-ids --device cpu", stories_dir(), fmt::join(prompt, ",")));
     INFO(result.err);
     REQUIRE(result.exit_code == 0);
     CHECK(result.out == fmt::format("{}\n", fmt::join(expected, " ")));
@@ -31,7 +27,7 @@ TEST_CASE("mixlora-generate sampling is reproducible for a seed", "[cli][generat
   auto sample = [](int seed) {
     return run_tool(fmt::format("mixlora-generate --base-model {} --prompt-ids 1 --max-new-tokens 32 "
                                 "--temperature 0.9 --top-k 40 --top-p 0.9 --seed {} --print-ids",
-                                kStories, seed));
+                                stories_dir(), seed));
   };
   const auto a = sample(7), b = sample(7), c = sample(8);
   REQUIRE(a.exit_code == 0);
@@ -44,14 +40,14 @@ TEST_CASE("mixlora-generate rejects bad input with exit code 2 and one line", "[
   struct Case { std::string args, message; };
   const std::vector<Case> cases = {
       {"--base-model /nonexistent --prompt-ids 1", "/nonexistent: base model directory not found"},
-      {"--base-model " + kStories + " --prompt-ids 1,600", "prompt token 600 at position 1 is outside the vocabulary [0, 512)"},
-      {"--base-model " + kStories + " --prompt-ids 1,x", "--prompt-ids: expected comma-separated token ids"},
-      {"--base-model " + kStories + " --prompt hello", "tokenizer"},
-      {"--base-model " + kStories + " --prompt-ids 1 --top-p 0", "--top-p: must be in (0, 1]"},
-      {"--base-model " + kStories + " --prompt-ids 1 --dtype fp8", "--dtype: expected fp32, bf16 or fp16"},
-      {"--base-model " + kStories + " --prompt-ids " + fmt::format("{}", fmt::join(std::vector<int>(513, 1), ",")),
+      {"--base-model " + stories_dir() + " --prompt-ids 1,600", "prompt token 600 at position 1 is outside the vocabulary [0, 512)"},
+      {"--base-model " + stories_dir() + " --prompt-ids 1,x", "--prompt-ids: expected comma-separated token ids"},
+      {"--base-model " + stories_dir() + " --prompt hello", "tokenizer"},
+      {"--base-model " + stories_dir() + " --prompt-ids 1 --top-p 0", "--top-p: must be in (0, 1]"},
+      {"--base-model " + stories_dir() + " --prompt-ids 1 --dtype fp8", "--dtype: expected fp32, bf16 or fp16"},
+      {"--base-model " + stories_dir() + " --prompt-ids " + fmt::format("{}", fmt::join(std::vector<int>(513, 1), ",")),
        "the prompt has 513 tokens but the model's context (max_position_embeddings) is 512"},
-      {"--base-model " + kStories, "give exactly one of --prompt TEXT or --prompt-ids"},
+      {"--base-model " + stories_dir(), "give exactly one of --prompt TEXT or --prompt-ids"},
       {"--prompt-ids 1", "--base-model is required"},
   };
   for (const auto& c : cases) {

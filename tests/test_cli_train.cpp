@@ -21,61 +21,24 @@ namespace fs = std::filesystem;
 using namespace mixlora;
 using mixlora::test::CommandResult;
 using mixlora::test::count_lines;
+using mixlora::test::shell_quote;
 using mixlora::test::slurp;
+using mixlora::test::stories_dir;
+using mixlora::test::TempDir;
 
 namespace {
 
 const std::string kSource = MIXLORA_TEST_SOURCE_DIR;
-const std::string kStories = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
 const std::string kCompat = MIXLORA_TEST_SHARED_DIR "/compat/moe-peft";
 const std::string kTrainData = kSource + "/data/stories/train.jsonl";
 const std::string kTestData = kSource + "/data/stories/test.jsonl";
 
-// A fresh temporary directory per test case, removed at the end.
-struct Workspace {
-  fs::path dir;
-  Workspace() {
-    static int counter = 0;
-    dir = fs::temp_directory_path() / fmt::format("mixlora-cli-train-{}-{}", ::getpid(), counter++);
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  ~Workspace() {
-    std::error_code ec;
-    fs::remove_all(dir, ec);
-  }
-  std::string operator/(const std::string& name) const { return (dir / name).string(); }
-};
-
-// Single-quoted for /bin/sh: `lora[0].lr=...` must not be globbed.
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-std::string join_args(const std::vector<std::string>& args) {
-  std::string line;
-  for (const auto& a : args) line += " " + quote(a);
-  return line;
-}
-
 // Runs `tool args...` from the build's bin dir with `cwd` as the working directory (the
 // example configs name their data relative to the repository root, as users run them).
 CommandResult run_in(const std::string& cwd, const std::string& tool, const std::vector<std::string>& args) {
-  static int counter = 0;
-  const auto base = fs::temp_directory_path() / fmt::format("mixlora-cli-train-run-{}-{}", ::getpid(), counter++);
-  const std::string out = base.string() + ".out", err = base.string() + ".err";
-  const std::string line = fmt::format("cd {} && {}/{}{} >{} 2>{}", quote(cwd), MIXLORA_TEST_BIN_DIR, tool,
-                                       join_args(args), quote(out), quote(err));
-  const int status = std::system(line.c_str());
-  CommandResult result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  result.out = slurp(out);
-  result.err = slurp(err);
-  fs::remove(out);
-  fs::remove(err);
-  return result;
+  std::string line = tool;
+  for (const auto& a : args) line += " " + shell_quote(a);
+  return mixlora::test::run_tool(line, cwd);
 }
 
 CommandResult train(const std::vector<std::string>& args) { return run_in(kSource, "mixlora-train", args); }
@@ -124,7 +87,7 @@ std::set<std::string> tensor_names(const std::string& path) {
 
 // A tiny random LLaMA with the real LLaMA-2 vocabulary and tokenizer, so that text data
 // (instruction rows rendered with a prompt template) can be trained on.
-std::string tokenizer_model_dir(const Workspace& ws) {
+std::string tokenizer_model_dir(const TempDir& ws) {
   model::ModelConfig config;
   config.architecture = "LlamaForCausalLM";
   config.vocab_size = 32000;
@@ -149,7 +112,7 @@ bool any_nonzero(const io::SafeTensorsFile& file, const std::string& name) {
 }  // namespace
 
 TEST_CASE("every example config trains stories260K from the repository root", "[cli][train]") {
-  Workspace ws;
+  TempDir ws;
   for (const std::string name : {"mixlora", "mixlora-dynamic", "mixlora-switch", "lora", "multi-task"}) {
     DYNAMIC_SECTION(name << ".json") {
       const auto config = io::read_json_file(kSource + "/configs/" + name + ".json");
@@ -157,7 +120,7 @@ TEST_CASE("every example config trains stories260K from the repository root", "[
       // The config's own data file (data/stories/train.jsonl, relative to the repository root),
       // one epoch of 512 rows per step: 4 steps per adapter. Rows are cut to 4 tokens to keep
       // the run short.
-      std::vector<std::string> args = {"--config", "configs/" + name + ".json", "--base-model", kStories,
+      std::vector<std::string> args = {"--config", "configs/" + name + ".json", "--base-model", stories_dir(),
                                        "--output-dir", out_dir, "--set", "log_every=1", "--set", "cutoff_len=4"};
       const size_t adapters = config["lora"].size();
       for (size_t i = 0; i < adapters; ++i) {
@@ -213,10 +176,10 @@ TEST_CASE("every example config trains stories260K from the repository root", "[
 
 TEST_CASE("mixlora.json learns: loss falls and the adapter beats the base model on held-out data",
           "[cli][train]") {
-  Workspace ws;
+  TempDir ws;
   const auto out_dir = ws / "out";
   // data/stories/train.jsonl (2048 rows, cut to 12 tokens for speed), 64 rows per step: 32 steps.
-  const auto result = train({"--config", "configs/mixlora.json", "--base-model", kStories, "--output-dir", out_dir,
+  const auto result = train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir", out_dir,
                              "--set", "lora[0].lr=0.005", "--set", "lora[0].batch_size=64", "--set",
                              "lora[0].micro_batch_size=64", "--set", "lora[0].num_epochs=1", "--set", "log_every=1",
                              "--set", "cutoff_len=12"});
@@ -238,7 +201,7 @@ TEST_CASE("mixlora.json learns: loss falls and the adapter beats the base model 
 
   const auto report_path = ws / "report.json";
   const auto eval = run_in(kSource, "mixlora-eval",
-                           {"--base-model", kStories, "--adapter", adapter_dir, "--with-base", "--data",
+                           {"--base-model", stories_dir(), "--adapter", adapter_dir, "--with-base", "--data",
                             "data/stories/test.jsonl", "--output", report_path});
   INFO(eval.err);
   REQUIRE(eval.exit_code == 0);
@@ -253,7 +216,7 @@ TEST_CASE("mixlora.json learns: loss falls and the adapter beats the base model 
 }
 
 TEST_CASE("the MoE-PEFT configs run unchanged on a model with the LLaMA tokenizer", "[cli][train]") {
-  Workspace ws;
+  TempDir ws;
   const auto model_dir = tokenizer_model_dir(ws);
   struct Case {
     std::string config, prompt;
@@ -355,10 +318,10 @@ TEST_CASE("mixlora-train --export-bin writes an adapter_model.bin that torch.loa
   if (std::system((python + " -c 'import torch' >/dev/null 2>&1").c_str()) != 0) {
     FAIL(python << " cannot import torch: install Debian's python3-torch (apt-get install python3-torch)");
   }
-  Workspace ws;
+  TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(8));
   const auto out_dir = ws / "out";
-  const auto result = train({"--config", "configs/mixlora.json", "--base-model", kStories, "--output-dir", out_dir,
+  const auto result = train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir", out_dir,
                              "--set", "lora[0].data=" + (ws / "rows.jsonl"), "--set", "lora[0].batch_size=4",
                              "--set", "lora[0].micro_batch_size=4", "--export-bin"});
   INFO(result.err);
@@ -370,8 +333,7 @@ TEST_CASE("mixlora-train --export-bin writes an adapter_model.bin that torch.loa
 
   // Reads the safetensors file by hand (8-byte little-endian header length, JSON header, data)
   // and compares every tensor with torch.load's, bit for bit.
-  const auto script = ws / "compare.py";
-  std::ofstream(script) << R"PY(
+  const auto script = ws.write("compare.py", R"PY(
 import json, struct, sys, torch
 bin_path, st_path = sys.argv[1], sys.argv[2]
 sd = torch.load(bin_path, map_location="cpu", weights_only=True)
@@ -392,10 +354,11 @@ for name, info in header.items():
     assert torch.equal(got, expected), name
 nonzero_b = sum(1 for k, v in sd.items() if "lora_B" in k and bool(v.abs().max() > 0))
 print(len(sd), nonzero_b)
-)PY";
+)PY");
   const auto out = ws / "compare.out";
-  const int status = std::system(fmt::format("{} {} {} {} >{} 2>&1", python, quote(script), quote(dir + "/adapter_model.bin"),
-                                             quote(dir + "/adapter_model.safetensors"), quote(out))
+  const int status = std::system(fmt::format("{} {} {} {} >{} 2>&1", python, shell_quote(script),
+                                             shell_quote(dir + "/adapter_model.bin"),
+                                             shell_quote(dir + "/adapter_model.safetensors"), shell_quote(out))
                                      .c_str());
   const auto text = slurp(out);
   INFO("python: " << text);
@@ -409,7 +372,7 @@ print(len(sd), nonzero_b)
 }
 
 TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and writes nothing", "[cli][train]") {
-  Workspace ws;
+  TempDir ws;
   const auto good = stories_rows(6);
   // Five good rows and a malformed line in the middle (line 4).
   write_lines(ws / "malformed.jsonl", {good[0], good[1], good[2], "{\"input_ids\": [1, 2, 3", good[3], good[4]});
@@ -420,7 +383,7 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
   {
     auto config = io::read_json_file(kSource + "/configs/mixlora.json");
     config["lora"][0]["num_expert"] = 8;  // a typo of num_experts
-    std::ofstream(ws / "typo.json") << config.dump(4);
+    ws.write("typo.json", config.dump(4));
   }
 
   struct Case {
@@ -428,7 +391,7 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
     std::vector<std::string> extra;  // after --config, --base-model, --output-dir and batch sizes
     std::vector<std::string> messages;
     std::string config = "configs/mixlora.json";
-    std::string base_model = kStories;
+    std::string base_model = stories_dir();
     std::string out_dir;  // default: a fresh directory in the workspace
   };
   auto data = [&](const std::string& file) { return std::vector<std::string>{"--set", "lora[0].data=" + (ws / file)}; };
@@ -446,7 +409,7 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
        {"--set", "lora[0].data=" + (ws / "good.jsonl"), "--set", "lora[0].num_experts=8", "--set", "lora[0].top_k=9"},
        {"configs/mixlora.json: lora[0].top_k: must be in 1..num_experts (8), got 9"}},
       {"unwritable output dir", data("good.jsonl"), {"/proc/xyz: cannot create the output directory"},
-       "configs/mixlora.json", kStories, "/proc/xyz"},
+       "configs/mixlora.json", stories_dir(), "/proc/xyz"},
       {"missing base model", data("good.jsonl"), {"/nonexistent-model: base model directory not found"},
        "configs/mixlora.json", "/nonexistent-model"},
   };
@@ -473,7 +436,7 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
 
   SECTION("--skip-bad-rows skips the malformed line, counts it and trains on the rest") {
     const auto out_dir = ws / "skip";
-    const auto result = train({"--config", "configs/mixlora.json", "--base-model", kStories, "--output-dir", out_dir,
+    const auto result = train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir", out_dir,
                                "--set", "lora[0].data=" + (ws / "malformed.jsonl"), "--set", "lora[0].batch_size=4",
                                "--set", "lora[0].micro_batch_size=4", "--skip-bad-rows"});
     INFO(result.err);
@@ -487,10 +450,10 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
 }
 
 TEST_CASE("mixlora-train into a finished output dir: refused unless --overwrite and kept by --resume", "[cli][train]") {
-  Workspace ws;
+  TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(8));
   const auto out_dir = ws / "out";
-  const std::vector<std::string> args = {"--config", "configs/mixlora.json", "--base-model", kStories,
+  const std::vector<std::string> args = {"--config", "configs/mixlora.json", "--base-model", stories_dir(),
                                          "--output-dir", out_dir, "--set", "lora[0].data=" + (ws / "rows.jsonl"),
                                          "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=4",
                                          "--set", "log_every=1"};
@@ -550,11 +513,11 @@ TEST_CASE("mixlora-train into a finished output dir: refused unless --overwrite 
 }
 
 TEST_CASE("mixlora-train --resume through the CLI reaches the bytes of an uninterrupted run", "[cli][train]") {
-  Workspace ws;
+  TempDir ws;
   // 12 rows, 4 per step (2 micro-batches of 2), 2 epochs: 6 steps, checkpoints at 2 and 4.
   write_lines(ws / "rows.jsonl", stories_rows(12));
   auto args = [&](const std::string& out_dir) {
-    return std::vector<std::string>{"--config", "configs/mixlora.json", "--base-model", kStories,
+    return std::vector<std::string>{"--config", "configs/mixlora.json", "--base-model", stories_dir(),
                                     "--output-dir", out_dir, "--set", "lora[0].data=" + (ws / "rows.jsonl"),
                                     "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=2",
                                     "--set", "lora[0].num_epochs=2", "--set", "save_step=2",
@@ -612,12 +575,12 @@ TEST_CASE("mixlora-train --resume through the CLI reaches the bytes of an uninte
 }
 
 TEST_CASE("mixlora-train --resume of a multi-task run whose adapters stop at different steps", "[cli][train]") {
-  Workspace ws;
+  TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(12));
   // multi-task.json's three adapters fused: stories-mixlora 6 steps (2 epochs of 3), stories-switch
   // 3 steps, stories-lora 6 steps; checkpoints every 2 steps.
   auto args = [&](const std::string& out_dir) {
-    std::vector<std::string> a = {"--config", "configs/multi-task.json", "--base-model", kStories,
+    std::vector<std::string> a = {"--config", "configs/multi-task.json", "--base-model", stories_dir(),
                                   "--output-dir", out_dir, "--set", "save_step=2", "--set", "log_every=1",
                                   "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=2",
                                   "--set", "lora[0].num_epochs=2", "--set", "lora[1].batch_size=4",

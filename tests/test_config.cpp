@@ -9,13 +9,8 @@
 #include "test_helpers.h"
 #include <nlohmann/json.hpp>
 
-#include <stdlib.h>
-
-#include <filesystem>
-#include <fstream>
 #include <set>
 
-namespace fs = std::filesystem;
 using namespace mixlora;
 using namespace mixlora::config;
 using Catch::Matchers::Contains;
@@ -63,23 +58,6 @@ json without(json config, const std::string& key) {
 TrainConfig parse(const json& config) { return parse_train_config(config, "cfg.json"); }
 
 AdapterConfig parse_adapter(const json& config) { return parse(config).adapters.at(0); }
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "mixlora-cfg-XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const json& content) const {
-    const auto file = (path / name).string();
-    std::ofstream(file) << content.dump(2);
-    return file;
-  }
-};
 
 }  // namespace
 
@@ -752,14 +730,14 @@ TEST_CASE("bad overrides are errors naming the override", "[config]") {
 }
 
 TEST_CASE("load_train_config applies overrides before validation", "[config]") {
-  TempDir dir;
-  const auto path = dir.write("cfg.json", with(mixlora_config(), "top_k", 9));
+  mixlora::test::TempDir dir;
+  const auto path = dir.write("cfg.json", with(mixlora_config(), "top_k", 9).dump(2));
   REQUIRE_INPUT_ERROR(load_train_config(path), Equals(path + ": lora[0].top_k: must be in 1..num_experts (8), got 9"));
   CHECK(load_train_config(path, {"lora[0].top_k=3"}).adapters[0].top_k == 3);
   CHECK(load_train_config(path, {"lora[0].num_experts=16"}).adapters[0].num_experts == 16);
   REQUIRE_INPUT_ERROR(load_train_config(path, {"lora[0].top_k=3", "lora[0].r=0"}),
                       Equals(path + ": lora[0].r: must be >= 1, got 0"));
-  REQUIRE_INPUT_ERROR(load_train_config((dir.path / "missing.json").string()), Contains("missing.json: no such file"));
+  REQUIRE_INPUT_ERROR(load_train_config(dir / "missing.json"), Contains("missing.json: no such file"));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -12,12 +12,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include <stdlib.h>
-
-#include <filesystem>
 #include <fstream>
 
-namespace fs = std::filesystem;
 using Catch::Matchers::Contains;
 using Catch::Matchers::Equals;
 using Catch::Matchers::StartsWith;
@@ -27,6 +23,7 @@ using mixlora::data::DatasetOptions;
 using mixlora::data::kIgnoreIndex;
 using mixlora::data::Sample;
 using mixlora::data::Tokenizer;
+using mixlora::test::TempDir;
 using Ids = std::vector<int64_t>;
 
 namespace {
@@ -76,23 +73,6 @@ Ids masked_prefix(const Sample& s) {
 }
 
 // A fresh directory under the system temp dir, removed when the test ends.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "mixlora-data-XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string write(const std::string& name, const std::string& text) const {
-    const auto file = (path / name).string();
-    std::ofstream(file, std::ios::binary) << text;
-    return file;
-  }
-};
-
 nlohmann::json dummy_rows() {
   std::ifstream in(kDummy);
   return nlohmann::json::parse(in);
@@ -503,7 +483,7 @@ TEST_CASE("classification: label names and ids, text pairs, GLUE", "[data]") {
         messages.push_back(e.what());
       }
     }
-    const auto one = (dir.path / "one.jsonl").string();
+    const auto one = dir / "one.jsonl";
     CHECK(messages == std::vector<std::string>{
                           one + ":1: label: expected a class id in [0, 2), got 2",
                           one + ":1: label: expected a class id in [0, 2) or a label name, got number 1.5",
@@ -630,8 +610,7 @@ TEST_CASE("row reader: file:line errors and skip_bad_rows", "[data]") {
     const auto empty_array = dir.write("empty.json", "[ ]");
     REQUIRE_INPUT_ERROR(load_one("arc-e", empty_array),
                         Equals(empty_array + ": no usable rows for task arc-e (the file has no rows)"));
-    REQUIRE_INPUT_ERROR(load_one("casual", (dir.path / "nope.jsonl").string()),
-                        Equals((dir.path / "nope.jsonl").string() + ": data file not found"));
+    REQUIRE_INPUT_ERROR(load_one("casual", dir / "nope.jsonl"), Equals(dir / "nope.jsonl" + ": data file not found"));
   }
   SECTION("read_pretokenized keeps its behaviour") {
     const auto file = dir.write("pre.json", "[\n  {\"input_ids\": [1, 2, 3]},\n  {\"input_ids\": [1, 2, 3, 4, 5]}\n]");

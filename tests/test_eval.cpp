@@ -8,16 +8,12 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
+#include "stories_model.h"
 
 using namespace mixlora;
+using mixlora::test::stories;
 
 namespace {
-
-const model::BaseModel& stories() {
-  static const auto model = model::load_base_model(MIXLORA_TEST_SHARED_DIR "/models/stories260K", at::kFloat,
-                                                   c10::Device(c10::kCPU));
-  return model;
-}
 
 std::vector<data::Sample> rows_of_lengths(const std::vector<int64_t>& lengths) {
   std::vector<data::Sample> rows;

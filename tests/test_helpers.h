@@ -3,6 +3,16 @@
 
 #include <catch2/catch.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <system_error>
+#include <vector>
+
 // The expression throws mixlora::InputError (exit code 2 in the apps) with a message that
 // satisfies the string matcher.
 #define REQUIRE_INPUT_ERROR(expr, matcher)                 \
@@ -10,3 +20,65 @@
     REQUIRE_THROWS_AS(expr, ::mixlora::InputError);        \
     REQUIRE_THROWS_WITH(expr, matcher);                    \
   } while (false)
+
+namespace mixlora::test {
+
+// The real stories260K checkpoint in ../shared (read-only test data). Its loaded model is in
+// stories_model.h, for the tests that need LibTorch models.
+inline const std::string& stories_dir() {
+  static const std::string dir = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
+  return dir;
+}
+
+// The whole file as bytes ("" when it cannot be read).
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// Writes `bytes` to `path` unchanged, replacing what was there.
+inline void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream(path, std::ios::binary) << bytes;
+}
+
+// A fresh scratch directory under the system temp dir, unique per process and object, removed
+// with its contents when the object goes.
+struct TempDir {
+  std::filesystem::path path;
+
+  TempDir() {
+    static int counter = 0;
+    path = std::filesystem::temp_directory_path() /
+           ("mixlora-test-" + std::to_string(::getpid()) + "-" + std::to_string(counter++));
+    std::filesystem::remove_all(path);  // left by an earlier process with the same pid
+    std::filesystem::create_directories(path);
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  std::string str() const { return path.string(); }
+  // The path of `name` inside the directory.
+  std::string operator/(const std::string& name) const { return (path / name).string(); }
+  // Writes the file `name` with `bytes` and returns its path.
+  std::string write(const std::string& name, const std::string& bytes) const {
+    const auto file = *this / name;
+    write_file(file, bytes);
+    return file;
+  }
+  // The names of the entries directly inside, sorted.
+  std::vector<std::string> files() const {
+    std::vector<std::string> names;
+    for (const auto& entry : std::filesystem::directory_iterator(path))
+      names.push_back(entry.path().filename().string());
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+};
+
+}  // namespace mixlora::test

@@ -8,19 +8,19 @@
 #include "mixlora/model/decoder.h"
 
 #include <catch2/catch.hpp>
+#include "stories_model.h"
 #include "test_helpers.h"
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <filesystem>
-#include <fstream>
 
 namespace fs = std::filesystem;
 using namespace mixlora;
+using mixlora::test::stories_dir;
+using mixlora::test::TempDir;
 
 namespace {
-
-const std::string kStories = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
 
 const nlohmann::json& reference() {
   static const auto fixture =
@@ -35,36 +35,22 @@ at::Tensor int_matrix(const nlohmann::json& rows) {
   return at::tensor(flat, at::kLong).view({static_cast<int64_t>(rows.size()), -1});
 }
 
+// stories260K in `dtype`, loaded once per dtype (fp32: the shared model of stories_model.h).
 const model::BaseModel& stories(c10::ScalarType dtype = at::kFloat) {
+  if (dtype == at::kFloat) return test::stories();
   static std::map<c10::ScalarType, model::BaseModel> cache;
   auto it = cache.find(dtype);
   if (it == cache.end()) {
-    it = cache.emplace(dtype, model::load_base_model(kStories, dtype, c10::Device(c10::kCPU))).first;
+    it = cache.emplace(dtype, model::load_base_model(stories_dir(), dtype, c10::Device(c10::kCPU))).first;
   }
   return it->second;
-}
-
-// A scratch directory that removes itself.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / fmt::format("mixlora-test-{}-{}", ::getpid(), counter()++);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  static int& counter() { static int n = 0; return n; }
-  std::string str() const { return path.string(); }
-};
-
-void write_text(const fs::path& path, const std::string& text) {
-  std::ofstream(path) << text;
 }
 
 // A copy of stories260K whose tensors are edited by `edit` before saving.
 void write_edited_stories(const std::string& dir,
                           const std::function<void(std::vector<std::pair<std::string, at::Tensor>>&)>& edit) {
-  fs::copy_file(kStories + "/config.json", dir + "/config.json");
-  auto file = io::SafeTensorsFile::open(kStories + "/model.safetensors");
+  fs::copy_file(stories_dir() + "/config.json", dir + "/config.json");
+  auto file = io::SafeTensorsFile::open(stories_dir() + "/model.safetensors");
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& info : file.tensors()) tensors.emplace_back(info.name, file.load(info.name));
   edit(tensors);
@@ -185,7 +171,7 @@ TEST_CASE("rope scaling: linear divides every frequency, llama3 only the long wa
 }
 
 TEST_CASE("config.json is validated with the file and key in the message", "[model][config]") {
-  const auto base = io::read_json_file(kStories + "/config.json");
+  const auto base = io::read_json_file(stories_dir() + "/config.json");
   auto expect_error = [&](const std::function<void(nlohmann::json&)>& edit, const std::string& words) {
     auto json = base;
     edit(json);
@@ -251,7 +237,7 @@ TEST_CASE("loading names missing, mis-shaped and unexpected tensors", "[model][c
   SECTION("corrupt config.json") {
     TempDir dir;
     write_edited_stories(dir.str(), [](auto&) {});
-    write_text(dir.path / "config.json", "{\"architectures\": [\"LlamaForCausalLM\"], ");
+    dir.write("config.json", "{\"architectures\": [\"LlamaForCausalLM\"], ");
     REQUIRE_INPUT_ERROR(model::load_base_model(dir.str(), at::kFloat, cpu), Catch::Matchers::Contains("config.json: invalid JSON"));
   }
 }
@@ -260,7 +246,7 @@ TEST_CASE("fp16 base weights either run close to fp32 or are refused clearly", "
   torch::NoGradGuard no_grad;
   // LibTorch 1.13 has no fp16 matmul on CPU; 2.x does. Either way no crash mid-forward.
   try {
-    const auto model = model::load_base_model(kStories, at::kHalf, c10::Device(c10::kCPU));
+    const auto model = model::load_base_model(stories_dir(), at::kHalf, c10::Device(c10::kCPU));
     const model::Decoder decoder(model);
     const model::Decoder reference_decoder(stories());
     const auto ids = int_matrix(reference()["input_ids"]).narrow(0, 0, 1);

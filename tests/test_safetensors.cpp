@@ -5,41 +5,22 @@
 #include "mixlora/io/weight_store.h"
 
 #include <catch2/catch.hpp>
+#include "test_helpers.h"
 
 #include <signal.h>
-#include <stdlib.h>
 #include <sys/resource.h>
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 
-namespace fs = std::filesystem;
 using mixlora::InputError;
 using mixlora::RuntimeError;
 using namespace mixlora::io;
+using mixlora::test::stories_dir;
+using mixlora::test::TempDir;
 
 namespace {
-
-// A fresh directory under the system temp dir, removed when the test ends.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "mixlora-st-XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
 
 std::string le_u64(uint64_t value) {
   std::string bytes(8, '\0');
@@ -50,9 +31,7 @@ std::string le_u64(uint64_t value) {
 // A file with the given header text and `data_size` zero bytes of data.
 std::string write_raw(const TempDir& dir, const std::string& header, size_t data_size = 0,
                       const std::string& name = "model.safetensors") {
-  const std::string path = dir / name;
-  write_bytes(path, le_u64(header.size()) + header + std::string(data_size, '\0'));
-  return path;
+  return dir.write(name, le_u64(header.size()) + header + std::string(data_size, '\0'));
 }
 
 bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
@@ -60,15 +39,6 @@ bool same_bytes(const at::Tensor& a, const at::Tensor& b) {
   return ca.scalar_type() == cb.scalar_type() && ca.sizes() == cb.sizes() &&
          std::memcmp(ca.data_ptr(), cb.data_ptr(), ca.nbytes()) == 0;
 }
-
-std::vector<std::string> files_in(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) names.push_back(entry.path().filename().string());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
-const std::string kStories = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
 
 }  // namespace
 
@@ -121,8 +91,7 @@ TEST_CASE("safetensors round trip keeps every dtype bit-identical", "[safetensor
   CHECK(kept[0][0].item<int>() == -5);
 
   // Layout as the Python library writes it: header padded with spaces to 8 bytes, data packed.
-  std::ifstream in(path, std::ios::binary);
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string bytes = mixlora::test::slurp(path);
   uint64_t header_size = 0;
   std::memcpy(&header_size, bytes.data(), 8);
   CHECK(header_size % 8 == 0);
@@ -132,7 +101,7 @@ TEST_CASE("safetensors round trip keeps every dtype bit-identical", "[safetensor
   uint64_t data_size = 0;
   for (const auto& [name, t] : tensors) data_size += t.nbytes();
   CHECK(bytes.size() == 8 + header_size + data_size);
-  CHECK(files_in(dir.path) == std::vector<std::string>{"out.safetensors"});  // no temp left behind
+  CHECK(dir.files() == std::vector<std::string>{"out.safetensors"});  // no temp left behind
 }
 
 TEST_CASE("safetensors writer refuses bad input and stays atomic", "[safetensors]") {
@@ -148,7 +117,7 @@ TEST_CASE("safetensors writer refuses bad input and stays atomic", "[safetensors
                       Catch::Contains("'c'") && Catch::Contains("ComplexFloat"));
   REQUIRE_THROWS_WITH(save_safetensors(dir / "no-such-dir/x.safetensors", {{"a", t}}),
                       Catch::Contains("no-such-dir/x.safetensors") && Catch::Contains("No such file"));
-  CHECK(files_in(dir.path).empty());
+  CHECK(dir.files().empty());
 
   SECTION("a write that fails midway (file size limit, as on a full disk) keeps the old file") {
     save_safetensors(path, {{"old", t}});
@@ -171,7 +140,7 @@ TEST_CASE("safetensors writer refuses bad input and stays atomic", "[safetensors
 
     CHECK(threw_runtime);
     CHECK_THAT(message, Catch::Contains("adapter.safetensors") && Catch::Contains("File too large"));
-    CHECK(files_in(dir.path) == std::vector<std::string>{"adapter.safetensors"});
+    CHECK(dir.files() == std::vector<std::string>{"adapter.safetensors"});
     const auto file = SafeTensorsFile::open(path);
     CHECK(file.find("old") != nullptr);
     CHECK(file.find("big") == nullptr);
@@ -179,7 +148,7 @@ TEST_CASE("safetensors writer refuses bad input and stays atomic", "[safetensors
 }
 
 TEST_CASE("safetensors reads the real stories260K checkpoint", "[safetensors]") {
-  const auto file = SafeTensorsFile::open(kStories + "/model.safetensors");
+  const auto file = SafeTensorsFile::open(stories_dir() + "/model.safetensors");
   CHECK(file.tensors().size() == 47);  // embeddings + final norm + 5 layers x 9 (tied lm_head)
   CHECK(file.metadata() == std::map<std::string, std::string>{{"format", "pt"}});
   CHECK(file.tensors().front().name == "model.embed_tokens.weight");  // file order kept
@@ -209,7 +178,7 @@ TEST_CASE("safetensors reads the real stories260K checkpoint", "[safetensors]") 
 }
 
 TEST_CASE("weight store opens a single-file model directory", "[safetensors]") {
-  const auto store = WeightStore::open_dir(kStories);
+  const auto store = WeightStore::open_dir(stories_dir());
   const auto names = store.names();
   CHECK(names.size() == 47);
   CHECK(std::is_sorted(names.begin(), names.end()));
@@ -233,7 +202,7 @@ TEST_CASE("weight store loads a sharded directory through its index", "[safetens
       {"unlisted", at::ones({1})}};  // in a shard but not in the index: ignored, as transformers does
   save_safetensors(dir / "model-00001-of-00002.safetensors", shard1, {{"format", "pt"}});
   save_safetensors(dir / "model-00002-of-00002.safetensors", shard2, {{"format", "pt"}});
-  write_bytes(dir / "model.safetensors.index.json", R"({
+  dir.write("model.safetensors.index.json", R"({
     "metadata": {"total_size": 1234},
     "weight_map": {
       "model.embed_tokens.weight": "model-00001-of-00002.safetensors",
@@ -269,19 +238,19 @@ TEST_CASE("safetensors reader rejects corrupt files with one clear line", "[safe
   SECTION("missing file") { rejects(dir / "nope.safetensors", "No such file"); }
   SECTION("a directory") { rejects(dir.path.string(), "not a regular file"); }
   SECTION("empty file") {
-    write_bytes(dir / "model.safetensors", "");
+    dir.write("model.safetensors", "");
     rejects(dir / "model.safetensors", "file is 0 bytes");
   }
   SECTION("shorter than the 8-byte length") {
-    write_bytes(dir / "model.safetensors", "abcde");
+    dir.write("model.safetensors", "abcde");
     rejects(dir / "model.safetensors", "file is 5 bytes");
   }
   SECTION("header length larger than the file") {
-    write_bytes(dir / "model.safetensors", le_u64(1000) + "{}");
+    dir.write("model.safetensors", le_u64(1000) + "{}");
     rejects(dir / "model.safetensors", "header length 1000 bytes runs past the end of the 10-byte file");
   }
   SECTION("header length above the cap") {
-    write_bytes(dir / "model.safetensors", le_u64(kMaxHeaderBytes + 1) + "{}");
+    dir.write("model.safetensors", le_u64(kMaxHeaderBytes + 1) + "{}");
     rejects(dir / "model.safetensors", "exceeds the 104857600-byte limit");
   }
   SECTION("header not JSON") { rejects(write_raw(dir, "{\"w\": nope"), "header is not valid JSON"); }
@@ -374,42 +343,42 @@ TEST_CASE("weight store rejects broken model directories with hints", "[safetens
 
   SECTION("missing directory") { rejects(root + "/absent", {root + "/absent", "does not exist"}); }
   SECTION("directory without weights") {
-    write_bytes(dir / "config.json", "{}");
+    dir.write("config.json", "{}");
     rejects(root, {root, "expected model.safetensors or model.safetensors.index.json"});
   }
   SECTION("pickle weights only") {
-    write_bytes(dir / "pytorch_model.bin", "PK");
+    dir.write("pytorch_model.bin", "PK");
     rejects(root, {"pytorch_model.bin", "never unpickles", "save_file(torch.load("});
   }
   SECTION("index JSON corrupt") {
-    write_bytes(dir / "model.safetensors.index.json", "{\"weight_map\": {\"a\": ");
+    dir.write("model.safetensors.index.json", "{\"weight_map\": {\"a\": ");
     rejects(root, {"model.safetensors.index.json", "JSON", "line 1"});
   }
   SECTION("index without weight_map") {
-    write_bytes(dir / "model.safetensors.index.json", R"({"metadata": {}})");
+    dir.write("model.safetensors.index.json", R"({"metadata": {}})");
     rejects(root, {"model.safetensors.index.json", "\"weight_map\""});
   }
   SECTION("index referencing a missing shard") {
     save_safetensors(dir / "model-00001-of-00002.safetensors", {{"a", at::ones({1})}});
-    write_bytes(dir / "model.safetensors.index.json",
-                R"({"weight_map": {"a": "model-00001-of-00002.safetensors",
+    dir.write("model.safetensors.index.json",
+              R"({"weight_map": {"a": "model-00001-of-00002.safetensors",
                                    "b": "model-00002-of-00002.safetensors"}})");
     rejects(root, {"model.safetensors.index.json", "tensor 'b'", "'model-00002-of-00002.safetensors'", "missing"});
   }
   SECTION("index naming a tensor its shard lacks") {
     save_safetensors(dir / "model-00001-of-00001.safetensors", {{"a", at::ones({1})}});
-    write_bytes(dir / "model.safetensors.index.json",
-                R"({"weight_map": {"a": "model-00001-of-00001.safetensors", "ghost": "model-00001-of-00001.safetensors"}})");
+    dir.write("model.safetensors.index.json",
+              R"({"weight_map": {"a": "model-00001-of-00001.safetensors", "ghost": "model-00001-of-00001.safetensors"}})");
     rejects(root, {"model.safetensors.index.json", "tensor 'ghost'", "has no such tensor"});
   }
   SECTION("index pointing outside the directory") {
-    write_bytes(dir / "model.safetensors.index.json", R"({"weight_map": {"a": "../elsewhere.safetensors"}})");
+    dir.write("model.safetensors.index.json", R"({"weight_map": {"a": "../elsewhere.safetensors"}})");
     rejects(root, {"tensor 'a'", "expected a file name in the same directory"});
   }
   SECTION("a corrupt shard names the shard") {
-    write_bytes(dir / "model-00001-of-00001.safetensors", "bad");
-    write_bytes(dir / "model.safetensors.index.json",
-                R"({"weight_map": {"a": "model-00001-of-00001.safetensors"}})");
+    dir.write("model-00001-of-00001.safetensors", "bad");
+    dir.write("model.safetensors.index.json",
+              R"({"weight_map": {"a": "model-00001-of-00001.safetensors"}})");
     rejects(root, {"model-00001-of-00001.safetensors", "file is 3 bytes"});
   }
 }

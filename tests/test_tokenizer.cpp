@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
+#include "test_helpers.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 namespace fs = std::filesystem;
 using mixlora::InputError;
 using mixlora::data::Tokenizer;
+using mixlora::test::TempDir;
 
 namespace {
 
@@ -28,30 +30,12 @@ const std::string kLlama2Model = MIXLORA_TEST_SHARED_DIR "/tokenizers/llama2/tok
 const std::string kMultilingual =
     MIXLORA_TEST_SOURCE_DIR "/tests/fixtures/tokenizer/multilingual.txt";
 
-// A fresh directory under the system temp dir, removed when the test ends.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "mixlora-tok-XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-};
-
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream(path, std::ios::binary) << text;
-}
-
 // A model directory holding the LLaMA-2 tokenizer.model and the given config files.
 void make_model_dir(const TempDir& dir, const std::string& tokenizer_config,
                     const std::string& special_tokens_map = "") {
   fs::create_symlink(kLlama2Model, dir / "tokenizer.model");
-  if (!tokenizer_config.empty()) write_text(dir / "tokenizer_config.json", tokenizer_config);
-  if (!special_tokens_map.empty()) write_text(dir / "special_tokens_map.json", special_tokens_map);
+  if (!tokenizer_config.empty()) dir.write("tokenizer_config.json", tokenizer_config);
+  if (!special_tokens_map.empty()) dir.write("special_tokens_map.json", special_tokens_map);
 }
 
 std::vector<std::string> read_lines(const std::string& path) {
@@ -205,7 +189,7 @@ TEST_CASE("tokenizer_config.json and special_tokens_map.json set special tokens"
       "model_max_length": 1000000000000000019884624838656,
       "tokenizer_class": "LlamaTokenizer"
     })");
-    const auto tok = Tokenizer::from_model_dir(dir.path.string());
+    const auto tok = Tokenizer::from_model_dir(dir.str());
     CHECK(tok.add_bos_default());
     CHECK(tok.add_eos_default());
     CHECK(tok.pad_id() == 0);
@@ -228,7 +212,7 @@ TEST_CASE("tokenizer_config.json and special_tokens_map.json set special tokens"
       "eos_token": "</s>"
     })",
                    R"({"pad_token": {"content": "<pad>"}, "eos_token": "<s>"})");
-    const auto tok = Tokenizer::from_model_dir(dir.path.string());
+    const auto tok = Tokenizer::from_model_dir(dir.str());
     CHECK_FALSE(tok.add_bos_default());
     CHECK_FALSE(tok.add_eos_default());
     CHECK(tok.pad_id() == 32000);
@@ -243,8 +227,8 @@ TEST_CASE("tokenizer_config.json and special_tokens_map.json set special tokens"
   SECTION("added_tokens.json and no config: HF defaults") {
     TempDir dir;
     make_model_dir(dir, "");
-    write_text(dir / "added_tokens.json", R"({"[PAD]": 32000})");
-    const auto tok = Tokenizer::from_model_dir(dir.path.string());
+    dir.write("added_tokens.json", R"({"[PAD]": 32000})");
+    const auto tok = Tokenizer::from_model_dir(dir.str());
     CHECK(tok.add_bos_default());
     CHECK_FALSE(tok.add_eos_default());
     CHECK(tok.pad_id() == -1);
@@ -266,8 +250,8 @@ TEST_CASE("tokenizer errors name the file and the problem", "[tokenizer]") {
   using Catch::Matchers::Contains;
 
   // A model directory without tokenizer.model (like stories260K).
-  const std::string missing = message_of([&] { Tokenizer::from_model_dir(dir.path.string()); });
-  CHECK_THAT(missing, Contains(dir.path.string()) && Contains("no tokenizer.model") &&
+  const std::string missing = message_of([&] { Tokenizer::from_model_dir(dir.str()); });
+  CHECK_THAT(missing, Contains(dir.str()) && Contains("no tokenizer.model") &&
                           Contains("--prompt-ids"));
   CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(dir / "nope"); }),
              Contains("nope") && Contains("not found"));
@@ -276,33 +260,33 @@ TEST_CASE("tokenizer errors name the file and the problem", "[tokenizer]") {
 
   std::string garbage(1000, '\0');
   for (size_t i = 0; i < garbage.size(); ++i) garbage[i] = static_cast<char>((i * 7919) % 251);
-  write_text(dir / "garbage.model", garbage);
+  dir.write("garbage.model", garbage);
   CHECK_THAT(message_of([&] { Tokenizer::from_file(dir / "garbage.model"); }),
              Contains(dir / "garbage.model") && Contains("not a valid SentencePiece model"));
-  write_text(dir / "empty.model", "");
+  dir.write("empty.model", "");
   CHECK_THAT(message_of([&] { Tokenizer::from_file(dir / "empty.model"); }),
              Contains(dir / "empty.model") && Contains("not a valid SentencePiece model"));
 
   SECTION("unknown special token") {
     TempDir model;
     make_model_dir(model, R"({"pad_token": "<pad>"})");
-    CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(model.path.string()); }),
+    CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(model.str()); }),
                Contains("tokenizer_config.json: pad_token") && Contains("\"<pad>\""));
   }
   SECTION("wrong types") {
     TempDir model;
     make_model_dir(model, R"({"add_bos_token": "yes"})");
-    CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(model.path.string()); }),
+    CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(model.str()); }),
                Contains("tokenizer_config.json: add_bos_token: expected true or false"));
     TempDir model2;
     make_model_dir(model2, "{}", R"({"eos_token": 2})");
-    CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(model2.path.string()); }),
+    CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(model2.str()); }),
                Contains("special_tokens_map.json: eos_token: expected a token string"));
   }
   SECTION("malformed JSON") {
     TempDir model;
     make_model_dir(model, R"({"add_bos_token": tru)");
-    CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(model.path.string()); }),
+    CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(model.str()); }),
                Contains("tokenizer_config.json: invalid JSON"));
   }
 }

@@ -7,51 +7,23 @@
 #include "mixlora/io/zip_writer.h"
 
 #include <catch2/catch.hpp>
+#include "test_helpers.h"
 #include <nlohmann/json.hpp>
 
-#include <stdlib.h>
 #include <sys/wait.h>
 
-#include <algorithm>
 #include <cstdint>
-#include <filesystem>
-#include <fstream>
+#include <cstdlib>
 #include <limits>
-#include <sstream>
 
-namespace fs = std::filesystem;
 using mixlora::RuntimeError;
 using namespace mixlora::io;
+using mixlora::test::slurp;
+using mixlora::test::TempDir;
 using Json = nlohmann::json;
 using Catch::Matchers::Contains;
 
 namespace {
-
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string pattern = (fs::temp_directory_path() / "mixlora-bin-XXXXXX").string();
-    path = ::mkdtemp(pattern.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> files() const {
-    std::vector<std::string> names;
-    for (const auto& entry : fs::directory_iterator(path)) names.push_back(entry.path().filename().string());
-    std::sort(names.begin(), names.end());
-    return names;
-  }
-};
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 // Runs the Python checker and returns its JSON report; FAILs with its stderr otherwise.
 Json run_checker(const TempDir& dir, const std::string& mode, const std::string& input) {
@@ -63,9 +35,9 @@ Json run_checker(const TempDir& dir, const std::string& mode, const std::string&
   if (code == 3 || code == 127)
     FAIL("/usr/bin/python3 with torch is needed to check .bin files: install Debian's python3-torch "
          "(apt-get install python3-torch). "
-         << read_text(err));
-  if (code != 0) FAIL("check_torch_bin.py exited with " << code << ":\n" << read_text(err));
-  return Json::parse(read_text(out));
+         << slurp(err));
+  if (code != 0) FAIL("check_torch_bin.py exited with " << code << ":\n" << slurp(err));
+  return Json::parse(slurp(out));
 }
 
 std::string python_dtype(at::ScalarType scalar) {
@@ -218,16 +190,14 @@ TEST_CASE("pickled integers of every width pass the weights-only unpickler", "[t
   const std::string bytes = pickle.finish();
 
   TempDir dir;
-  const std::string path = dir / "ints.pkl";
-  std::ofstream(path, std::ios::binary) << bytes;
+  const std::string path = dir.write("ints.pkl", bytes);
   const Json report = run_checker(dir, "pickle", path);
   CHECK(report["value"].get<std::vector<int64_t>>() == values);
 }
 
 TEST_CASE("save_torch_bin refuses bad input and leaves the old file alone", "[torch_bin]") {
   TempDir dir;
-  const std::string path = dir / "adapter_model.bin";
-  std::ofstream(path) << "old";
+  const std::string path = dir.write("adapter_model.bin", "old");
 
   CHECK_THROWS_MATCHES(save_torch_bin(path, {{"a", at::ones({1})}, {"a", at::ones({1})}}), RuntimeError,
                        Catch::Matchers::Message(path + ": tensor 'a' given twice"));
@@ -235,7 +205,7 @@ TEST_CASE("save_torch_bin refuses bad input and leaves the old file alone", "[to
                        Catch::Matchers::Message(path + ": tensor 'u' is undefined"));
   CHECK_THROWS_WITH(save_torch_bin(path, {{"c", at::ones({2}, at::kComplexFloat)}}),
                     Contains(path) && Contains("'c' has dtype ComplexFloat") && Contains("Float, Double, BFloat16"));
-  CHECK(read_text(path) == "old");
+  CHECK(slurp(path) == "old");
   CHECK(dir.files() == std::vector<std::string>{"adapter_model.bin"});
 
   const std::string missing = dir / "no/such/dir/adapter_model.bin";
@@ -244,7 +214,7 @@ TEST_CASE("save_torch_bin refuses bad input and leaves the old file alone", "[to
 
   // A good save replaces the file in one step.
   save_torch_bin(path, {{"a", at::ones({1})}});
-  CHECK(read_text(path).rfind("PK\x03\x04", 0) == 0);
+  CHECK(slurp(path).rfind("PK\x03\x04", 0) == 0);
   CHECK(dir.files() == std::vector<std::string>{"adapter_model.bin"});
 }
 

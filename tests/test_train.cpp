@@ -10,23 +10,17 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include "stories_model.h"
 #include "test_helpers.h"
 
 #include <filesystem>
 #include <fstream>
-#include <sstream>
 
 namespace fs = std::filesystem;
 using namespace mixlora;
+using mixlora::test::stories;
 
 namespace {
-
-const std::string kStories = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
-
-const model::BaseModel& stories() {
-  static const auto model = model::load_base_model(kStories, at::kFloat, c10::Device(c10::kCPU));
-  return model;
-}
 
 std::vector<data::Sample> copy_task_rows(size_t count) {
   static const auto all =
@@ -52,9 +46,8 @@ config::AdapterConfig adapter(const std::string& name, config::PeftType type,
 }
 
 struct Run {
-  fs::path dir = fs::temp_directory_path() / fmt::format("mixlora-train-{}-{}", ::getpid(), next()++);
-  ~Run() { fs::remove_all(dir); }
-  static int& next() { static int n = 0; return n; }
+  test::TempDir scratch;
+  const fs::path dir = scratch.path;
 
   std::vector<train::AdapterSummary> train(std::vector<config::AdapterConfig> adapters, size_t rows,
                                            int64_t simultaneous = 4, int64_t save_step = 1000,
@@ -66,7 +59,7 @@ struct Run {
     c.save_step = save_step;
     c.log_every = 1;
     train::TrainerOptions options;
-    options.base_model_name = kStories;
+    options.base_model_name = test::stories_dir();
     options.resume = resume;
     train::prepare_output(c, options);
     std::vector<std::vector<data::Sample>> samples;
@@ -81,10 +74,7 @@ struct Run {
     return out;
   }
   std::string bytes(const std::string& name) const {
-    std::ifstream in(dir / name / "adapter_model.safetensors", std::ios::binary);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
+    return test::slurp((dir / name / "adapter_model.safetensors").string());
   }
 };
 
