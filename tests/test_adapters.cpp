@@ -166,6 +166,33 @@ TEST_CASE("every routing strategy trains, saves and reloads bit-identically", "[
   }
 }
 
+TEST_CASE("DoRA magnitudes are saved and restored", "[adapters][lora]") {
+  auto cfg = adapter_config("dora", config::PeftType::lora);
+  cfg.use_dora = true;
+  auto adapter = adapters::Adapter::create(cfg, stories(), 31);
+  perturb(adapter, 32);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : adapter.state_dict())
+      if (name.find("lora_magnitude_vector") != std::string::npos) t.mul_(1.5);
+  }
+  const auto names = adapter.state_dict();
+  CHECK(std::count_if(names.begin(), names.end(), [](const auto& e) {
+          return e.first == "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector";
+        }) == 1);
+  TempDir dir;
+  adapter.save(dir.str(), stories_dir());
+  auto loaded = adapters::Adapter::load(dir.str(), stories());
+  CHECK(loaded.config.use_dora);
+  const auto before = logits_with(&adapter, token_batch(), token_mask());
+  CHECK(at::equal(before, logits_with(&loaded, token_batch(), token_mask())));
+  // The magnitudes matter: the adapter is not the plain LoRA with the same A and B.
+  cfg.use_dora = false;
+  auto plain = adapters::Adapter::create(cfg, stories(), 31);
+  perturb(plain, 32);
+  CHECK(!at::allclose(before, logits_with(&plain, token_batch(), token_mask())));
+}
+
 TEST_CASE("fused segments equal each adapter run alone", "[adapters]") {
   auto first = adapters::Adapter::create(adapter_config("one", config::PeftType::mixlora), stories(), 21);
   auto second = adapters::Adapter::create(
