@@ -56,12 +56,12 @@ StepLosses adapter_losses(const model::Decoder& decoder, const adapters::Adapter
   auto labels = rows(batch.labels);
   auto class_labels = rows(batch.class_labels);
   StepLosses out;
+  out.tokens = rows(batch.attention_mask).sum().item<int64_t>();  // tokens processed, for tokens/s
   at::Tensor task = at::zeros({}, h.options().dtype(at::kFloat));
   // Causal-LM rows (any labelled position) and classification rows may mix in a multi-task adapter.
   if (labels.ne(data::kIgnoreIndex).any().item<bool>()) {
     auto loss = tasks::causal_lm_loss(decoder.logits(h), labels);
     task = task + loss.mean();
-    out.tokens = loss.count.item<int64_t>();
   }
   if (adapter.classifier.defined() && class_labels.ge(0).any().item<bool>()) {
     auto logits = tasks::classification_logits(h, rows(batch.last_token), adapter.classifier);
