@@ -6,6 +6,7 @@
 #include "mixlora/io/json_file.h"
 #include "mixlora/io/safetensors.h"
 #include "mixlora/model/base_model.h"
+#include "stories_model.h"
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
@@ -88,16 +89,7 @@ std::set<std::string> tensor_names(const std::string& path) {
 // A tiny random LLaMA with the real LLaMA-2 vocabulary and tokenizer, so that text data
 // (instruction rows rendered with a prompt template) can be trained on.
 std::string tokenizer_model_dir(const TempDir& ws) {
-  model::ModelConfig config;
-  config.architecture = "LlamaForCausalLM";
-  config.vocab_size = 32000;
-  config.hidden_size = 32;
-  config.intermediate_size = 64;
-  config.num_layers = 2;
-  config.num_heads = 4;
-  config.num_kv_heads = 2;
-  config.head_dim = 8;
-  config.max_position_embeddings = 512;
+  const auto config = test::tiny_llama_config(/*vocab_size=*/32000, /*max_positions=*/512);
   const auto model = model::random_base_model(config, at::kFloat, c10::Device(c10::kCPU), 1234);
   const auto dir = ws / "tiny-llama";
   model::save_base_model(model, dir);

@@ -11,6 +11,7 @@
 
 #include <catch2/catch.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
+#include "stories_model.h"
 #include "test_helpers.h"
 
 #include <filesystem>
@@ -20,23 +21,10 @@ using namespace mixlora;
 
 namespace {
 
-std::vector<data::Sample> rows(size_t count) {
-  static const auto all =
-      data::read_pretokenized(MIXLORA_TEST_SOURCE_DIR "/data/stories/train.jsonl", {}).samples;
-  return {all.begin(), all.begin() + std::min(count, all.size())};
-}
+std::vector<data::Sample> rows(size_t count) { return test::copy_task_rows(count); }
 
 model::BaseModel tiny_model(uint64_t seed) {
-  model::ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.vocab_size = 512;
-  c.hidden_size = 32;
-  c.intermediate_size = 64;
-  c.num_layers = 2;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
-  c.max_position_embeddings = 64;
+  auto c = test::tiny_llama_config(/*vocab_size=*/512, /*max_positions=*/64);
   c.tie_word_embeddings = true;
   return model::random_base_model(c, at::kFloat, at::kCPU, seed);
 }

@@ -22,11 +22,7 @@ using mixlora::test::stories;
 
 namespace {
 
-std::vector<data::Sample> copy_task_rows(size_t count) {
-  static const auto all =
-      data::read_pretokenized(MIXLORA_TEST_SOURCE_DIR "/data/stories/train.jsonl", {}).samples;
-  return {all.begin(), all.begin() + std::min(count, all.size())};
-}
+using mixlora::test::copy_task_rows;
 
 config::AdapterConfig adapter(const std::string& name, config::PeftType type,
                               config::RoutingStrategy strategy = config::RoutingStrategy::mixlora) {
