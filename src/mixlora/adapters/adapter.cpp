@@ -11,6 +11,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <filesystem>
+#include <set>
 
 namespace mixlora::adapters {
 
@@ -188,8 +189,9 @@ Adapter Adapter::load(const std::string& dir, const model::BaseModel& base) {
   auto adapter = create(config, base, /*seed=*/0);
   const auto file = io::SafeTensorsFile::open(weights_path);
   torch::NoGradGuard no_grad;
-  size_t matched = 0;
+  std::set<std::string> expected;
   for (auto& [name, tensor] : adapter.state_dict()) {
+    expected.insert(name);
     const auto* info = file.find(name);
     if (!info) {
       fail_input("{}: missing tensor '{}' (shape [{}]) required by adapter_config.json", weights_path,
@@ -200,17 +202,12 @@ Adapter Adapter::load(const std::string& dir, const model::BaseModel& base) {
                  weights_path, name, fmt::join(info->shape, ", "), fmt::join(tensor.sizes(), ", "));
     }
     tensor.copy_(file.load(name));
-    ++matched;
   }
-  if (matched != file.tensors().size()) {
-    for (const auto& info : file.tensors()) {
-      bool known = false;
-      for (const auto& [name, tensor] : adapter.state_dict()) known = known || name == info.name;
-      if (!known) {
-        fail_input("{}: unexpected tensor '{}' (does adapter_config.json match the weights, and "
-                   "was this adapter trained on a base model with {} layers?)",
-                   weights_path, info.name, base.config.num_layers);
-      }
+  for (const auto& info : file.tensors()) {
+    if (!expected.count(info.name)) {
+      fail_input("{}: unexpected tensor '{}' (does adapter_config.json match the weights, and "
+                 "was this adapter trained on a base model with {} layers?)",
+                 weights_path, info.name, base.config.num_layers);
     }
   }
   return adapter;

@@ -20,6 +20,7 @@ uint64_t adapter_seed(uint64_t seed, const std::string& name) {
 AdapterRun::AdapterRun(const config::AdapterConfig& config, const model::BaseModel& base,
                        std::vector<data::Sample> samples, uint64_t seed)
     : adapter_(adapters::Adapter::create(config, base, adapter_seed(seed, config.name))),
+      parameters_(adapter_.parameters()),
       samples_(std::move(samples)),
       generator_(at::make_generator<at::CPUGeneratorImpl>(adapter_seed(seed, config.name) + 1)),
       data_seed_(adapter_seed(seed, config.name) + 2) {
@@ -34,11 +35,10 @@ AdapterRun::AdapterRun(const config::AdapterConfig& config, const model::BaseMod
   int64_t tokens = 0;
   for (const auto& s : samples_) tokens += static_cast<int64_t>(s.input_ids.size());
   average_length_ = tokens / static_cast<int64_t>(samples_.size());
-  auto params = adapter_.parameters();
   if (config.optim == "sgd") {
-    optimizer_ = make_sgd(params, {config.momentum, config.weight_decay});
+    optimizer_ = make_sgd(parameters_, {config.momentum, config.weight_decay});
   } else {
-    optimizer_ = make_adamw(params, {0.9, 0.999, 1e-8, config.weight_decay});
+    optimizer_ = make_adamw(parameters_, {0.9, 0.999, 1e-8, config.weight_decay});
   }
   start_epoch();
 }
@@ -76,8 +76,7 @@ bool AdapterRun::finish_micro_batch() {
 double AdapterRun::current_lr() const { return config().lr * lr_factor(schedule_, step_); }
 
 double AdapterRun::optimizer_step(double max_grad_norm) {
-  const auto params = adapter_.parameters();
-  const double norm = clip_grad_norm(params, max_grad_norm);
+  const double norm = clip_grad_norm(parameters_, max_grad_norm);
   if (std::isfinite(norm)) optimizer_->step(current_lr());
   optimizer_->zero_grad();
   micro_step_ = 0;

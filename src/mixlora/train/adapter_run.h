@@ -52,6 +52,7 @@ class AdapterRun {
   void start_epoch();
 
   adapters::Adapter adapter_;
+  std::vector<at::Tensor> parameters_;  // adapter_.parameters(), built once
   std::vector<data::Sample> samples_;
   std::unique_ptr<Optimizer> optimizer_;
   Schedule schedule_;
