@@ -140,6 +140,7 @@ int main(int argc, char** argv) {
     data_options.skip_bad_rows = skip_bad_rows;
     data_options.vocab_size = model.config.vocab_size;
     std::vector<std::vector<mixlora::data::Sample>> samples;
+    std::vector<std::vector<mixlora::data::TaskData>> eval_sets;
     for (const auto& adapter : config.adapters) {
       std::vector<mixlora::data::Sample> all;
       for (auto& task : mixlora::data::load_task_data(adapter, tokenizer ? &*tokenizer : nullptr, data_options)) {
@@ -148,9 +149,11 @@ int main(int argc, char** argv) {
         std::move(task.samples.begin(), task.samples.end(), std::back_inserter(all));
       }
       samples.push_back(std::move(all));
+      eval_sets.push_back(config.eval_every > 0 ? mixlora::data::load_eval_data(adapter, tokenizer ? &*tokenizer : nullptr, data_options)
+                                                : std::vector<mixlora::data::TaskData>{});
     }
 
-    const auto summaries = mixlora::train::train(config, model, std::move(samples), options);
+    const auto summaries = mixlora::train::train(config, model, std::move(samples), options, eval_sets);
     for (const auto& s : summaries) {
       std::cout << fmt::format("{}: {} steps, loss {:.4f} -> {:.4f}, saved in {}\n", s.name, s.steps,
                                s.first_loss, s.last_loss, s.output_dir);

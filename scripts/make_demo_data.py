@@ -10,7 +10,8 @@ module, so any Python 3.8+ gives the same bytes).
   data/demo/quiz/{train,test}.jsonl   multiple choice in the ARC row format
                                       {"id", "question", "choices": {"text", "label"}, "answerKey"}
                                       (task "arc-e"), from the quiz(6) data files of Debian's
-                                      bsdgames 2.17-29+b1
+                                      bsdgames 2.17-29+b1; distractors are answers of other
+                                      kinds (see ANSWER_KINDS)
 
 Usage: python3 scripts/make_demo_data.py [--corpora DIR] [--out data/demo]
        (DIR: $CORPORA_DIR or ~/.cache/mixlora-corpora, as in fetch_corpora.sh)
@@ -307,48 +308,65 @@ SKIP_QUESTIONS = {"y", "upside down"}
 SKIP_PATTERN = re.compile(r" Part \d")
 
 
+# What kind of thing each subject's answers are. Distractors come from subjects of other kinds,
+# so a question is answerable by recognising what kind of answer it asks for ("the capital of"
+# -> a city, "the symbol Ga" -> an element) -- something a small model can learn from the train
+# split. With distractors from the same file the task is pure world knowledge, which a 3.4M
+# parameter model trained on Moby-Dick does not have (measured: every adapter stayed at chance).
+ANSWER_KINDS = {
+    "africa": "city", "america": "city", "asia": "city", "europe": "city", "province": "city",
+    "state": "city", "elements": "element", "collectives": "group noun", "babies": "animal",
+    "sexes": "female word", "latin": "meaning", "flowers": "meaning", "pres": "person",
+    "sov": "person", "poetry": "person", "bard": "play",
+}
+
+
+def quiz_subject_rows(quiz_dir, subject, qf, af):
+    """(question field, accepted answers) of one quiz file, each question once."""
+    rows = []
+    for line in quiz_lines(os.path.join(quiz_dir, subject)):
+        fields = split_top(line, ":")
+        if len(fields) <= max(qf, af):
+            continue
+        q = canonical(fields[qf]).strip().rstrip(",;:").strip()
+        answers = [ACT_RE.sub("", a).strip() for a in alternatives(fields[af])]
+        if not q or norm(q) in SKIP_QUESTIONS or not answers or norm(answers[0]) in SKIP_ANSWERS:
+            continue
+        if subject == "sov" and (SKIP_PATTERN.search(q) or SKIP_PATTERN.search(answers[0])):
+            continue
+        rows.append((q, answers))
+    # A question asked twice in a file accepts both answers.
+    accepted = {}
+    for q, answers in rows:
+        accepted.setdefault(norm(q), [q, answers[0], set()])[2].update(norm(a) for a in answers)
+    return list(accepted.values())
+
+
 def quiz_items(quiz_dir):
+    subjects = {subject: quiz_subject_rows(quiz_dir, subject, qf, af) for subject, qf, af, _ in QUIZ_SUBJECTS}
+    pools = {}  # kind -> distinct answers of every subject of that kind, in file order
+    for subject, rows in subjects.items():
+        pool = pools.setdefault(ANSWER_KINDS[subject], [])
+        for _, correct, _ in rows:
+            if norm(correct) not in {norm(p) for p in pool}:
+                pool.append(correct)
     items = []
-    for subject, qf, af, template in QUIZ_SUBJECTS:
-        rows = []
-        for line in quiz_lines(os.path.join(quiz_dir, subject)):
-            fields = split_top(line, ":")
-            if len(fields) <= max(qf, af):
-                continue
-            q = canonical(fields[qf]).strip().rstrip(",;:").strip()
-            answers = [ACT_RE.sub("", a).strip() for a in alternatives(fields[af])]
-            if not q or norm(q) in SKIP_QUESTIONS or not answers or norm(answers[0]) in SKIP_ANSWERS:
-                continue
-            if subject == "sov" and (SKIP_PATTERN.search(q) or SKIP_PATTERN.search(answers[0])):
-                continue
-            rows.append((q, answers))
-        # A question asked twice in a file accepts both answers.
-        accepted = {}
-        for q, answers in rows:
-            accepted.setdefault(norm(q), set()).update(norm(a) for a in answers)
-        pool = []  # distinct answers of the file, in file order
-        for _, answers in rows:
-            if norm(answers[0]) not in {norm(p) for p in pool}:
-                pool.append(answers[0])
-        done = set()
-        for q, answers in rows:
-            if norm(q) in done:
-                continue
-            done.add(norm(q))
-            correct = answers[0]
-            bad = accepted[norm(q)] | {norm(q)}  # "Who succeeded Charles I?" never offers Charles I
-            candidates = sorted((p for p in pool if norm(p) not in bad), key=lambda p: order_key("distractor", subject, q, p))
-            if len(candidates) < 3:
-                continue
-            options = [correct] + candidates[:3]
+    for subject, _, _, template in QUIZ_SUBJECTS:
+        kind = ANSWER_KINDS[subject]
+        for n, (q, correct, accepted) in enumerate(subjects[subject], start=1):
+            # Three other kinds, one distractor from each.
+            kinds = sorted((k for k in pools if k != kind), key=lambda k: order_key("kind", subject, q, k))[:3]
+            options = [correct]
+            for k in kinds:
+                candidates = [p for p in pools[k] if norm(p) not in accepted]
+                options.append(min(candidates, key=lambda p: order_key("distractor", subject, q, p)))
             options.sort(key=lambda o: order_key("option", subject, q, o))
-            key = "ABCD"[options.index(correct)]
             items.append(
                 {
-                    "id": f"{subject}-{len(done)}",
+                    "id": f"{subject}-{n}",
                     "question": template(q),
                     "choices": {"text": options, "label": ["A", "B", "C", "D"]},
-                    "answerKey": key,
+                    "answerKey": "ABCD"[options.index(correct)],
                 }
             )
     return items

@@ -1,7 +1,9 @@
 // The training loop: optimizers and schedules against hand-computed values, fused training
 // equal to training alone, exact resume, determinism, and output-directory safety.
 #include "mixlora/common/error.h"
+#include "mixlora/adapters/adapter.h"
 #include "mixlora/data/pretokenized.h"
+#include "mixlora/eval/evaluator.h"
 #include "mixlora/io/safetensors.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/train/optimizer.h"
@@ -47,20 +49,22 @@ struct Run {
 
   std::vector<train::AdapterSummary> train(std::vector<config::AdapterConfig> adapters, size_t rows,
                                            int64_t simultaneous = 4, int64_t save_step = 1000,
-                                           bool resume = false) {
+                                           bool resume = false, int64_t eval_every = 0,
+                                           const std::vector<std::vector<data::TaskData>>& eval_sets = {}) {
     config::TrainConfig c;
     c.adapters = adapters;
     c.output_dir = dir.string();
     c.train_lora_simultaneously_num = simultaneous;
     c.save_step = save_step;
     c.log_every = 1;
+    c.eval_every = eval_every;
     train::TrainerOptions options;
     options.base_model_name = test::stories_dir();
     options.resume = resume;
     train::prepare_output(c, options);
     std::vector<std::vector<data::Sample>> samples;
     for (size_t i = 0; i < adapters.size(); ++i) samples.push_back(copy_task_rows(rows));
-    return train::train(c, stories(), samples, options);
+    return train::train(c, stories(), samples, options, eval_sets);
   }
 
   std::map<std::string, at::Tensor> weights(const std::string& name) const {
@@ -171,6 +175,37 @@ TEST_CASE("training is deterministic and --resume ends with the same bytes", "[t
   std::vector<int64_t> steps;
   for (std::string line; std::getline(metrics, line);) steps.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
   CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5});
+}
+
+TEST_CASE("eval_every scores the held-out set with mixlora-eval's numbers and leaves training unchanged", "[train][eval]") {
+  const auto mix = adapter("mix", config::PeftType::mixlora);
+  data::TaskData held_out;
+  held_out.task_name = "casual";
+  held_out.samples = copy_task_rows(48);
+  held_out.samples.erase(held_out.samples.begin(), held_out.samples.begin() + 40);  // rows the run never sees
+  Run plain, evaluated;
+  plain.train({mix}, 40);
+  evaluated.train({mix}, 40, 4, 1000, false, /*eval_every=*/2, {{held_out}});  // 5 steps
+  CHECK(evaluated.bytes("mix") == plain.bytes("mix"));
+
+  std::ifstream metrics(evaluated.dir / "mix" / "metrics.jsonl");
+  std::vector<int64_t> eval_steps;
+  nlohmann::json last;
+  for (std::string line; std::getline(metrics, line);) {
+    const auto record = nlohmann::json::parse(line);
+    if (!record.contains("eval")) continue;
+    eval_steps.push_back(record["step"].get<int64_t>());
+    last = record["eval"].at(0);
+  }
+  CHECK(eval_steps == std::vector<int64_t>{2, 4, 5});  // every 2 steps and at the end
+  // The last record scores the saved adapter exactly as the standalone evaluator does.
+  const auto saved = adapters::Adapter::load((evaluated.dir / "mix").string(), stories());
+  const auto reference = eval::evaluate(model::Decoder(stories()), {{&saved, "casual", &held_out.samples}},
+                                        mix.evaluate_batch_size, 0);
+  CHECK(last["task_name"] == "casual");
+  CHECK(last["metrics"]["samples"] == 8);
+  CHECK(last["metrics"]["loss"].get<double>() == Approx(reference.at(0).loss).epsilon(1e-6));
+  CHECK(last["metrics"]["aux_loss"].get<double>() == Approx(*reference.at(0).aux_loss).epsilon(1e-6));
 }
 
 TEST_CASE("training lowers the loss of the copy task", "[train]") {

@@ -34,7 +34,7 @@ const std::vector<std::string> kIgnoredTopLevelKeys = {
 
 const std::vector<std::string> kAdapterKeys = {
     // task and data
-    "name", "task_name", "data", "prompt", "train_on_inputs", "labels", "num_labels",
+    "name", "task_name", "data", "eval_data", "prompt", "train_on_inputs", "labels", "num_labels",
     // optimisation
     "optim", "lr", "loraplus_lr_ratio", "momentum", "weight_decay", "scheduler_type",
     "warmup_steps", "warmup_ratio", "batch_size", "micro_batch_size", "num_epochs",
@@ -83,27 +83,28 @@ bool is_safe_file_name(const std::string& name) {
   });
 }
 
-std::vector<std::string> read_data(const JsonObjectReader& in) {
-  const auto* value = in.find("data");
+// `key` is "data" or "eval_data": a file name, "a;b" (MoE-PEFT's multi-task form) or a list.
+std::vector<std::string> read_data(const JsonObjectReader& in, const char* key) {
+  const auto* value = in.find(key);
   if (!value) return {};
   std::vector<std::string> files;
   if (value->is_string()) {
     // MoE-PEFT joins the files of a multi-task adapter with ';' in one string.
     files = split_tasks(value->get<std::string>());
     for (auto& file : files) {
-      if (file.empty()) in.fail("data", "has an empty file name");
+      if (file.empty()) in.fail(key, "has an empty file name");
     }
     return files;
   }
   if (!value->is_array() || value->empty()) {
     fail_input("{}: {}: expected a file name or a non-empty list of file names, got {}", in.source(),
-               in.path_of("data"), io::describe(*value));
+               in.path_of(key), io::describe(*value));
   }
   for (size_t i = 0; i < value->size(); ++i) {
     const auto& item = (*value)[i];
     if (!item.is_string() || item.get<std::string>().empty()) {
       fail_input("{}: {}: expected a file name, got {}", in.source(),
-                 in.path_of(fmt::format("data[{}]", i)), io::describe(item));
+                 in.path_of(fmt::format("{}[{}]", key, i)), io::describe(item));
     }
     files.push_back(item.get<std::string>());
   }
@@ -184,11 +185,14 @@ AdapterConfig parse_adapter(const JsonObjectReader& in) {
   a.name = *name;
 
   read_task_fields(in, a);
-  a.data = read_data(in);
+  a.data = read_data(in, "data");
+  a.eval_data = read_data(in, "eval_data");
   const size_t task_count = a.tasks().size();
-  if (!a.data.empty() && a.data.size() != task_count) {
-    in.fail("data", fmt::format("needs one file per task of task_name \"{}\" ({})", a.task_name,
-                                task_count));
+  for (const auto* key : {"data", "eval_data"}) {
+    const auto& files = std::string(key) == "data" ? a.data : a.eval_data;
+    if (!files.empty() && files.size() != task_count) {
+      in.fail(key, fmt::format("needs one file per task of task_name \"{}\" ({})", a.task_name, task_count));
+    }
   }
   if (auto v = in.get_string("prompt")) a.prompt = *v;
   if (auto v = in.get_bool("train_on_inputs")) a.train_on_inputs = *v;

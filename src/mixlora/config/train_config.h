@@ -30,6 +30,7 @@ struct AdapterConfig {
   // spelling); else "classification", an MC task id, "glue:<task>", or several joined by ';'.
   std::string task_name = "casual";
   std::vector<std::string> data;          // files; one per task of a multi-task adapter ("a;b" split)
+  std::vector<std::string> eval_data;     // held-out files, same shape as data: scored every eval_every steps
   std::string prompt;                     // template name ("moe_peft", "alpaca") or a JSON file
   bool train_on_inputs = true;
   std::vector<std::string> labels;        // classification label names, in order

@@ -381,22 +381,35 @@ TaskData load_task_file(const std::string& task, const std::string& path, const 
   return data;
 }
 
-std::vector<TaskData> load_task_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
-                                     const DatasetOptions& options) {
+namespace {
+
+std::vector<TaskData> load_tasks(const config::AdapterConfig& adapter, const std::vector<std::string>& files,
+                                 const char* key, const Tokenizer* tokenizer, const DatasetOptions& options) {
   const auto tasks = adapter.tasks();
-  if (adapter.data.empty()) {
-    fail_input("adapter \"{}\": no data file (set \"data\" in the config or use --set)", adapter.name);
-  }
-  if (adapter.data.size() != tasks.size()) {
-    fail_input("adapter \"{}\": data: needs one file per task of task_name \"{}\" ({}), got {}", adapter.name,
-               adapter.task_name, tasks.size(), adapter.data.size());
+  if (files.size() != tasks.size()) {
+    fail_input("adapter \"{}\": {}: needs one file per task of task_name \"{}\" ({}), got {}", adapter.name, key,
+               adapter.task_name, tasks.size(), files.size());
   }
   std::vector<TaskData> out;
   out.reserve(tasks.size());
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    out.push_back(load_task_file(tasks[i], adapter.data[i], adapter, tokenizer, options));
-  }
+  for (size_t i = 0; i < tasks.size(); ++i) out.push_back(load_task_file(tasks[i], files[i], adapter, tokenizer, options));
   return out;
+}
+
+}  // namespace
+
+std::vector<TaskData> load_task_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
+                                     const DatasetOptions& options) {
+  if (adapter.data.empty()) {
+    fail_input("adapter \"{}\": no data file (set \"data\" in the config or use --set)", adapter.name);
+  }
+  return load_tasks(adapter, adapter.data, "data", tokenizer, options);
+}
+
+std::vector<TaskData> load_eval_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
+                                     const DatasetOptions& options) {
+  if (adapter.eval_data.empty()) return {};
+  return load_tasks(adapter, adapter.eval_data, "eval_data", tokenizer, options);
 }
 
 }  // namespace mixlora::data

@@ -44,6 +44,11 @@ struct TaskData {
 std::vector<TaskData> load_task_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
                                      const DatasetOptions& options);
 
+// The same for the adapter's eval_data (held-out files scored during training); empty when
+// it has none.
+std::vector<TaskData> load_eval_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
+                                     const DatasetOptions& options);
+
 // One file read as one task (`task`: any task id; "" / "causal" mean "casual"), with the
 // prompt, train_on_inputs and labels of `adapter` (its task_name and data are not used). For
 // mixlora-eval's --data / --task.

@@ -79,6 +79,20 @@ void ProgressReporter::finish_step(size_t adapter, double lr, double grad_norm, 
   draw_bar();
 }
 
+void ProgressReporter::log_eval(size_t adapter, const std::vector<eval::EvalResult>& results) {
+  const auto& run = *runs_[adapter];
+  if (terminal_) std::fputs("\r\033[K", stderr);
+  for (const auto& r : results) {
+    spdlog::info("{} | step {}/{} | eval {} ({} samples) | {}loss {:.4f}", run.name(), run.step(), run.total_steps(),
+                 r.task_name, r.samples, r.accuracy ? fmt::format("accuracy {:.4f} | ", *r.accuracy) : "", r.loss);
+  }
+  const nlohmann::json record = {{"adapter", run.name()}, {"step", run.step()}, {"eval", eval::report_json(results)}};
+  const auto dir = std::filesystem::path(config_.output_dir) / run.name();
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
+  draw_bar();
+}
+
 void ProgressReporter::draw_bar() {
   if (!terminal_ || steps_total_ == 0) return;
   const int64_t done = steps_at_start_ + steps_done_;

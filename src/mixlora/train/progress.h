@@ -4,6 +4,7 @@
 #pragma once
 
 #include "mixlora/config/train_config.h"
+#include "mixlora/eval/evaluator.h"
 
 #include <chrono>
 #include <memory>
@@ -21,6 +22,8 @@ class ProgressReporter {
   void add_micro_batch(size_t adapter, double task_loss, double aux, double z, int64_t tokens);
   // After adapter `adapter` took an optimizer step with `lr`.
   void finish_step(size_t adapter, double lr, double grad_norm, AdapterSummary& summary);
+  // After adapter `adapter` was scored on its eval_data (trainer's eval_every).
+  void log_eval(size_t adapter, const std::vector<eval::EvalResult>& results);
   void finish();
 
  private:

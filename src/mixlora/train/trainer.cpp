@@ -1,6 +1,7 @@
 #include "mixlora/train/trainer.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/eval/evaluator.h"
 #include "mixlora/io/atomic_file.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/tasks/causal_lm.h"
@@ -75,6 +76,14 @@ StepLosses adapter_losses(const model::Decoder& decoder, const adapters::Adapter
   return out;
 }
 
+// The same scoring as mixlora-eval (dropout off, no gradients) on the adapter's held-out sets.
+std::vector<eval::EvalResult> evaluate_run(const model::Decoder& decoder, const AdapterRun& run,
+                                           const std::vector<data::TaskData>& sets, int64_t pad_id) {
+  std::vector<eval::EvalInput> inputs;
+  for (const auto& set : sets) inputs.push_back({&run.adapter(), set.task_name, &set.samples});
+  return eval::evaluate(decoder, inputs, run.adapter().config.evaluate_batch_size, pad_id);
+}
+
 }  // namespace
 
 void prepare_output(const config::TrainConfig& config, const TrainerOptions& options) {
@@ -109,11 +118,15 @@ void prepare_output(const config::TrainConfig& config, const TrainerOptions& opt
 
 std::vector<AdapterSummary> train(const config::TrainConfig& config, const model::BaseModel& base,
                                   std::vector<std::vector<data::Sample>> samples,
-                                  const TrainerOptions& options) {
+                                  const TrainerOptions& options,
+                                  const std::vector<std::vector<data::TaskData>>& eval_sets) {
   const model::Decoder decoder(base);
   // Accepted config keys whose features have not landed yet: say so instead of pretending.
   if (config.gradient_checkpointing) spdlog::warn("gradient_checkpointing is not implemented yet; training without it");
-  if (config.eval_every > 0) spdlog::warn("eval_every is not implemented yet; run mixlora-eval on the saved adapters");
+  auto eval_set = [&](size_t i) { return i < eval_sets.size() && !eval_sets[i].empty() ? &eval_sets[i] : nullptr; };
+  for (size_t i = 0; i < config.adapters.size() && config.eval_every > 0; ++i) {
+    if (!eval_set(i)) spdlog::warn("adapter '{}': eval_every is set but it has no eval_data", config.adapters[i].name);
+  }
   std::vector<std::unique_ptr<AdapterRun>> runs;
   std::vector<AdapterSummary> summaries(config.adapters.size());
   for (size_t i = 0; i < config.adapters.size(); ++i) {
@@ -188,6 +201,10 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
       const double lr = run.current_lr();
       const double grad_norm = run.optimizer_step(config.max_grad_norm);
       progress.finish_step(active[k], lr, grad_norm, summaries[active[k]]);
+      if (const auto* sets = eval_set(active[k]);
+          sets && config.eval_every > 0 && (run.step() % config.eval_every == 0 || run.done())) {
+        progress.log_eval(active[k], evaluate_run(decoder, run, *sets, options.pad_id));
+      }
       const auto dir = adapter_dir(config, run.name()).string();
       if (run.done()) {
         run.adapter().save(dir, options.base_model_name, options.export_bin);

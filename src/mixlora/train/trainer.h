@@ -4,6 +4,7 @@
 #pragma once
 
 #include "mixlora/config/train_config.h"
+#include "mixlora/data/dataset.h"
 #include "mixlora/data/sample.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/moe/mixlora_ffn.h"
@@ -36,9 +37,12 @@ struct AdapterSummary {
 void prepare_output(const config::TrainConfig& config, const TrainerOptions& options);
 
 // Trains every adapter of `config` on its samples (same order as config.adapters) and writes
-// the results. Returns one summary per adapter.
+// the results. With config.eval_every > 0, an adapter with held-out sets in `eval_sets` (same
+// order; empty = none) is scored on them every eval_every of its steps and when it finishes.
+// Returns one summary per adapter.
 std::vector<AdapterSummary> train(const config::TrainConfig& config, const model::BaseModel& base,
                                   std::vector<std::vector<data::Sample>> samples,
-                                  const TrainerOptions& options);
+                                  const TrainerOptions& options,
+                                  const std::vector<std::vector<data::TaskData>>& eval_sets = {});
 
 }  // namespace mixlora::train
