@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   std::string base_model, data_path, task, output;
   std::vector<std::string> adapter_dirs;
   int64_t batch_size = 8, cutoff_len = 0;
-  bool with_base = false;
+  bool with_base = false, responses_only = false;
   app.add_option("--base-model", base_model, "Hugging Face model directory")->required();
   app.add_option("--adapter", adapter_dirs, "adapter directory (repeatable)");
   app.add_flag("--with-base", with_base, "also evaluate the base model without adapter");
@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   app.add_option("--batch-size", batch_size, "rows per adapter per batch")->capture_default_str();
   app.add_option("--cutoff-len", cutoff_len, "truncate samples to this many tokens (0 = the model's context)");
   app.add_option("--output", output, "write the JSON report here");
+  app.add_flag("--responses-only", responses_only,
+               "instruction rows: score the response tokens only (train_on_inputs false), not the prompt");
 
   return mixlora::cli::run_main(app, argc, argv, [&] {
     const auto runtime = mixlora::cli::apply_common_options(common);
@@ -62,11 +64,14 @@ int main(int argc, char** argv) {
       // The base model reads the file like the first adapter (labels, template) when there is one.
       auto plain = loaded.empty() ? mixlora::config::AdapterConfig{} : loaded[0].config;
       plain.task_name = task;
+      if (responses_only) plain.train_on_inputs = false;
       data.push_back(mixlora::data::load_task_file(task, data_path, plain, tokenizer_ptr, data_options));
       inputs.push_back({nullptr, task, &data.back().samples});
     }
     for (const auto& adapter : loaded) {
-      data.push_back(mixlora::data::load_task_file(task, data_path, adapter.config, tokenizer_ptr, data_options));
+      auto reading = adapter.config;
+      if (responses_only) reading.train_on_inputs = false;
+      data.push_back(mixlora::data::load_task_file(task, data_path, reading, tokenizer_ptr, data_options));
       inputs.push_back({&adapter, task, &data.back().samples});
     }
     spdlog::info("evaluating {} model(s) on {} rows of {} ({})", inputs.size(), inputs[0].samples->size(),

