@@ -7,80 +7,12 @@
 #include "mixlora/config/train_config.h"
 #include "mixlora/data/dataset.h"
 #include "mixlora/data/tokenizer.h"
-#include "mixlora/io/json_file.h"
 #include "mixlora/model/base_model.h"
-#include "mixlora/train/pretrain.h"
+#include "mixlora/train/pretrain_job.h"
 #include "mixlora/train/trainer.h"
 
 #include <filesystem>
 #include <iostream>
-
-namespace {
-
-namespace fs = std::filesystem;
-
-struct PretrainFlags {
-  bool enabled = false;
-  std::string init_model;  // shape JSON (config.json keys): start from random weights
-  std::string tokenizer;   // tokenizer directory or tokenizer.model file
-};
-
-// --pretrain: full-parameter training of the base model (or of a random one of --init-model's
-// shape) with the settings and data of the config's single lora[] entry; writes a model directory.
-int run_pretrain(mixlora::config::TrainConfig config, const std::string& config_path, const PretrainFlags& flags,
-                 bool overwrite, bool skip_bad_rows, const mixlora::cli::Runtime& runtime) {
-  using mixlora::fail_input;
-  const bool random_init = !flags.init_model.empty();
-  if (random_init && !config.base_model.empty()) fail_input("--init-model and a base model (--base-model or base_model) exclude each other");
-  auto check = config;
-  if (random_init) check.base_model = flags.init_model;
-  mixlora::config::require_training_inputs(check, config_path);
-  const auto out = fs::path(config.output_dir);
-  if (fs::exists(out / "model.safetensors") && !overwrite) {
-    fail_input("{}: a model is already there (use --overwrite to replace it)", out.string());
-  }
-
-  auto model = random_init
-      ? mixlora::model::random_base_model(
-            mixlora::model::parse_model_config(mixlora::io::read_json_file(flags.init_model), flags.init_model),
-            runtime.dtype, runtime.device, config.seed)
-      : mixlora::model::load_base_model(config.base_model, runtime.dtype, runtime.device);
-  std::string tokenizer_source = flags.tokenizer;
-  if (tokenizer_source.empty() && !random_init && fs::exists(fs::path(config.base_model) / "tokenizer.model")) {
-    tokenizer_source = config.base_model;
-  }
-  std::optional<mixlora::data::Tokenizer> tokenizer;
-  if (!tokenizer_source.empty()) {
-    tokenizer = fs::is_directory(tokenizer_source) ? mixlora::data::Tokenizer::from_model_dir(tokenizer_source)
-                                                   : mixlora::data::Tokenizer::from_file(tokenizer_source);
-    if (tokenizer->vocab_size() > model.config.vocab_size) {
-      fail_input("{}: the tokenizer has {} pieces but the model's vocab_size is {}", tokenizer_source,
-                 tokenizer->vocab_size(), model.config.vocab_size);
-    }
-  }
-
-  mixlora::data::DatasetOptions data_options;
-  data_options.cutoff_len = config.cutoff_len < 0 ? model.config.max_position_embeddings
-                                                  : std::min(config.cutoff_len, model.config.max_position_embeddings);
-  data_options.skip_bad_rows = skip_bad_rows;
-  data_options.vocab_size = model.config.vocab_size;
-  std::vector<mixlora::data::Sample> samples;
-  for (auto& task : mixlora::data::load_task_data(config.adapters.at(0), tokenizer ? &*tokenizer : nullptr, data_options)) {
-    spdlog::info("pretraining data: {} samples from {}", task.samples.size(), task.path);
-    std::move(task.samples.begin(), task.samples.end(), std::back_inserter(samples));
-  }
-
-  mixlora::train::PretrainOptions options;
-  options.output_dir = config.output_dir;
-  options.tokenizer_source = tokenizer_source;
-  options.pad_id = tokenizer && tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : 0;
-  const auto s = mixlora::train::pretrain(config, model, std::move(samples), options);
-  std::cout << fmt::format("pretrain: {} steps, {} tokens, {:.0f} s, loss {:.4f} -> {:.4f}, saved in {}\n", s.steps,
-                           s.tokens, s.seconds, s.first_loss, s.last_loss, config.output_dir);
-  return 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Train MixLoRA / LoRA adapters on a LLaMA-family base model.", "mixlora-train"};
@@ -90,7 +22,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> overrides;
   mixlora::train::TrainerOptions options;
   bool skip_bad_rows = false, naive_moe = false;
-  PretrainFlags pretrain;
+  mixlora::train::PretrainJob pretrain;
+  bool pretrain_mode = false;
   app.add_option("--config", config_path, "training config (MoE-PEFT JSON)")->required();
   app.add_option("--base-model", base_model, "Hugging Face model directory (overrides base_model)");
   app.add_option("--output-dir", output_dir, "where adapters go (overrides output_dir)");
@@ -100,7 +33,7 @@ int main(int argc, char** argv) {
   app.add_flag("--export-bin", options.export_bin, "also write adapter_model.bin (torch.load-able)");
   app.add_flag("--skip-bad-rows", skip_bad_rows, "skip and count malformed data rows instead of failing");
   app.add_flag("--naive-moe", naive_moe, "use the naive per-expert MixLoRA FFN (reference, slower)");
-  app.add_flag("--pretrain", pretrain.enabled,
+  app.add_flag("--pretrain", pretrain_mode,
                "train every base-model weight with lora[0]'s optimiser and data; writes a model to --output-dir");
   app.add_option("--init-model", pretrain.init_model, "with --pretrain: start from random weights of this shape (config.json keys)");
   app.add_option("--tokenizer", pretrain.tokenizer, "with --pretrain: tokenizer directory or tokenizer.model file");
@@ -111,13 +44,20 @@ int main(int argc, char** argv) {
     if (!output_dir.empty()) config.output_dir = output_dir;
     if (app.count("--seed")) config.seed = common.seed;
     if (!app.count("--dtype")) common.dtype = config.dtype;
-    if (!pretrain.enabled && (app.count("--init-model") || app.count("--tokenizer"))) {
+    if (!pretrain_mode && (app.count("--init-model") || app.count("--tokenizer"))) {
       mixlora::fail_input("--init-model and --tokenizer need --pretrain");
     }
-    if (pretrain.enabled) {
+    if (pretrain_mode) {
       if (options.resume) mixlora::fail_input("--pretrain has no checkpoints to --resume from");
-      return run_pretrain(config, config_path, pretrain, options.overwrite, skip_bad_rows,
-                          mixlora::cli::apply_common_options(common));
+      const auto runtime = mixlora::cli::apply_common_options(common);
+      pretrain.overwrite = options.overwrite;
+      pretrain.skip_bad_rows = skip_bad_rows;
+      pretrain.dtype = runtime.dtype;
+      pretrain.device = runtime.device;
+      const auto s = mixlora::train::run_pretrain_job(config, config_path, pretrain);
+      std::cout << fmt::format("pretrain: {} steps, {} tokens, {:.0f} s, loss {:.4f} -> {:.4f}, saved in {}\n", s.steps,
+                               s.tokens, s.seconds, s.first_loss, s.last_loss, config.output_dir);
+      return 0;
     }
     mixlora::config::require_training_inputs(config, config_path);
     const auto runtime = mixlora::cli::apply_common_options(common);

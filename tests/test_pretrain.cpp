@@ -4,6 +4,7 @@
 // logits, and is deterministic for a seed.
 #include "mixlora/common/error.h"
 #include "mixlora/data/pretokenized.h"
+#include "mixlora/io/json_file.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/tasks/causal_lm.h"
@@ -13,6 +14,7 @@
 #include <torch/csrc/autograd/grad_mode.h>
 #include "stories_model.h"
 #include "test_helpers.h"
+#include "cli_runner.h"
 
 #include <filesystem>
 
@@ -147,4 +149,53 @@ TEST_CASE("pretraining refuses non-fp32 weights and several config entries", "[p
   config.adapters.push_back(config.adapters[0]);
   auto model = tiny_model(1);
   REQUIRE_INPUT_ERROR(train::pretrain(config, model, rows(16), {}), Catch::Contains("exactly one"));
+}
+
+TEST_CASE("mixlora-train --pretrain from a shape file writes a model that the other tools load", "[pretrain][cli]") {
+  test::TempDir ws;
+  // A small shape of the tiny LLaMA's vocabulary, trained on a few text rows with its tokenizer.
+  auto shape = io::read_json_file(MIXLORA_TEST_SOURCE_DIR "/configs/tiny-llama-shape.json");
+  shape["hidden_size"] = 32;
+  shape["intermediate_size"] = 64;
+  shape["num_hidden_layers"] = 2;
+  shape["num_attention_heads"] = 4;
+  shape["num_key_value_heads"] = 2;
+  const auto shape_file = (ws.path / "shape.json").string();
+  test::write_file(shape_file, shape.dump());
+  const auto text = (ws.path / "text.jsonl").string();
+  test::write_file(text, "{\"text\": \"Call me Ishmael. Some years ago, never mind how long precisely.\"}\n"
+                         "{\"text\": \"It is a way I have of driving off the spleen.\"}\n");
+  const auto out = ws.path / "model";
+  const auto pretrain = [&](const std::string& extra) {
+    return test::run_tool(fmt::format("mixlora-train --pretrain --config configs/pretrain-tiny-llama.json "
+                                      "--init-model {} --tokenizer data/tiny-llama --output-dir {} "
+                                      "--set lora[0].data={} --set lora[0].batch_size=2 --set lora[0].micro_batch_size=2 "
+                                      "--set lora[0].num_epochs=3 --set lora[0].warmup_steps=0 {}",
+                                      test::shell_quote(shape_file), test::shell_quote(out.string()),
+                                      test::shell_quote(text), extra),
+                          MIXLORA_TEST_SOURCE_DIR);
+  };
+  const auto first = pretrain("");
+  INFO(first.err);
+  REQUIRE(first.exit_code == 0);
+  CHECK_THAT(first.out, Catch::Matchers::Contains("pretrain: 3 steps"));
+  for (const auto* file : {"config.json", "model.safetensors", "tokenizer.model", "metrics.jsonl"})
+    CHECK(fs::is_regular_file(out / file));
+  const auto model = model::load_base_model(out.string(), at::kFloat, at::kCPU);
+  CHECK(model.config.hidden_size == 32);
+  CHECK(model.config.vocab_size == 2048);
+
+  // A second run refuses to replace the model; a base model and --init-model exclude each other.
+  const auto again = pretrain("");
+  CHECK(again.exit_code == 2);
+  CHECK_THAT(again.err, Catch::Matchers::Contains("--overwrite"));
+  const auto both = pretrain("--overwrite --base-model data/tiny-llama");
+  CHECK(both.exit_code == 2);
+  CHECK_THAT(both.err, Catch::Matchers::Contains("exclude each other"));
+
+  // The written directory is a base model for generation (its own tokenizer).
+  const auto generated = test::run_tool(fmt::format("mixlora-generate --base-model {} --prompt Call --max-new-tokens 4 "
+                                                    "--temperature 0 --print-ids", test::shell_quote(out.string())));
+  INFO(generated.err);
+  CHECK(generated.exit_code == 0);
 }
