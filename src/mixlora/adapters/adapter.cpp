@@ -298,4 +298,39 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
   });
 }
 
+// Records past committed_[s] are the ones the layer just made (one per MixLoRA segment).
+std::vector<at::Tensor> AdapterHooks::take_layer_outputs() {
+  committed_.resize(segments_.size(), 0);
+  taken_.clear();
+  std::vector<at::Tensor> tensors;
+  for (size_t s = 0; s < segments_.size(); ++s) {
+    while (records_[s].size() > committed_[s]) {
+      taken_.emplace_back(s, records_[s][committed_[s]]);
+      records_[s].erase(records_[s].begin() + static_cast<std::ptrdiff_t>(committed_[s]));
+      tensors.push_back(taken_.back().second.logits);
+      tensors.push_back(taken_.back().second.probs);
+    }
+  }
+  return tensors;
+}
+
+void AdapterHooks::restore_layer_outputs(const std::vector<at::Tensor>& tensors) {
+  committed_.resize(segments_.size(), 0);
+  for (size_t i = 0; i < taken_.size(); ++i) {
+    auto [s, record] = taken_[i];
+    record.logits = tensors.at(2 * i);
+    record.probs = tensors.at(2 * i + 1);
+    records_[s].push_back(record);
+    committed_[s] = records_[s].size();
+  }
+  taken_.clear();
+}
+
+std::vector<at::Generator> AdapterHooks::generators() const {
+  std::vector<at::Generator> out;
+  for (const auto& s : segments_)
+    if (s.generator) out.push_back(*s.generator);
+  return out;
+}
+
 }  // namespace mixlora::adapters

@@ -1,6 +1,9 @@
 #include "mixlora/model/decoder.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/model/checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <torch/version.h>
 
@@ -121,9 +124,9 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
 }
 
 at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                                  KVCache* cache, DecoderHooks* hooks) const {
+                                  KVCache* cache, DecoderHooks* hooks, bool checkpoint_layers) const {
   const auto& c = model_.config;
-  DecoderHooks no_adapters;
+  static DecoderHooks no_adapters;  // stateless; static because checkpointed layers outlive the call
   DecoderHooks& active = hooks ? *hooks : no_adapters;
   const int64_t batch = input_ids.size(0), steps = input_ids.size(1);
   const int64_t past = cache ? cache->length_ : 0;
@@ -159,11 +162,32 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
                            .unsqueeze(1);
 
   auto h = at::embedding(model_.embed_tokens, ids);
-  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+  // Captures by value: a checkpointed layer runs again in backward, after this call returned.
+  DecoderHooks* layer_hooks = &active;
+  auto run_layer = [this, cos, sin, additive_mask, cache, layer_hooks](int64_t layer, at::Tensor h) {
+    const auto& c = model_.config;
+    auto& active = *layer_hooks;
     const auto& w = model_.layers[layer];
     h = h + attention(layer, rms_norm(h, w.input_norm, c.rms_norm_eps), cos, sin, additive_mask,
                       cache, active);
-    h = h + active.feed_forward(layer, rms_norm(h, w.post_attention_norm, c.rms_norm_eps), w.mlp, c);
+    return h + active.feed_forward(layer, rms_norm(h, w.post_attention_norm, c.rms_norm_eps), w.mlp, c);
+  };
+  const bool checkpointing = checkpoint_layers && !cache && at::GradMode::is_enabled();
+  auto generators = checkpointing ? active.generators() : std::vector<at::Generator>{};
+  if (checkpointing) generators.push_back(at::detail::getDefaultCPUGenerator());
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    if (!checkpointing) {
+      h = run_layer(layer, h);
+      continue;
+    }
+    auto block = [run_layer, layer, layer_hooks](const at::Tensor& input) {
+      std::vector<at::Tensor> outputs{run_layer(layer, input)};
+      for (auto& t : layer_hooks->take_layer_outputs()) outputs.push_back(t);
+      return outputs;
+    };
+    auto outputs = checkpoint(block, h, generators);
+    h = outputs[0];
+    active.restore_layer_outputs({outputs.begin() + 1, outputs.end()});
   }
   if (cache) cache->length_ = past + steps;
   return rms_norm(h, model_.final_norm, c.rms_norm_eps);
