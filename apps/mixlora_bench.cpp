@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
                                          "mixlora-dynamic, mixlora-switch, fused-2, sequential-2")
       ->delimiter(',');
   app.add_flag("--gradient-checkpointing", options.gradient_checkpointing, "recompute each layer in backward");
+  app.add_option("--profile", options.profile_prefix,
+                 "record one extra step per run with LibTorch's profiler into PREFIX<run>.trace.json");
   app.add_option("--json", json_path, "also write the results as JSON to this file");
   app.add_flag("--smoke", smoke, "a few-second check: tiny preset, seq 32, 1 warm-up + 2 steps");
 

@@ -47,7 +47,7 @@ TEST_CASE("mixlora-bench --smoke --json reports every run with sane values", "[c
     INFO(name);
     REQUIRE(expected_params.count(name) == 1);
     CHECK(run.at("trainable_params").get<int64_t>() == expected_params.at(name));
-    for (const char* key : {"tokens_per_s", "ms_per_step", "peak_mem_mb", "mfu", "flops_per_token"}) {
+    for (const char* key : {"tokens_per_s", "ms_per_step", "cpu_ms_per_step", "peak_mem_mb", "mfu", "flops_per_token"}) {
       const double v = run.at(key).get<double>();
       INFO(key);
       CHECK(std::isfinite(v));

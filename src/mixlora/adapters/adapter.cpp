@@ -5,6 +5,7 @@
 #include "mixlora/io/json_file.h"
 #include "mixlora/io/safetensors.h"
 #include "mixlora/io/torch_bin.h"
+#include "mixlora/model/base_linear.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
@@ -286,7 +287,7 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
     }
     // Plain LoRA on the MLP projections of a LoRA adapter.
     auto lora = [&](Projection p, const at::Tensor& in, const at::Tensor& weight) {
-      auto base = at::linear(in, weight);
+      auto base = model::base_linear(in, weight);
       auto it = adapter_layer.projections.find(p);
       return it == adapter_layer.projections.end()
                  ? base

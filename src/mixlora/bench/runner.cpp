@@ -4,11 +4,15 @@
 #include "mixlora/bench/flops.h"
 #include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
+#include "mixlora/model/base_linear.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/step.h"
 
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <spdlog/spdlog.h>
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -82,6 +86,15 @@ std::vector<data::Sample> synthetic_samples(int64_t count, int64_t seq_len, int6
   return samples;
 }
 
+// CPU seconds (user + system, all threads) of this process so far. On a shared machine this
+// is steadier than wall time.
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -138,20 +151,27 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
   for (int64_t i = 0; i < o.warmup; ++i) step();
   loss_sum = 0.0;
   loss_count = 0;
-  std::vector<double> seconds;
+  std::vector<double> seconds, cpu;
   int64_t tokens_per_step = 0;
   using clock = std::chrono::steady_clock;
   for (int64_t i = 0; i < o.steps; ++i) {
     synchronize(base.device);
     const auto t0 = clock::now();
+    const double c0 = cpu_seconds();
     tokens_per_step = step();
     synchronize(base.device);
     seconds.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    cpu.push_back(cpu_seconds() - c0);
+  }
+  if (!o.profile_prefix.empty()) {
+    torch::autograd::profiler::RecordProfile profile(o.profile_prefix + name + ".trace.json");
+    step();
   }
   RunResult r;
   r.name = name;
   const double s = median(seconds);
   r.ms_per_step = s * 1e3;
+  r.cpu_ms_per_step = median(cpu) * 1e3;
   r.tokens_per_s = static_cast<double>(tokens_per_step) / s;
   r.peak_mem_mb = peak_memory_mb(base.device);
   for (const auto& run : runs) r.trainable_params += run->adapter().num_parameters();
@@ -190,10 +210,14 @@ BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options)
   report.gradient_checkpointing = options.gradient_checkpointing;
   report.matmul_peak_gflops_fp32 =
       matmul_peak_gflops(base.device, at::kFloat, options.matmul_size, options.matmul_seconds);
-  report.matmul_peak_gflops = base.dtype == at::kFloat
-                                  ? report.matmul_peak_gflops_fp32
-                                  : matmul_peak_gflops(base.device, base.dtype, options.matmul_size,
-                                                       options.matmul_seconds);
+  report.matmul_peak_gflops_dtype = base.dtype == at::kFloat
+                                        ? report.matmul_peak_gflops_fp32
+                                        : matmul_peak_gflops(base.device, base.dtype, options.matmul_size,
+                                                             options.matmul_seconds);
+  // The MFU denominator is the kernel the steps use: fp32 where low precision is upcast.
+  report.native_matmul = model::fast_matmul(base.device, base.dtype);
+  report.matmul_peak_gflops = report.native_matmul ? report.matmul_peak_gflops_dtype
+                                                   : report.matmul_peak_gflops_fp32;
   spdlog::info("matmul peak {:.1f} GFLOP/s ({}, {}^3)", report.matmul_peak_gflops, report.dtype,
                options.matmul_size);
   const model::Decoder decoder(base);

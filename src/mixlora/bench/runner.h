@@ -25,6 +25,9 @@ struct BenchOptions {
   double matmul_seconds = 1.0;    // time spent measuring the matmul peak
   int64_t matmul_size = 1024;
   uint64_t seed = 42;
+  // When set, one more step per run after the timed ones is recorded with LibTorch's profiler
+  // into "<profile_prefix><run>.trace.json" (chrome://tracing format).
+  std::string profile_prefix;
 };
 
 // lora, mixlora, mixlora-naive, mixlora-dynamic, mixlora-switch, fused-2, sequential-2.
@@ -34,6 +37,7 @@ struct RunResult {
   std::string name;
   double tokens_per_s = 0.0;
   double ms_per_step = 0.0;       // median; one step of fused-2 / sequential-2 covers both adapters
+  double cpu_ms_per_step = 0.0;   // median process CPU time (all threads) per step
   double peak_mem_mb = 0.0;       // peak RSS (CPU) or allocator peak (CUDA) during the run
   int64_t trainable_params = 0;   // all adapters of the run
   double flops_per_token = 0.0;   // useful FLOPs (flops.h)
@@ -46,8 +50,10 @@ struct BenchReport {
   int64_t threads = 0;
   int64_t seq_len = 0, micro_batch = 0;
   bool gradient_checkpointing = false;
-  double matmul_peak_gflops = 0.0;       // in the base dtype: the MFU denominator
-  double matmul_peak_gflops_fp32 = 0.0;  // for reference when the base dtype is not fp32
+  double matmul_peak_gflops = 0.0;        // of the kernel the steps use: the MFU denominator
+  double matmul_peak_gflops_fp32 = 0.0;
+  double matmul_peak_gflops_dtype = 0.0;  // at::mm in the base dtype as LibTorch runs it
+  bool native_matmul = true;              // false: base dtype upcast to fp32 (model/base_linear.h)
   std::vector<RunResult> runs;
 };
 

@@ -1,6 +1,7 @@
 #include "mixlora/model/decoder.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/model/base_linear.h"
 #include "mixlora/model/checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -40,8 +41,8 @@ at::Tensor activation(const at::Tensor& x, const std::string& name) {
 }
 
 at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, const std::string& act) {
-  auto hidden = activation(at::linear(x, mlp.gate_proj), act) * at::linear(x, mlp.up_proj);
-  return at::linear(hidden, mlp.down_proj);
+  auto hidden = activation(base_linear(x, mlp.gate_proj), act) * base_linear(x, mlp.up_proj);
+  return base_linear(hidden, mlp.down_proj);
 }
 
 at::Tensor DecoderHooks::attention_projection(int64_t, Projection, const at::Tensor&,
@@ -84,9 +85,9 @@ at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return at::scaled_dot_product_attention(q, k, v, additive_mask);
 #else
   // The math of SDPA: softmax in fp32 for low-precision models, as HF does.
-  auto scores = at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  auto scores = activation_matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
   auto probs = at::softmax(scores + additive_mask, /*dim=*/-1, at::kFloat).to(q.scalar_type());
-  return at::matmul(probs, v);
+  return activation_matmul(probs, v);
 #endif
 }
 
@@ -99,7 +100,7 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
   const auto& w = model_.layers[layer].attention;
   const int64_t batch = x.size(0), steps = x.size(1);
   auto project = [&](Projection which, const at::Tensor& weight, const at::Tensor& bias) {
-    return hooks.attention_projection(layer, which, x, at::linear(x, weight, bias), weight, bias);
+    return hooks.attention_projection(layer, which, x, base_linear(x, weight, bias), weight, bias);
   };
   auto q = project(Projection::q_proj, w.q_proj, w.q_bias)
                .view({batch, steps, c.num_heads, c.head_dim}).transpose(1, 2);
@@ -119,7 +120,7 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
   const int64_t groups = c.num_heads / c.num_kv_heads;
   auto out = scaled_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), additive_mask);
   out = out.transpose(1, 2).reshape({batch, steps, c.num_heads * c.head_dim});
-  return hooks.attention_projection(layer, Projection::o_proj, out, at::linear(out, w.o_proj, w.o_bias),
+  return hooks.attention_projection(layer, Projection::o_proj, out, base_linear(out, w.o_proj, w.o_bias),
                                     w.o_proj, w.o_bias);
 }
 
@@ -194,7 +195,7 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
 }
 
 at::Tensor Decoder::logits(const at::Tensor& hidden) const {
-  return at::linear(hidden, model_.lm_head).to(at::kFloat);
+  return base_linear(hidden, model_.lm_head).to(at::kFloat);
 }
 
 }  // namespace mixlora::model
