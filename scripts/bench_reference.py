@@ -178,21 +178,25 @@ def main():
         params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(params, lr=3e-4, weight_decay=0.01)
         vocab = PRESETS[args.preset][5]
-        times = []
+        times, cpu = [], []
         for step in range(args.warmup + args.steps):
             ids = torch.randint(3, vocab, (args.micro_batch, args.seq_len))
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             loss = model(ids)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             if step >= args.warmup:
                 times.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
         seconds = statistics.median(times)
         tokens = args.micro_batch * args.seq_len
+        cpu_seconds = statistics.median(cpu)  # steadier than wall time on a shared machine
         results.append({"name": mode, "tokens_per_s": tokens / seconds, "ms_per_step": seconds * 1e3,
+                        "cpu_ms_per_step": cpu_seconds * 1e3,
                         "trainable_params": sum(p.numel() for p in params), "loss": loss.item()})
         print(f"{mode:<10} {tokens / seconds:10.1f} tokens/s {seconds * 1e3:10.1f} ms/step "
+              f"{cpu_seconds * 1e3:10.1f} cpu ms/step "
               f"{results[-1]['trainable_params']:>12} trainable", flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -20,12 +20,12 @@ namespace mixlora::bench {
 
 namespace {
 
-// VmHWM of /proc/self/status in MiB, or -1 when unreadable.
-double proc_peak_rss_mb() {
+// A "VmHWM:" / "VmRSS:" line of /proc/self/status in MiB, or -1 when unreadable.
+double proc_status_mb(const std::string& key) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024.0;  // kB
+    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size())) / 1024.0;  // kB
   }
   return -1.0;
 }
@@ -54,11 +54,24 @@ double peak_memory_mb(c10::Device device) {
     return -1.0;
 #endif
   }
-  const double hwm = proc_peak_rss_mb();
+  const double hwm = proc_status_mb("VmHWM:");
   if (hwm >= 0.0) return hwm;
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // kB on Linux
+}
+
+double current_memory_mb(c10::Device device) {
+  if (device.is_cuda()) {
+#if MIXLORA_WITH_CUDA
+    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    const auto all = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+    return static_cast<double>(stats.allocated_bytes[all].current) / (1024.0 * 1024.0);
+#else
+    return -1.0;
+#endif
+  }
+  return proc_status_mb("VmRSS:");
 }
 
 void synchronize(c10::Device device) {

@@ -13,6 +13,9 @@ void reset_peak_memory(c10::Device device);
 // Peak of the current window in MiB.
 double peak_memory_mb(c10::Device device);
 
+// Memory in use now in MiB: RSS on CPU, allocated bytes on CUDA.
+double current_memory_mb(c10::Device device);
+
 // Waits for queued device work (timing boundaries); nothing to do on CPU.
 void synchronize(c10::Device device);
 

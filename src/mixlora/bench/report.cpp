@@ -32,6 +32,7 @@ nlohmann::json report_json(const BenchReport& r) {
                     {"ms_per_step", run.ms_per_step},
                     {"cpu_ms_per_step", run.cpu_ms_per_step},
                     {"peak_mem_mb", run.peak_mem_mb},
+                    {"static_mem_mb", run.static_mem_mb},
                     {"trainable_params", run.trainable_params},
                     {"flops_per_token", run.flops_per_token},
                     {"mfu", run.mfu},

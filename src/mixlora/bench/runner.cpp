@@ -111,6 +111,7 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
         spec.adapters[i], base, synthetic_samples(4 * o.micro_batch, o.seq_len, base.config.vocab_size, o.seed + i),
         o.seed));
   }
+  const double static_mem_mb = current_memory_mb(base.device);
   const train::StepOptions step_options{spec.path, o.gradient_checkpointing};
   double loss_sum = 0.0;
   int64_t loss_count = 0;
@@ -174,6 +175,7 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
   r.cpu_ms_per_step = median(cpu) * 1e3;
   r.tokens_per_s = static_cast<double>(tokens_per_step) / s;
   r.peak_mem_mb = peak_memory_mb(base.device);
+  r.static_mem_mb = static_mem_mb;
   for (const auto& run : runs) r.trainable_params += run->adapter().num_parameters();
   r.flops_per_token = useful_flops_per_token(base.config, spec.adapters[0], o.seq_len);
   r.mfu = peak_gflops > 0.0 ? r.flops_per_token * r.tokens_per_s / (peak_gflops * 1e9) : 0.0;

@@ -38,6 +38,7 @@ struct RunResult {
   double tokens_per_s = 0.0;
   double ms_per_step = 0.0;       // median; one step of fused-2 / sequential-2 covers both adapters
   double cpu_ms_per_step = 0.0;   // median process CPU time (all threads) per step
+  double static_mem_mb = 0.0;     // in use before the first step: base model, adapters, data
   double peak_mem_mb = 0.0;       // peak RSS (CPU) or allocator peak (CUDA) during the run
   int64_t trainable_params = 0;   // all adapters of the run
   double flops_per_token = 0.0;   // useful FLOPs (flops.h)
