@@ -220,8 +220,8 @@ BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options)
   report.native_matmul = model::fast_matmul(base.device, base.dtype);
   report.matmul_peak_gflops = report.native_matmul ? report.matmul_peak_gflops_dtype
                                                    : report.matmul_peak_gflops_fp32;
-  spdlog::info("matmul peak {:.1f} GFLOP/s ({}, {}^3)", report.matmul_peak_gflops, report.dtype,
-               options.matmul_size);
+  spdlog::info("matmul peak {:.1f} GFLOP/s ({}, {}^3)", report.matmul_peak_gflops,
+               report.native_matmul ? report.dtype : std::string("fp32"), options.matmul_size);
   const model::Decoder decoder(base);
   for (const auto& name : names) {
     report.runs.push_back(run_one(name, base, decoder, options, report.matmul_peak_gflops));
