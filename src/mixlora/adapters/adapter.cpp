@@ -5,6 +5,7 @@
 #include "mixlora/io/json_file.h"
 #include "mixlora/io/safetensors.h"
 #include "mixlora/io/torch_bin.h"
+#include "mixlora/model/base_linear.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <nlohmann/json.hpp>
@@ -286,7 +287,7 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
     }
     // Plain LoRA on the MLP projections of a LoRA adapter.
     auto lora = [&](Projection p, const at::Tensor& in, const at::Tensor& weight) {
-      auto base = at::linear(in, weight);
+      auto base = model::base_linear(in, weight);
       auto it = adapter_layer.projections.find(p);
       return it == adapter_layer.projections.end()
                  ? base
@@ -296,6 +297,41 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
                   lora(Projection::up_proj, x, mlp.up_proj);
     return lora(Projection::down_proj, hidden, mlp.down_proj);
   });
+}
+
+// Records past committed_[s] are the ones the layer just made (one per MixLoRA segment).
+std::vector<at::Tensor> AdapterHooks::take_layer_outputs() {
+  committed_.resize(segments_.size(), 0);
+  taken_.clear();
+  std::vector<at::Tensor> tensors;
+  for (size_t s = 0; s < segments_.size(); ++s) {
+    while (records_[s].size() > committed_[s]) {
+      taken_.emplace_back(s, records_[s][committed_[s]]);
+      records_[s].erase(records_[s].begin() + static_cast<std::ptrdiff_t>(committed_[s]));
+      tensors.push_back(taken_.back().second.logits);
+      tensors.push_back(taken_.back().second.probs);
+    }
+  }
+  return tensors;
+}
+
+void AdapterHooks::restore_layer_outputs(const std::vector<at::Tensor>& tensors) {
+  committed_.resize(segments_.size(), 0);
+  for (size_t i = 0; i < taken_.size(); ++i) {
+    auto [s, record] = taken_[i];
+    record.logits = tensors.at(2 * i);
+    record.probs = tensors.at(2 * i + 1);
+    records_[s].push_back(record);
+    committed_[s] = records_[s].size();
+  }
+  taken_.clear();
+}
+
+std::vector<at::Generator> AdapterHooks::generators() const {
+  std::vector<at::Generator> out;
+  for (const auto& s : segments_)
+    if (s.generator) out.push_back(*s.generator);
+  return out;
 }
 
 }  // namespace mixlora::adapters

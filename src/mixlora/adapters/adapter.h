@@ -77,6 +77,10 @@ class AdapterHooks : public model::DecoderHooks {
   at::Tensor feed_forward(int64_t layer, const at::Tensor& input, const model::MlpWeights& mlp,
                           const model::ModelConfig& config) override;
 
+  std::vector<at::Tensor> take_layer_outputs() override;
+  void restore_layer_outputs(const std::vector<at::Tensor>& tensors) override;
+  std::vector<at::Generator> generators() const override;
+
   // Router records of segment i, one per layer (empty for non-MixLoRA segments).
   const std::vector<moe::RouterRecord>& router_records(size_t segment) const { return records_[segment]; }
   // Router records are kept for the losses unless turned off (generation).
@@ -93,6 +97,10 @@ class AdapterHooks : public model::DecoderHooks {
   bool keep_records_ = true;
   bool keep_routing_ = false;
   std::vector<std::vector<moe::RouterRecord>> records_;
+  // Gradient checkpointing: records already attached to checkpoint nodes, per segment, and the
+  // (segment, record) pairs of the last take_layer_outputs.
+  std::vector<size_t> committed_;
+  std::vector<std::pair<size_t, moe::RouterRecord>> taken_;
   std::vector<std::vector<moe::Routing>> routings_;
 };
 

@@ -1,6 +1,10 @@
 #include "mixlora/model/decoder.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/model/base_linear.h"
+#include "mixlora/model/checkpoint.h"
+
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <torch/version.h>
 
@@ -37,8 +41,8 @@ at::Tensor activation(const at::Tensor& x, const std::string& name) {
 }
 
 at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, const std::string& act) {
-  auto hidden = activation(at::linear(x, mlp.gate_proj), act) * at::linear(x, mlp.up_proj);
-  return at::linear(hidden, mlp.down_proj);
+  auto hidden = activation(base_linear(x, mlp.gate_proj), act) * base_linear(x, mlp.up_proj);
+  return base_linear(hidden, mlp.down_proj);
 }
 
 at::Tensor DecoderHooks::attention_projection(int64_t, Projection, const at::Tensor&,
@@ -81,9 +85,9 @@ at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::
   return at::scaled_dot_product_attention(q, k, v, additive_mask);
 #else
   // The math of SDPA: softmax in fp32 for low-precision models, as HF does.
-  auto scores = at::matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  auto scores = activation_matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
   auto probs = at::softmax(scores + additive_mask, /*dim=*/-1, at::kFloat).to(q.scalar_type());
-  return at::matmul(probs, v);
+  return activation_matmul(probs, v);
 #endif
 }
 
@@ -96,7 +100,7 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
   const auto& w = model_.layers[layer].attention;
   const int64_t batch = x.size(0), steps = x.size(1);
   auto project = [&](Projection which, const at::Tensor& weight, const at::Tensor& bias) {
-    return hooks.attention_projection(layer, which, x, at::linear(x, weight, bias), weight, bias);
+    return hooks.attention_projection(layer, which, x, base_linear(x, weight, bias), weight, bias);
   };
   auto q = project(Projection::q_proj, w.q_proj, w.q_bias)
                .view({batch, steps, c.num_heads, c.head_dim}).transpose(1, 2);
@@ -116,14 +120,14 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
   const int64_t groups = c.num_heads / c.num_kv_heads;
   auto out = scaled_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), additive_mask);
   out = out.transpose(1, 2).reshape({batch, steps, c.num_heads * c.head_dim});
-  return hooks.attention_projection(layer, Projection::o_proj, out, at::linear(out, w.o_proj, w.o_bias),
+  return hooks.attention_projection(layer, Projection::o_proj, out, base_linear(out, w.o_proj, w.o_bias),
                                     w.o_proj, w.o_bias);
 }
 
 at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                                  KVCache* cache, DecoderHooks* hooks) const {
+                                  KVCache* cache, DecoderHooks* hooks, bool checkpoint_layers) const {
   const auto& c = model_.config;
-  DecoderHooks no_adapters;
+  static DecoderHooks no_adapters;  // stateless; static because checkpointed layers outlive the call
   DecoderHooks& active = hooks ? *hooks : no_adapters;
   const int64_t batch = input_ids.size(0), steps = input_ids.size(1);
   const int64_t past = cache ? cache->length_ : 0;
@@ -159,18 +163,39 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
                            .unsqueeze(1);
 
   auto h = at::embedding(model_.embed_tokens, ids);
-  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+  // Captures by value: a checkpointed layer runs again in backward, after this call returned.
+  DecoderHooks* layer_hooks = &active;
+  auto run_layer = [this, cos, sin, additive_mask, cache, layer_hooks](int64_t layer, at::Tensor h) {
+    const auto& c = model_.config;
+    auto& active = *layer_hooks;
     const auto& w = model_.layers[layer];
     h = h + attention(layer, rms_norm(h, w.input_norm, c.rms_norm_eps), cos, sin, additive_mask,
                       cache, active);
-    h = h + active.feed_forward(layer, rms_norm(h, w.post_attention_norm, c.rms_norm_eps), w.mlp, c);
+    return h + active.feed_forward(layer, rms_norm(h, w.post_attention_norm, c.rms_norm_eps), w.mlp, c);
+  };
+  const bool checkpointing = checkpoint_layers && !cache && at::GradMode::is_enabled();
+  auto generators = checkpointing ? active.generators() : std::vector<at::Generator>{};
+  if (checkpointing) generators.push_back(at::detail::getDefaultCPUGenerator());
+  for (int64_t layer = 0; layer < c.num_layers; ++layer) {
+    if (!checkpointing) {
+      h = run_layer(layer, h);
+      continue;
+    }
+    auto block = [run_layer, layer, layer_hooks](const at::Tensor& input) {
+      std::vector<at::Tensor> outputs{run_layer(layer, input)};
+      for (auto& t : layer_hooks->take_layer_outputs()) outputs.push_back(t);
+      return outputs;
+    };
+    auto outputs = checkpoint(block, h, generators);
+    h = outputs[0];
+    active.restore_layer_outputs({outputs.begin() + 1, outputs.end()});
   }
   if (cache) cache->length_ = past + steps;
   return rms_norm(h, model_.final_norm, c.rms_norm_eps);
 }
 
 at::Tensor Decoder::logits(const at::Tensor& hidden) const {
-  return at::linear(hidden, model_.lm_head).to(at::kFloat);
+  return base_linear(hidden, model_.lm_head).to(at::kFloat);
 }
 
 }  // namespace mixlora::model

@@ -37,6 +37,15 @@ class DecoderHooks {
   // The whole feed-forward block of a layer on normalised hidden states [B, T, H].
   virtual at::Tensor feed_forward(int64_t layer, const at::Tensor& input, const MlpWeights& mlp,
                                   const ModelConfig& config);
+
+  // For gradient checkpointing. A checkpointed layer's side results that later losses read
+  // (router records) must leave it as outputs of the checkpoint node to get gradients:
+  // take_layer_outputs removes what the layer just recorded and returns its differentiable
+  // tensors; restore_layer_outputs records them again in their node-attached form.
+  virtual std::vector<at::Tensor> take_layer_outputs() { return {}; }
+  virtual void restore_layer_outputs(const std::vector<at::Tensor>& /*tensors*/) {}
+  // Generators whose draws (dropout, jitter) the recomputation must replay.
+  virtual std::vector<at::Generator> generators() const { return {}; }
 };
 
 // Keys and values of past positions, for incremental decoding. All rows share one time axis;
@@ -64,8 +73,11 @@ class Decoder {
   // input_ids [B, T] int64; attention_mask [B, T] (1 = token, 0 = padding) or undefined for no
   // padding. With a cache, the T new tokens follow the cached ones and are appended to it.
   // Returns the final-norm hidden states [B, T, hidden] in the model dtype.
+  // With `checkpoint_layers` (training), each layer is recomputed in backward instead of keeping
+  // its activations (model/checkpoint.h); `hooks` must then outlive the backward pass.
   at::Tensor hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                           KVCache* cache = nullptr, DecoderHooks* hooks = nullptr) const;
+                           KVCache* cache = nullptr, DecoderHooks* hooks = nullptr,
+                           bool checkpoint_layers = false) const;
 
   // Vocabulary logits in fp32 for hidden states [..., hidden].
   at::Tensor logits(const at::Tensor& hidden) const;

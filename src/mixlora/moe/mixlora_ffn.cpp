@@ -1,6 +1,7 @@
 #include "mixlora/moe/mixlora_ffn.h"
 
 #include "mixlora/model/decoder.h"
+#include "mixlora/model/base_linear.h"
 
 #include <cmath>
 
@@ -58,6 +59,66 @@ at::Tensor maybe_lora(const std::optional<adapters::LoraWeights>& lora, const at
   return lora ? adapters::apply_lora(*lora, x, base_output, training, {}, {}, generator) : base_output;
 }
 
+// Every expert runs its whole FFN on its tokens; weighted outputs summed per token.
+at::Tensor naive_experts(const at::Tensor& flat, const model::MlpWeights& mlp,
+                         const MixLoraLayerWeights& weights, const config::AdapterConfig& config,
+                         const ExpertAssignment& assignment, bool training,
+                         const c10::optional<at::Generator>& generator) {
+  auto output = at::zeros({flat.size(0), flat.size(1)}, flat.options().dtype(at::kFloat));
+  int64_t offset = 0;
+  for (int64_t e = 0; e < config.num_experts; ++e) {
+    const int64_t count = assignment.counts[e];
+    if (count == 0) continue;
+    auto tokens = assignment.tokens.narrow(0, offset, count);
+    auto weight = assignment.weights.narrow(0, offset, count).unsqueeze(1);
+    offset += count;
+    const auto& lora = weights.experts[e];
+    auto xe = flat.index_select(0, tokens);
+    auto inter = model::activation(maybe_lora(lora.gate_proj, xe, model::base_linear(xe, mlp.gate_proj), training, generator),
+                                   config.act_fn) *
+                 maybe_lora(lora.up_proj, xe, model::base_linear(xe, mlp.up_proj), training, generator);
+    if (training && config.ffn_dropout > 0.0) inter = adapters::dropout(inter, config.ffn_dropout, generator);
+    auto expert_out = maybe_lora(lora.down_proj, inter, model::base_linear(inter, mlp.down_proj), training, generator);
+    output = output.index_add(0, tokens, expert_out.to(at::kFloat) * weight);
+  }
+  return output;
+}
+
+// W1 x and W3 x once for all tokens; the (token, slot) rows gathered once in expert order and
+// split into contiguous blocks (whose backward is one concatenation, not one full-size zero
+// buffer per expert); per expert only its LoRA work; one index_add per output; the base W2
+// once on the weighted sum of intermediates. Random draws in the naive path's order.
+at::Tensor efficient_experts(const at::Tensor& flat, c10::ScalarType dtype, const model::MlpWeights& mlp,
+                             const MixLoraLayerWeights& weights, const config::AdapterConfig& config,
+                             const ExpertAssignment& assignment, bool training,
+                             const c10::optional<at::Generator>& generator) {
+  const int64_t tokens_count = flat.size(0), intermediate = mlp.gate_proj.size(0);
+  auto intermediate_sum = at::zeros({tokens_count, intermediate}, flat.options().dtype(at::kFloat));
+  if (assignment.tokens.numel() == 0) {
+    return model::base_linear(intermediate_sum.to(dtype), mlp.down_proj).to(at::kFloat);
+  }
+  const auto& tokens = assignment.tokens;
+  auto weight = assignment.weights.unsqueeze(1);
+  const auto xs = flat.index_select(0, tokens).split_with_sizes(assignment.counts);
+  const auto gates = model::base_linear(flat, mlp.gate_proj).index_select(0, tokens).split_with_sizes(assignment.counts);
+  const auto ups = model::base_linear(flat, mlp.up_proj).index_select(0, tokens).split_with_sizes(assignment.counts);
+  std::vector<at::Tensor> inters, deltas;
+  for (int64_t e = 0; e < config.num_experts; ++e) {
+    if (assignment.counts[e] == 0) continue;
+    const auto& lora = weights.experts[e];
+    auto inter = model::activation(maybe_lora(lora.gate_proj, xs[e], gates[e], training, generator), config.act_fn) *
+                 maybe_lora(lora.up_proj, xs[e], ups[e], training, generator);
+    if (training && config.ffn_dropout > 0.0) inter = adapters::dropout(inter, config.ffn_dropout, generator);
+    inters.push_back(inter);
+    if (lora.down_proj) deltas.push_back(adapters::lora_delta(*lora.down_proj, inter, training, generator));
+  }
+  intermediate_sum = intermediate_sum.index_add(0, tokens, at::cat(inters).to(at::kFloat) * weight);
+  auto output = model::base_linear(intermediate_sum.to(dtype), mlp.down_proj).to(at::kFloat);
+  // Every expert of an adapter targets the same projections: all have a down LoRA or none.
+  if (!deltas.empty()) output = output.index_add(0, tokens, at::cat(deltas) * weight);
+  return output;
+}
+
 }  // namespace
 
 MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
@@ -93,44 +154,9 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
   }
 
   const auto assignment = assign(routing, num_experts);
-  const bool efficient = path == FfnPath::efficient;
-  const auto& act = config.act_fn;
-  at::Tensor gate_all, up_all;
-  if (efficient) {
-    gate_all = at::linear(flat, mlp.gate_proj);
-    up_all = at::linear(flat, mlp.up_proj);
-  }
-  // efficient: weighted intermediates for one shared W2 + weighted down-LoRA outputs.
-  // naive: weighted full expert outputs.
-  auto intermediate_sum = efficient ? at::zeros({flat.size(0), mlp.gate_proj.size(0)}, flat.options().dtype(at::kFloat))
-                                    : at::Tensor();
-  auto output = at::zeros({flat.size(0), hidden}, flat.options().dtype(at::kFloat));
-  int64_t offset = 0;
-  for (int64_t e = 0; e < num_experts; ++e) {
-    const int64_t count = assignment.counts[e];
-    if (count == 0) continue;
-    auto tokens = assignment.tokens.narrow(0, offset, count);
-    auto weight = assignment.weights.narrow(0, offset, count).unsqueeze(1);
-    offset += count;
-    const auto& lora = weights.experts[e];
-    auto xe = flat.index_select(0, tokens);
-    auto gate_base = efficient ? gate_all.index_select(0, tokens) : at::linear(xe, mlp.gate_proj);
-    auto up_base = efficient ? up_all.index_select(0, tokens) : at::linear(xe, mlp.up_proj);
-    auto inter = model::activation(maybe_lora(lora.gate_proj, xe, gate_base, training, generator), act) *
-                 maybe_lora(lora.up_proj, xe, up_base, training, generator);
-    if (training && config.ffn_dropout > 0.0) inter = adapters::dropout(inter, config.ffn_dropout, generator);
-    if (efficient) {
-      intermediate_sum = intermediate_sum.index_add(0, tokens, inter.to(at::kFloat) * weight);
-      if (lora.down_proj) {
-        output = output.index_add(
-            0, tokens, adapters::lora_delta(*lora.down_proj, inter, training, generator) * weight);
-      }
-    } else {
-      auto expert_out = maybe_lora(lora.down_proj, inter, at::linear(inter, mlp.down_proj), training, generator);
-      output = output.index_add(0, tokens, expert_out.to(at::kFloat) * weight);
-    }
-  }
-  if (efficient) output = output + at::linear(intermediate_sum.to(x.scalar_type()), mlp.down_proj).to(at::kFloat);
+  auto output = path == FfnPath::efficient
+                    ? efficient_experts(flat, x.scalar_type(), mlp, weights, config, assignment, training, generator)
+                    : naive_experts(flat, mlp, weights, config, assignment, training, generator);
   if (routing.dropped.defined()) {
     // Switch: tokens over capacity skip the experts; like the routed ones they are scaled by
     // their top-1 probability.

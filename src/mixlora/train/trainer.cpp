@@ -4,10 +4,9 @@
 #include "mixlora/eval/evaluator.h"
 #include "mixlora/io/atomic_file.h"
 #include "mixlora/model/decoder.h"
-#include "mixlora/tasks/causal_lm.h"
-#include "mixlora/tasks/classification.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/progress.h"
+#include "mixlora/train/step.h"
 
 #include <nlohmann/json.hpp>
 
@@ -39,41 +38,6 @@ void trim_metrics(const fs::path& dir, int64_t step) {
     if (record.is_object() && record.value("step", int64_t{0}) <= step) kept += line + "\n";
   }
   io::write_file_atomically(path.string(), kept);
-}
-
-// Losses of one adapter's rows in a fused batch, as they enter its backward pass.
-struct StepLosses {
-  at::Tensor total;  // task + router losses
-  double task = 0.0, aux = 0.0, z = 0.0;
-  int64_t tokens = 0;
-};
-
-StepLosses adapter_losses(const model::Decoder& decoder, const adapters::Adapter& adapter,
-                          const at::Tensor& hidden, const data::Batch& batch,
-                          const adapters::AdapterSegment& segment,
-                          const std::vector<moe::RouterRecord>& records) {
-  auto rows = [&](const at::Tensor& t) { return t.narrow(0, segment.row_begin, segment.row_count); };
-  auto h = rows(hidden);
-  auto labels = rows(batch.labels);
-  auto class_labels = rows(batch.class_labels);
-  StepLosses out;
-  out.tokens = rows(batch.attention_mask).sum().item<int64_t>();  // tokens processed, for tokens/s
-  at::Tensor task = at::zeros({}, h.options().dtype(at::kFloat));
-  // Causal-LM rows (any labelled position) and classification rows may mix in a multi-task adapter.
-  if (labels.ne(data::kIgnoreIndex).any().item<bool>()) {
-    auto loss = tasks::causal_lm_loss(decoder.logits(h), labels);
-    task = task + loss.mean();
-  }
-  if (adapter.classifier.defined() && class_labels.ge(0).any().item<bool>()) {
-    auto logits = tasks::classification_logits(h, rows(batch.last_token), adapter.classifier);
-    task = task + tasks::classification_loss(logits, class_labels);
-  }
-  const auto router = adapters::router_losses(adapter, records);
-  out.total = task + router.aux + router.z;
-  out.task = task.item<double>();
-  out.aux = router.aux.item<double>();
-  out.z = router.z.item<double>();
-  return out;
 }
 
 // The same scoring as mixlora-eval (dropout off, no gradients) on the adapter's held-out sets.
@@ -122,7 +86,6 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
                                   const std::vector<std::vector<data::TaskData>>& eval_sets) {
   const model::Decoder decoder(base);
   // Accepted config keys whose features have not landed yet: say so instead of pretending.
-  if (config.gradient_checkpointing) spdlog::warn("gradient_checkpointing is not implemented yet; training without it");
   auto eval_set = [&](size_t i) { return i < eval_sets.size() && !eval_sets[i].empty() ? &eval_sets[i] : nullptr; };
   for (size_t i = 0; i < config.adapters.size() && config.eval_every > 0; ++i) {
     if (!eval_set(i)) spdlog::warn("adapter '{}': eval_every is set but it has no eval_data", config.adapters[i].name);
@@ -180,19 +143,10 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
       rows.insert(rows.end(), micro.begin(), micro.end());
     }
     const auto batch = data::make_batch(rows, options.pad_id);
-    const auto mask = batch.attention_mask.to(base.device);
-    adapters::AdapterHooks hooks(segments, mask, /*training=*/true, options.ffn_path);
-    const auto hidden = decoder.hidden_states(batch.input_ids, mask, nullptr, &hooks);
-
-    at::Tensor total;
-    std::vector<StepLosses> losses;
-    for (size_t k = 0; k < active.size(); ++k) {
-      auto& run = *runs[active[k]];
-      losses.push_back(adapter_losses(decoder, run.adapter(), hidden, batch, segments[k], hooks.router_records(k)));
-      auto scaled = losses.back().total / static_cast<double>(run.accumulation());
-      total = total.defined() ? total + scaled : scaled;
-    }
-    total.backward();
+    std::vector<int64_t> accumulation;
+    for (size_t i : active) accumulation.push_back(runs[i]->accumulation());
+    const auto losses = forward_backward(decoder, batch, segments, accumulation,
+                                         {options.ffn_path, config.gradient_checkpointing});
 
     for (size_t k = 0; k < active.size(); ++k) {
       auto& run = *runs[active[k]];

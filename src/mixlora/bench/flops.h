@@ -1,0 +1,19 @@
+// Useful training FLOPs per token, the numerator of MFU (documented in the README):
+//   4 per frozen weight (forward + input gradient; no weight gradient),
+//   6 per trainable weight (forward + input and weight gradients),
+//   12 * layers * seq * (heads * head_dim) for attention scores and mixing (forward 4 * seq * d
+//   per layer: QK^T and PV over the whole sequence, causal half not subtracted; backward 2x).
+// Frozen weights count once per token: the dense FFN whatever top_k is (what the efficient
+// MixLoRA path computes); expert LoRAs count for the experts a token actually uses (top_k,
+// 1 for switch); lm_head counts, the embedding lookup does not.
+#pragma once
+
+#include "mixlora/config/train_config.h"
+#include "mixlora/model/model_config.h"
+
+namespace mixlora::bench {
+
+double useful_flops_per_token(const model::ModelConfig& model, const config::AdapterConfig& adapter,
+                              int64_t seq_len);
+
+}  // namespace mixlora::bench

@@ -1,0 +1,55 @@
+#include "mixlora/bench/report.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace mixlora::bench {
+
+std::string report_table(const BenchReport& r) {
+  std::string out = fmt::format(
+      "device {} ({} threads), base {}, preset {}, seq {} x micro-batch {}{}; matmul peak {:.1f} GFLOP/s\n",
+      r.device, r.threads, r.dtype, r.preset.empty() ? "-" : r.preset, r.seq_len, r.micro_batch,
+      r.gradient_checkpointing ? ", gradient checkpointing" : "", r.matmul_peak_gflops);
+  if (!r.native_matmul) {
+    out += fmt::format("({} matmuls run in fp32 here: at::mm in {} measured {:.1f} GFLOP/s)\n", r.dtype,
+                       r.dtype, r.matmul_peak_gflops_dtype);
+  }
+  out += fmt::format("{:<16} {:>10} {:>10} {:>11} {:>10} {:>12} {:>7} {:>8}\n", "run", "tokens/s", "ms/step",
+                     "cpu ms/step", "peak MiB", "trainable", "MFU %", "loss");
+  for (const auto& run : r.runs) {
+    out += fmt::format("{:<16} {:>10.1f} {:>10.1f} {:>11.1f} {:>10.0f} {:>12} {:>7.2f} {:>8.4f}\n", run.name,
+                       run.tokens_per_s, run.ms_per_step, run.cpu_ms_per_step, run.peak_mem_mb, run.trainable_params,
+                       100.0 * run.mfu, run.loss);
+  }
+  return out;
+}
+
+nlohmann::json report_json(const BenchReport& r) {
+  auto runs = nlohmann::json::array();
+  for (const auto& run : r.runs) {
+    runs.push_back({{"name", run.name},
+                    {"tokens_per_s", run.tokens_per_s},
+                    {"ms_per_step", run.ms_per_step},
+                    {"cpu_ms_per_step", run.cpu_ms_per_step},
+                    {"peak_mem_mb", run.peak_mem_mb},
+                    {"static_mem_mb", run.static_mem_mb},
+                    {"trainable_params", run.trainable_params},
+                    {"flops_per_token", run.flops_per_token},
+                    {"mfu", run.mfu},
+                    {"loss", run.loss}});
+  }
+  return {{"device", r.device},
+          {"threads", r.threads},
+          {"dtype", r.dtype},
+          {"preset", r.preset},
+          {"seq_len", r.seq_len},
+          {"micro_batch", r.micro_batch},
+          {"gradient_checkpointing", r.gradient_checkpointing},
+          {"matmul_peak_gflops", r.matmul_peak_gflops},
+          {"matmul_peak_gflops_fp32", r.matmul_peak_gflops_fp32},
+          {"matmul_peak_gflops_dtype", r.matmul_peak_gflops_dtype},
+          {"native_matmul", r.native_matmul},
+          {"runs", runs}};
+}
+
+}  // namespace mixlora::bench

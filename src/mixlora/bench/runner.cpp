@@ -1,0 +1,232 @@
+#include "mixlora/bench/runner.h"
+
+#include "mixlora/bench/device_stats.h"
+#include "mixlora/bench/flops.h"
+#include "mixlora/common/device.h"
+#include "mixlora/common/error.h"
+#include "mixlora/model/base_linear.h"
+#include "mixlora/train/adapter_run.h"
+#include "mixlora/train/step.h"
+
+#include <ATen/Parallel.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
+#include <spdlog/spdlog.h>
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <random>
+
+namespace mixlora::bench {
+
+namespace {
+
+const char* const kRuns[] = {"lora",           "mixlora",  "mixlora-naive", "mixlora-dynamic",
+                             "mixlora-switch", "fused-2", "sequential-2"};
+
+config::AdapterConfig adapter_config(const std::string& name, bool mixlora, const BenchOptions& o) {
+  config::AdapterConfig a;
+  a.name = name;
+  a.lora = {o.r, o.alpha, o.lora_dropout};
+  a.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  a.batch_size = o.micro_batch;
+  a.micro_batch_size = o.micro_batch;
+  a.num_epochs = 1000000;  // never runs out of data
+  a.peft_type = mixlora ? config::PeftType::mixlora : config::PeftType::lora;
+  a.num_experts = o.num_experts;
+  a.top_k = o.top_k;
+  return a;
+}
+
+struct RunSpec {
+  std::vector<config::AdapterConfig> adapters;
+  moe::FfnPath path = moe::FfnPath::efficient;
+  bool sequential = false;  // adapters step one after the other instead of in one fused batch
+};
+
+RunSpec run_spec(const std::string& name, const BenchOptions& o) {
+  RunSpec spec;
+  if (name == "lora") {
+    spec.adapters = {adapter_config("lora", false, o)};
+  } else if (name == "mixlora" || name == "mixlora-naive") {
+    spec.adapters = {adapter_config("mixlora", true, o)};
+    if (name == "mixlora-naive") spec.path = moe::FfnPath::naive;
+  } else if (name == "mixlora-dynamic") {
+    auto a = adapter_config("dynamic", true, o);
+    a.routing_strategy = config::RoutingStrategy::mixlora_dynamic;
+    spec.adapters = {a};
+  } else if (name == "mixlora-switch") {
+    auto a = adapter_config("switch", true, o);
+    a.routing_strategy = config::RoutingStrategy::mixlora_switch;
+    a.router_init_range = 1.0;  // MoE-PEFT's switch defaults
+    a.jitter_noise = 0.01;
+    a.capacity_factor = 1.25;
+    spec.adapters = {a};
+  } else if (name == "fused-2" || name == "sequential-2") {
+    spec.adapters = {adapter_config("mixlora-a", true, o), adapter_config("mixlora-b", true, o)};
+    spec.sequential = name == "sequential-2";
+  } else {
+    fail_input("--runs: unknown run '{}' (known: {})", name, fmt::join(run_names(), ", "));
+  }
+  return spec;
+}
+
+// Rows of random tokens, all of full length (no padding), every position labelled.
+std::vector<data::Sample> synthetic_samples(int64_t count, int64_t seq_len, int64_t vocab, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int64_t> token(3, vocab - 1);
+  std::vector<data::Sample> samples(count);
+  for (auto& s : samples) {
+    s.input_ids.resize(seq_len);
+    for (auto& t : s.input_ids) t = token(rng);
+    s.labels = s.input_ids;
+  }
+  return samples;
+}
+
+// CPU seconds (user + system, all threads) of this process so far. On a shared machine this
+// is steadier than wall time.
+double cpu_seconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+RunResult run_one(const std::string& name, const model::BaseModel& base, const model::Decoder& decoder,
+                  const BenchOptions& o, double peak_gflops) {
+  const auto spec = run_spec(name, o);
+  reset_peak_memory(base.device);
+  std::vector<std::unique_ptr<train::AdapterRun>> runs;
+  for (size_t i = 0; i < spec.adapters.size(); ++i) {
+    runs.push_back(std::make_unique<train::AdapterRun>(
+        spec.adapters[i], base, synthetic_samples(4 * o.micro_batch, o.seq_len, base.config.vocab_size, o.seed + i),
+        o.seed));
+  }
+  const double static_mem_mb = current_memory_mb(base.device);
+  const train::StepOptions step_options{spec.path, o.gradient_checkpointing};
+  double loss_sum = 0.0;
+  int64_t loss_count = 0;
+  // One training step of the given adapters in one fused batch, exactly as the trainer does it.
+  auto fused_step = [&](const std::vector<train::AdapterRun*>& group) {
+    std::vector<const data::Sample*> rows;
+    std::vector<adapters::AdapterSegment> segments;
+    for (auto* run : group) {
+      auto micro = run->next_micro_batch();
+      segments.push_back({&run->adapter(), static_cast<int64_t>(rows.size()),
+                          static_cast<int64_t>(micro.size()), run->generator()});
+      rows.insert(rows.end(), micro.begin(), micro.end());
+    }
+    const auto batch = data::make_batch(rows, /*pad_id=*/0);
+    const std::vector<int64_t> accumulation(group.size(), 1);
+    const auto losses = train::forward_backward(decoder, batch, segments, accumulation, step_options);
+    for (auto* run : group) {
+      run->finish_micro_batch();
+      run->optimizer_step(/*max_grad_norm=*/0.0);
+    }
+    int64_t tokens = 0;
+    for (const auto& l : losses) {
+      tokens += l.tokens;
+      loss_sum += l.task;
+      ++loss_count;
+    }
+    return tokens;
+  };
+  auto step = [&] {
+    std::vector<train::AdapterRun*> all;
+    for (auto& r : runs) all.push_back(r.get());
+    if (!spec.sequential) return fused_step(all);
+    int64_t tokens = 0;
+    for (auto* r : all) tokens += fused_step({r});
+    return tokens;
+  };
+
+  for (int64_t i = 0; i < o.warmup; ++i) step();
+  loss_sum = 0.0;
+  loss_count = 0;
+  std::vector<double> seconds, cpu;
+  int64_t tokens_per_step = 0;
+  using clock = std::chrono::steady_clock;
+  for (int64_t i = 0; i < o.steps; ++i) {
+    synchronize(base.device);
+    const auto t0 = clock::now();
+    const double c0 = cpu_seconds();
+    tokens_per_step = step();
+    synchronize(base.device);
+    seconds.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+    cpu.push_back(cpu_seconds() - c0);
+  }
+  if (!o.profile_prefix.empty()) {
+    torch::autograd::profiler::RecordProfile profile(o.profile_prefix + name + ".trace.json");
+    step();
+  }
+  RunResult r;
+  r.name = name;
+  const double s = median(seconds);
+  r.ms_per_step = s * 1e3;
+  r.cpu_ms_per_step = median(cpu) * 1e3;
+  r.tokens_per_s = static_cast<double>(tokens_per_step) / s;
+  r.peak_mem_mb = peak_memory_mb(base.device);
+  r.static_mem_mb = static_mem_mb;
+  for (const auto& run : runs) r.trainable_params += run->adapter().num_parameters();
+  r.flops_per_token = useful_flops_per_token(base.config, spec.adapters[0], o.seq_len);
+  r.mfu = peak_gflops > 0.0 ? r.flops_per_token * r.tokens_per_s / (peak_gflops * 1e9) : 0.0;
+  r.loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0;
+  spdlog::info("{}: {:.1f} tokens/s, {:.1f} ms/step, peak {:.0f} MiB, loss {:.4f}", name,
+               r.tokens_per_s, r.ms_per_step, r.peak_mem_mb, r.loss);
+  return r;
+}
+
+}  // namespace
+
+const std::vector<std::string>& run_names() {
+  static const std::vector<std::string> names(std::begin(kRuns), std::end(kRuns));
+  return names;
+}
+
+BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options) {
+  const auto& names = options.runs.empty() ? run_names() : options.runs;
+  for (const auto& n : names) run_spec(n, options);  // unknown names fail before any work
+  if (options.seq_len < 2 || options.micro_batch < 1 || options.steps < 1 || options.warmup < 0) {
+    fail_input("--seq-len must be >= 2, --micro-batch and --steps >= 1, --warmup >= 0");
+  }
+  if (options.seq_len > base.config.max_position_embeddings) {
+    fail_input("--seq-len {} exceeds the model's max_position_embeddings ({})", options.seq_len,
+               base.config.max_position_embeddings);
+  }
+  BenchReport report;
+  report.device = base.device.str();
+  report.dtype = dtype_name(base.dtype);
+  report.preset = options.preset;
+  report.threads = at::get_num_threads();
+  report.seq_len = options.seq_len;
+  report.micro_batch = options.micro_batch;
+  report.gradient_checkpointing = options.gradient_checkpointing;
+  report.matmul_peak_gflops_fp32 =
+      matmul_peak_gflops(base.device, at::kFloat, options.matmul_size, options.matmul_seconds);
+  report.matmul_peak_gflops_dtype = base.dtype == at::kFloat
+                                        ? report.matmul_peak_gflops_fp32
+                                        : matmul_peak_gflops(base.device, base.dtype, options.matmul_size,
+                                                             options.matmul_seconds);
+  // The MFU denominator is the kernel the steps use: fp32 where low precision is upcast.
+  report.native_matmul = model::fast_matmul(base.device, base.dtype);
+  report.matmul_peak_gflops = report.native_matmul ? report.matmul_peak_gflops_dtype
+                                                   : report.matmul_peak_gflops_fp32;
+  spdlog::info("matmul peak {:.1f} GFLOP/s ({}, {}^3)", report.matmul_peak_gflops,
+               report.native_matmul ? report.dtype : std::string("fp32"), options.matmul_size);
+  const model::Decoder decoder(base);
+  for (const auto& name : names) {
+    report.runs.push_back(run_one(name, base, decoder, options, report.matmul_peak_gflops));
+  }
+  return report;
+}
+
+}  // namespace mixlora::bench

@@ -1,0 +1,74 @@
+#include "mixlora/train/step.h"
+
+#include "mixlora/tasks/causal_lm.h"
+#include "mixlora/tasks/classification.h"
+
+namespace mixlora::train {
+
+namespace {
+
+struct SegmentLoss {
+  at::Tensor total;  // task + router losses
+  at::Tensor task, aux, z;
+  int64_t tokens = 0;
+};
+
+SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter& adapter,
+                         const at::Tensor& hidden, const data::Batch& batch,
+                         const adapters::AdapterSegment& segment,
+                         const std::vector<moe::RouterRecord>& records) {
+  const auto device = hidden.device();
+  auto rows = [&](const at::Tensor& t) { return t.narrow(0, segment.row_begin, segment.row_count); };
+  auto h = rows(hidden);
+  auto labels = rows(batch.labels);
+  auto class_labels = rows(batch.class_labels);
+  SegmentLoss out;
+  out.tokens = rows(batch.attention_mask).sum().item<int64_t>();  // host tensor: no device sync
+  // Which losses apply is decided on the host batch, so the device never has to answer.
+  const bool has_lm = labels.ne(data::kIgnoreIndex).any().item<bool>();
+  const bool has_class = adapter.classifier.defined() && class_labels.ge(0).any().item<bool>();
+  at::Tensor task = at::zeros({}, h.options().dtype(at::kFloat));
+  // Causal-LM rows (any labelled position) and classification rows may mix in a multi-task adapter.
+  if (has_lm) task = task + tasks::causal_lm_loss(decoder.logits(h), labels.to(device)).mean();
+  if (has_class) {
+    auto logits = tasks::classification_logits(h, rows(batch.last_token).to(device), adapter.classifier);
+    task = task + tasks::classification_loss(logits, class_labels.to(device));
+  }
+  const auto router = adapters::router_losses(adapter, records);
+  out.total = task + router.aux + router.z;
+  out.task = task.detach();
+  out.aux = router.aux.detach();
+  out.z = router.z.detach();
+  return out;
+}
+
+}  // namespace
+
+std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const data::Batch& batch,
+                                         const std::vector<adapters::AdapterSegment>& segments,
+                                         const std::vector<int64_t>& accumulation,
+                                         const StepOptions& options) {
+  const auto mask = batch.attention_mask.to(decoder.model().device);
+  adapters::AdapterHooks hooks(segments, mask, /*training=*/true, options.ffn_path);
+  const auto hidden = decoder.hidden_states(batch.input_ids, mask, nullptr, &hooks,
+                                            options.gradient_checkpointing);
+  at::Tensor total;
+  std::vector<SegmentLoss> losses;
+  for (size_t k = 0; k < segments.size(); ++k) {
+    losses.push_back(segment_loss(decoder, *segments[k].adapter, hidden, batch, segments[k],
+                                  hooks.router_records(k)));
+    auto scaled = losses.back().total / static_cast<double>(accumulation[k]);
+    total = total.defined() ? total + scaled : scaled;
+  }
+  total.backward();
+  // The loss values are read after backward: one host sync per step, not one per loss.
+  std::vector<StepLosses> out;
+  for (const auto& l : losses) {
+    auto values = at::stack({l.task, l.aux, l.z}).to(at::kCPU, at::kDouble);
+    const auto* v = values.data_ptr<double>();
+    out.push_back({v[0], v[1], v[2], l.tokens});
+  }
+  return out;
+}
+
+}  // namespace mixlora::train

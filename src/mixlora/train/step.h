@@ -1,0 +1,33 @@
+// One forward + backward pass of a fused training batch: the step the trainer repeats and the
+// benchmark times. The optimizer update stays with each adapter's AdapterRun.
+#pragma once
+
+#include "mixlora/adapters/adapter.h"
+#include "mixlora/data/sample.h"
+#include "mixlora/model/decoder.h"
+#include "mixlora/moe/mixlora_ffn.h"
+
+#include <vector>
+
+namespace mixlora::train {
+
+// Losses of one adapter's rows in a fused batch, as they entered its backward pass.
+struct StepLosses {
+  double task = 0.0, aux = 0.0, z = 0.0;
+  int64_t tokens = 0;  // real tokens of its rows
+};
+
+struct StepOptions {
+  moe::FfnPath ffn_path = moe::FfnPath::efficient;
+  bool gradient_checkpointing = false;
+};
+
+// Runs `batch` (segments say which rows belong to which adapter) through the decoder with the
+// adapters, takes each adapter's task + router losses, and backpropagates
+// sum_k loss_k / accumulation[k] into the adapters' gradients. Returns the losses per segment.
+std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const data::Batch& batch,
+                                         const std::vector<adapters::AdapterSegment>& segments,
+                                         const std::vector<int64_t>& accumulation,
+                                         const StepOptions& options);
+
+}  // namespace mixlora::train

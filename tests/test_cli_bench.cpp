@@ -1,0 +1,75 @@
+// mixlora-bench --smoke --json end to end: the report's structure and values (timings are only
+// checked to be positive and finite, never compared).
+#include "cli_runner.h"
+
+#include "mixlora/bench/flops.h"
+#include "mixlora/bench/presets.h"
+#include "mixlora/io/json_file.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cmath>
+#include <map>
+
+using namespace mixlora;
+using mixlora::test::run_tool;
+
+TEST_CASE("mixlora-bench --smoke --json reports every run with sane values", "[cli][bench]") {
+  test::TempDir ws;
+  const auto json_path = (ws.path / "bench.json").string();
+  const auto result = run_tool("mixlora-bench --smoke --threads 1 --json " + test::shell_quote(json_path));
+  INFO(result.err);
+  REQUIRE(result.exit_code == 0);
+  const auto report = io::read_json_file(json_path);
+  CHECK(report.at("device") == "cpu");
+  CHECK(report.at("dtype") == "fp32");
+  CHECK(report.at("preset") == "tiny");
+  CHECK(report.at("threads") == 1);
+  const double peak = report.at("matmul_peak_gflops").get<double>();
+  CHECK(std::isfinite(peak));
+  CHECK(peak > 0.0);
+
+  // Trainable parameters by hand for the tiny shape (hidden 64, intermediate 172, 5 layers,
+  // kv 32 wide), r 16 on q, k, v, o, gate, up, down; 8 experts with a 64-wide router.
+  const int64_t attention = 16 * ((64 + 64) + (64 + 32) + (64 + 32) + (64 + 64));
+  const int64_t mlp = 16 * ((64 + 172) * 3);
+  const int64_t lora = 5 * (attention + mlp);
+  const int64_t mixlora = 5 * (attention + 8 * 64 + 8 * mlp);
+  const std::map<std::string, int64_t> expected_params = {
+      {"lora", lora},           {"mixlora", mixlora},        {"mixlora-naive", mixlora},
+      {"mixlora-dynamic", mixlora}, {"mixlora-switch", mixlora}, {"fused-2", 2 * mixlora},
+      {"sequential-2", 2 * mixlora}};
+  const auto& runs = report.at("runs");
+  REQUIRE(runs.size() == expected_params.size());
+  for (const auto& run : runs) {
+    const auto name = run.at("name").get<std::string>();
+    INFO(name);
+    REQUIRE(expected_params.count(name) == 1);
+    CHECK(run.at("trainable_params").get<int64_t>() == expected_params.at(name));
+    for (const char* key : {"tokens_per_s", "ms_per_step", "cpu_ms_per_step", "peak_mem_mb", "mfu", "flops_per_token"}) {
+      const double v = run.at(key).get<double>();
+      INFO(key);
+      CHECK(std::isfinite(v));
+      CHECK(v > 0.0);
+    }
+    CHECK(run.at("mfu").get<double>() < 1.0);
+    // A random model with N(0, 0.02) weights predicts nearly uniformly over the 512 words.
+    CHECK(run.at("loss").get<double>() == Approx(std::log(512.0)).margin(0.05));
+  }
+  CHECK(result.out.find("mixlora-naive") != std::string::npos);  // the table on stdout
+}
+
+TEST_CASE("useful FLOPs per token follow the documented formula", "[bench]") {
+  const auto shape = bench::preset_config("tiny");
+  config::AdapterConfig a;
+  a.lora.r = 16;
+  a.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  const double frozen = 5.0 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 172 * 3) + 512.0 * 64;
+  const double trainable = 5.0 * 16 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 172) * 3);
+  const double attention = 12.0 * 5 * 32 * 64;
+  CHECK(bench::useful_flops_per_token(shape, a, 32) == Approx(4 * frozen + 6 * trainable + attention));
+  a.peft_type = config::PeftType::mixlora;  // top-2 of 8: two experts' LoRAs and the router
+  const double moe_trainable = 5.0 * (16 * ((64 + 64) * 2 + (64 + 32) * 2) + 8 * 64 + 2 * 16 * (64 + 172) * 3);
+  CHECK(bench::useful_flops_per_token(shape, a, 32) == Approx(4 * frozen + 6 * moe_trainable + attention));
+}
