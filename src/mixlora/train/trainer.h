@@ -7,6 +7,7 @@
 #include "mixlora/data/sample.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/moe/mixlora_ffn.h"
+#include "mixlora/train/distributed.h"
 
 #include <map>
 #include <string>
@@ -21,6 +22,8 @@ struct TrainerOptions {
   bool export_bin = false;
   moe::FfnPath ffn_path = moe::FfnPath::efficient;
   int64_t pad_id = 0;
+  // Data-parallel ranks (train/data_parallel.h); null for a single process.
+  Communicator* comm = nullptr;
 };
 
 struct AdapterSummary {
