@@ -3,21 +3,25 @@
 #include "mixlora/common/build_info.h"
 #include "mixlora/common/error.h"
 
-// The c10d headers compile their backends only under these macros, which a LibTorch build
-// defines for itself but does not export; build_info.h says what this LibTorch has.
-#if MIXLORA_WITH_GLOO
-#define USE_C10D_GLOO
+// LibTorch's CMake config defines USE_C10D_GLOO / USE_C10D_NCCL for the backends it was built
+// with; build_info.h adds whether their headers (gloo/, nccl.h) are here to compile against.
+#if defined(USE_C10D_GLOO) && MIXLORA_WITH_GLOO
+#define MIXLORA_GLOO 1
+#else
+#define MIXLORA_GLOO 0
 #endif
-#if MIXLORA_WITH_NCCL
-#define USE_C10D_NCCL
+#if defined(USE_C10D_NCCL) && MIXLORA_WITH_NCCL
+#define MIXLORA_NCCL 1
+#else
+#define MIXLORA_NCCL 0
 #endif
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#if MIXLORA_WITH_GLOO
+#if MIXLORA_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
-#if MIXLORA_WITH_NCCL
+#if MIXLORA_NCCL
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -54,20 +58,44 @@ std::map<at::ScalarType, std::vector<at::Tensor>> by_dtype(const std::vector<at:
   return groups;
 }
 
+// The collectives of one backend. LibTorch 1.13's ProcessGroupGloo/NCCL derive from
+// ProcessGroup, 2.x's from Backend: the calls are the same, the base is not, so a template
+// holds the concrete class.
+struct Collectives {
+  virtual ~Collectives() = default;
+  virtual void all_reduce_sum(std::vector<at::Tensor>& flat) = 0;
+  virtual void broadcast(std::vector<at::Tensor>& flat, int root) = 0;
+};
+
+template <typename Group>
+struct CollectivesOf final : Collectives {
+  explicit CollectivesOf(c10::intrusive_ptr<Group> g) : group(std::move(g)) {}
+  void all_reduce_sum(std::vector<at::Tensor>& flat) override {
+    c10d::AllreduceOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    group->allreduce(flat, options)->wait();
+  }
+  void broadcast(std::vector<at::Tensor>& flat, int root) override {
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    group->broadcast(flat, options)->wait();
+  }
+  c10::intrusive_ptr<Group> group;
+};
+
 }  // namespace
 
 struct Communicator::Impl {
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  std::unique_ptr<Collectives> group;
   c10::Device device{c10::kCPU};  // where the flat buckets live: the CPU for Gloo, the GPU for NCCL
   int rank = 0;
 
   // Waits for one collective; a failure names it and, when a peer left its error in the store,
   // that error: the root cause, not only "connection closed".
-  void run(const std::string& what, const std::function<c10::intrusive_ptr<c10d::Work>()>& start) {
+  void run(const std::string& what, const std::function<void()>& collective) {
     try {
-      auto work = start();
-      work->wait();
+      collective();
     } catch (const std::exception& e) {
       std::string peer;
       try {
@@ -85,7 +113,7 @@ struct Communicator::Impl {
 
   // Runs `collective` on flat buckets of `tensors` and copies the results back.
   void bucketed(const std::string& what, const std::vector<at::Tensor>& tensors,
-                const std::function<c10::intrusive_ptr<c10d::Work>(std::vector<at::Tensor>&)>& collective) {
+                const std::function<void(std::vector<at::Tensor>&)>& collective) {
     for (const auto& [dtype, group] : by_dtype(tensors)) {
       size_t begin = 0;
       while (begin < group.size()) {
@@ -98,7 +126,7 @@ struct Communicator::Impl {
           ++end;
         } while (end < group.size() && bytes + group[end].numel() * group[end].element_size() <= kBucketBytes);
         std::vector<at::Tensor> flat = {at::cat(flat_parts)};
-        run(what, [&] { return collective(flat); });
+        run(what, [&] { collective(flat); });
         int64_t offset = 0;
         for (size_t i = begin; i < end; ++i) {
           const int64_t n = group[i].numel();
@@ -118,16 +146,16 @@ Communicator::~Communicator() = default;
 
 std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const CommunicatorOptions& options) {
   std::string backend = options.backend;
-  if (backend == "auto") backend = options.device.is_cuda() && MIXLORA_WITH_NCCL ? "nccl" : "gloo";
+  if (backend == "auto") backend = options.device.is_cuda() && MIXLORA_NCCL ? "nccl" : "gloo";
   if (backend != "gloo" && backend != "nccl") {
     fail_input("--dist-backend: expected auto, gloo or nccl, got '{}'", options.backend);
   }
-  if (backend == "nccl" && !MIXLORA_WITH_NCCL) {
+  if (backend == "nccl" && !MIXLORA_NCCL) {
     fail_input("--dist-backend nccl: this build's LibTorch has no NCCL (build against a CUDA LibTorch, or use gloo)");
   }
   if (backend == "nccl" && !options.device.is_cuda()) fail_input("--dist-backend nccl needs a CUDA --device");
-  if (backend == "gloo" && !MIXLORA_WITH_GLOO) {
-    fail_input("this build's LibTorch has no c10d Gloo headers (install libgloo-dev and rebuild)");
+  if (backend == "gloo" && !MIXLORA_GLOO) {
+    fail_input("this build has no c10d Gloo (a LibTorch without USE_C10D_GLOO, or no gloo headers: install libgloo-dev and rebuild)");
   }
 
   auto impl = std::make_unique<Impl>();
@@ -154,17 +182,18 @@ std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const
   }
 
   try {
-#if MIXLORA_WITH_NCCL
+#if MIXLORA_NCCL
     if (backend == "nccl") {
       // Without blocking wait a collective whose peer died never returns to the CPU: make
       // wait() block and honour the timeout (unless the user chose otherwise).
       ::setenv("NCCL_BLOCKING_WAIT", "1", /*overwrite=*/0);
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = options.timeout;
-      impl->group = c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, ranks.rank, ranks.world_size, nccl_options);
+      impl->group = std::make_unique<CollectivesOf<c10d::ProcessGroupNCCL>>(
+          c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, ranks.rank, ranks.world_size, nccl_options));
     }
 #endif
-#if MIXLORA_WITH_GLOO
+#if MIXLORA_GLOO
     if (backend == "gloo") {
       auto gloo_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
       // As torch.distributed: GLOO_SOCKET_IFNAME names the interfaces; else the host's
@@ -180,7 +209,8 @@ std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const
         gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       }
       gloo_options->threads = 2;
-      impl->group = c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, ranks.rank, ranks.world_size, gloo_options);
+      impl->group = std::make_unique<CollectivesOf<c10d::ProcessGroupGloo>>(
+          c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, ranks.rank, ranks.world_size, gloo_options));
     }
 #endif
   } catch (const std::exception& e) {
@@ -192,19 +222,11 @@ std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const
 }
 
 void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors) {
-  impl_->bucketed("all_reduce", tensors, [&](std::vector<at::Tensor>& flat) {
-    c10d::AllreduceOptions options;
-    options.reduceOp = c10d::ReduceOp::SUM;
-    return impl_->group->allreduce(flat, options);
-  });
+  impl_->bucketed("all_reduce", tensors, [&](std::vector<at::Tensor>& flat) { impl_->group->all_reduce_sum(flat); });
 }
 
 void Communicator::broadcast(const std::vector<at::Tensor>& tensors, int root) {
-  impl_->bucketed("broadcast", tensors, [&](std::vector<at::Tensor>& flat) {
-    c10d::BroadcastOptions options;
-    options.rootRank = root;
-    return impl_->group->broadcast(flat, options);
-  });
+  impl_->bucketed("broadcast", tensors, [&](std::vector<at::Tensor>& flat) { impl_->group->broadcast(flat, root); });
 }
 
 void Communicator::barrier() {
