@@ -369,7 +369,7 @@ TEST_CASE("a rank whose peers never come gives up after --dist-timeout", "[distr
   CHECK_FALSE(fs::exists(ws / "out/mixlora"));
 }
 
-TEST_CASE("--resume on two ranks continues a one-process checkpoint to the uninterrupted bytes", "[distributed][cli]") {
+TEST_CASE("resume on two ranks (--resume) continues a one-process checkpoint to the uninterrupted bytes", "[distributed][cli]") {
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(12));
   // 12 rows, 2 micro-batches of 2 per step, 2 epochs: 6 steps, checkpoints at 2 and 4.
