@@ -8,11 +8,61 @@
 #include "mixlora/data/dataset.h"
 #include "mixlora/data/tokenizer.h"
 #include "mixlora/model/base_model.h"
+#include "mixlora/train/distributed.h"
 #include "mixlora/train/pretrain_job.h"
 #include "mixlora/train/trainer.h"
 
+#include <torch/cuda.h>
+
 #include <filesystem>
 #include <iostream>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// Trains the config's adapters (on this rank's share of the micro-batches when `options.comm`).
+int train_adapters(const mixlora::config::TrainConfig& config, mixlora::train::TrainerOptions options,
+                   const mixlora::cli::Runtime& runtime, bool skip_bad_rows) {
+  const auto* comm = options.comm;
+  if (!comm || comm->rank() == 0) mixlora::train::prepare_output(config, options);
+  const auto model = mixlora::model::load_base_model(config.base_model, runtime.dtype, runtime.device);
+  std::optional<mixlora::data::Tokenizer> tokenizer;
+  if (std::filesystem::exists(std::filesystem::path(config.base_model) / "tokenizer.model")) {
+    tokenizer = mixlora::data::Tokenizer::from_model_dir(config.base_model);
+  }
+  options.pad_id = tokenizer && tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : 0;
+
+  mixlora::data::DatasetOptions data_options;
+  // cutoff_len -1 is MoE-PEFT's "as long as the model allows".
+  data_options.cutoff_len = config.cutoff_len < 0 ? model.config.max_position_embeddings
+                                                  : std::min(config.cutoff_len, model.config.max_position_embeddings);
+  data_options.skip_bad_rows = skip_bad_rows;
+  data_options.vocab_size = model.config.vocab_size;
+  std::vector<std::vector<mixlora::data::Sample>> samples;
+  std::vector<std::vector<mixlora::data::TaskData>> eval_sets;
+  for (const auto& adapter : config.adapters) {
+    std::vector<mixlora::data::Sample> all;
+    for (auto& task : mixlora::data::load_task_data(adapter, tokenizer ? &*tokenizer : nullptr, data_options)) {
+      spdlog::info("adapter '{}': {} samples of {} from {}{}", adapter.name, task.samples.size(), task.task_name,
+                   task.path, task.skipped ? fmt::format(" ({} bad rows skipped)", task.skipped) : "");
+      std::move(task.samples.begin(), task.samples.end(), std::back_inserter(all));
+    }
+    samples.push_back(std::move(all));
+    eval_sets.push_back(config.eval_every > 0 ? mixlora::data::load_eval_data(adapter, tokenizer ? &*tokenizer : nullptr, data_options)
+                                              : std::vector<mixlora::data::TaskData>{});
+  }
+
+  const auto summaries = mixlora::train::train(config, model, std::move(samples), options, eval_sets);
+  if (comm && comm->rank() != 0) return 0;
+  for (const auto& s : summaries) {
+    std::cout << fmt::format("{}: {} steps, loss {:.4f} -> {:.4f}, saved in {}\n", s.name, s.steps,
+                             s.first_loss, s.last_loss, s.output_dir);
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Train MixLoRA / LoRA adapters on a LLaMA-family base model.", "mixlora-train"};
@@ -24,6 +74,9 @@ int main(int argc, char** argv) {
   bool skip_bad_rows = false, naive_moe = false;
   mixlora::train::PretrainJob pretrain;
   bool pretrain_mode = false;
+  mixlora::train::RankFlags rank_flags;
+  std::string dist_backend = "auto";
+  double dist_timeout = 300;
   app.add_option("--config", config_path, "training config (MoE-PEFT JSON)")->required();
   app.add_option("--base-model", base_model, "Hugging Face model directory (overrides base_model)");
   app.add_option("--output-dir", output_dir, "where adapters go (overrides output_dir)");
@@ -37,6 +90,16 @@ int main(int argc, char** argv) {
                "train every base-model weight with lora[0]'s optimiser and data; writes a model to --output-dir");
   app.add_option("--init-model", pretrain.init_model, "with --pretrain: start from random weights of this shape (config.json keys)");
   app.add_option("--tokenizer", pretrain.tokenizer, "with --pretrain: tokenizer directory or tokenizer.model file");
+  // Data-parallel ranks; torchrun's or Slurm's variables give them too (flags win).
+  app.add_option("--rank", rank_flags.rank, "this process's rank (default: RANK or SLURM_PROCID, else 0)");
+  app.add_option("--world-size", rank_flags.world_size, "number of ranks (default: WORLD_SIZE or SLURM_NTASKS, else 1)");
+  app.add_option("--local-rank", rank_flags.local_rank, "rank on this node, picks cuda:N (default: LOCAL_RANK or SLURM_LOCALID)");
+  app.add_option("--master-addr", rank_flags.master_addr, "rank 0's host (default: MASTER_ADDR, the first Slurm node, or 127.0.0.1)");
+  app.add_option("--master-port", rank_flags.master_port, "rank 0's rendezvous port (default: MASTER_PORT or 29500)");
+  app.add_option("--dist-backend", dist_backend, "auto | gloo | nccl (auto: nccl on CUDA when built with it)")
+      ->capture_default_str();
+  app.add_option("--dist-timeout", dist_timeout, "seconds a rank waits for the others (rendezvous, each collective)")
+      ->capture_default_str();
 
   return mixlora::cli::run_main(app, argc, argv, [&] {
     auto config = mixlora::config::load_train_config(config_path, overrides);
@@ -47,7 +110,9 @@ int main(int argc, char** argv) {
     if (!pretrain_mode && (app.count("--init-model") || app.count("--tokenizer"))) {
       mixlora::fail_input("--init-model and --tokenizer need --pretrain");
     }
+    const auto ranks = mixlora::train::discover_ranks(rank_flags);
     if (pretrain_mode) {
+      if (ranks.world_size > 1) mixlora::fail_input("--pretrain runs as one process (world size {} here)", ranks.world_size);
       if (options.resume) mixlora::fail_input("--pretrain has no checkpoints to --resume from");
       const auto runtime = mixlora::cli::apply_common_options(common);
       pretrain.overwrite = options.overwrite;
@@ -60,44 +125,36 @@ int main(int argc, char** argv) {
       return 0;
     }
     mixlora::config::require_training_inputs(config, config_path);
-    const auto runtime = mixlora::cli::apply_common_options(common);
+    auto runtime = mixlora::cli::apply_common_options(common);
     if (options.resume && options.overwrite) mixlora::fail_input("--resume and --overwrite exclude each other");
     options.base_model_name = config.base_model;
     options.ffn_path = naive_moe ? mixlora::moe::FfnPath::naive : mixlora::moe::FfnPath::efficient;
-    mixlora::train::prepare_output(config, options);
-
-    const auto model = mixlora::model::load_base_model(config.base_model, runtime.dtype, runtime.device);
-    std::optional<mixlora::data::Tokenizer> tokenizer;
-    if (std::filesystem::exists(std::filesystem::path(config.base_model) / "tokenizer.model")) {
-      tokenizer = mixlora::data::Tokenizer::from_model_dir(config.base_model);
-    }
-    options.pad_id = tokenizer && tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : 0;
-
-    mixlora::data::DatasetOptions data_options;
-    // cutoff_len -1 is MoE-PEFT's "as long as the model allows".
-    data_options.cutoff_len = config.cutoff_len < 0 ? model.config.max_position_embeddings
-                                                    : std::min(config.cutoff_len, model.config.max_position_embeddings);
-    data_options.skip_bad_rows = skip_bad_rows;
-    data_options.vocab_size = model.config.vocab_size;
-    std::vector<std::vector<mixlora::data::Sample>> samples;
-    std::vector<std::vector<mixlora::data::TaskData>> eval_sets;
-    for (const auto& adapter : config.adapters) {
-      std::vector<mixlora::data::Sample> all;
-      for (auto& task : mixlora::data::load_task_data(adapter, tokenizer ? &*tokenizer : nullptr, data_options)) {
-        spdlog::info("adapter '{}': {} samples of {} from {}{}", adapter.name, task.samples.size(), task.task_name,
-                     task.path, task.skipped ? fmt::format(" ({} bad rows skipped)", task.skipped) : "");
-        std::move(task.samples.begin(), task.samples.end(), std::back_inserter(all));
+    std::unique_ptr<mixlora::train::Communicator> comm;
+    if (ranks.world_size > 1) {
+      if (!(dist_timeout > 0)) mixlora::fail_input("--dist-timeout: must be > 0 seconds, got {}", dist_timeout);
+      // One GPU per rank on a node: cuda means cuda:<local rank> (modulo the GPUs this task
+      // sees, for launchers that bind one GPU per task).
+      if (runtime.device.is_cuda() && !runtime.device.has_index()) {
+        const auto gpus = std::max<int64_t>(1, static_cast<int64_t>(torch::cuda::device_count()));
+        runtime.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(ranks.local_rank % gpus));
       }
-      samples.push_back(std::move(all));
-      eval_sets.push_back(config.eval_every > 0 ? mixlora::data::load_eval_data(adapter, tokenizer ? &*tokenizer : nullptr, data_options)
-                                                : std::vector<mixlora::data::TaskData>{});
+      if (ranks.rank != 0) spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));  // rank 0 speaks
+      spdlog::info("rank {} of {} ({}), rendezvous at {}:{}", ranks.rank, ranks.world_size, ranks.source,
+                   ranks.master_addr, ranks.master_port);
+      mixlora::train::CommunicatorOptions comm_options;
+      comm_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(dist_timeout * 1000));
+      comm_options.backend = dist_backend;
+      comm_options.device = runtime.device;
+      comm = mixlora::train::Communicator::connect(ranks, comm_options);
+      options.comm = comm.get();
+      spdlog::info("{} ranks joined over {}", comm->world_size(), comm->backend());
     }
-
-    const auto summaries = mixlora::train::train(config, model, std::move(samples), options, eval_sets);
-    for (const auto& s : summaries) {
-      std::cout << fmt::format("{}: {} steps, loss {:.4f} -> {:.4f}, saved in {}\n", s.name, s.steps,
-                               s.first_loss, s.last_loss, s.output_dir);
+    // Whatever fails on this rank, the others learn it at their next collective.
+    try {
+      return train_adapters(config, options, runtime, skip_bad_rows);
+    } catch (const std::exception& e) {
+      if (comm) comm->report_failure(e.what());
+      throw;
     }
-    return 0;
   });
 }

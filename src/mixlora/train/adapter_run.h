@@ -34,6 +34,7 @@ class AdapterRun {
   double optimizer_step(double max_grad_norm);
 
   int64_t step() const { return step_; }
+  const std::vector<at::Tensor>& parameters() const { return parameters_; }
   int64_t total_steps() const { return schedule_.total_steps; }
   int64_t epoch() const { return epoch_; }
   int64_t accumulation() const { return accumulation_; }

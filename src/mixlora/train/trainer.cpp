@@ -5,6 +5,7 @@
 #include "mixlora/io/atomic_file.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/train/adapter_run.h"
+#include "mixlora/train/data_parallel.h"
 #include "mixlora/train/progress.h"
 #include "mixlora/train/step.h"
 
@@ -92,6 +93,7 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
   }
   std::vector<std::unique_ptr<AdapterRun>> runs;
   std::vector<AdapterSummary> summaries(config.adapters.size());
+  DataParallel dp(options.comm, config.adapters.size());
   for (size_t i = 0; i < config.adapters.size(); ++i) {
     const auto& ac = config.adapters[i];
     runs.push_back(std::make_unique<AdapterRun>(ac, base, std::move(samples[i]), config.seed));
@@ -112,12 +114,13 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
       }
       if (const auto checkpoint = newest_checkpoint(dir.string())) {
         run.restore(load_checkpoint(*checkpoint, run.mutable_adapter(), base));
-        trim_metrics(dir, run.step());
+        if (dp.writes()) trim_metrics(dir, run.step());
         spdlog::info("adapter '{}': resumed from {} (step {})", ac.name, *checkpoint, run.step());
       }
     }
   }
 
+  dp.synchronize_start(runs);
   ProgressReporter progress(config, runs);
   const auto simultaneous = static_cast<size_t>(std::max<int64_t>(1, config.train_lora_simultaneously_num));
   while (true) {
@@ -133,40 +136,57 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
     }
     if (active.size() > simultaneous) active.resize(simultaneous);
 
-    // One fused batch: each active adapter's next micro-batch, one after the other.
-    std::vector<const data::Sample*> rows;
-    std::vector<adapters::AdapterSegment> segments;
-    for (size_t i : active) {
-      auto micro = runs[i]->next_micro_batch();
-      segments.push_back({&runs[i]->adapter(), static_cast<int64_t>(rows.size()),
-                          static_cast<int64_t>(micro.size()), runs[i]->generator()});
-      rows.insert(rows.end(), micro.begin(), micro.end());
+    // One fused batch: each active adapter's next micro-batch, one after the other. When
+    // data-parallel, the rank that owns this batch alone computes it (data_parallel.h).
+    std::vector<StepLosses> losses;
+    if (dp.owns_next_batch()) {
+      std::vector<const data::Sample*> rows;
+      std::vector<adapters::AdapterSegment> segments;
+      for (size_t i : active) {
+        auto micro = runs[i]->next_micro_batch();
+        segments.push_back({&runs[i]->adapter(), static_cast<int64_t>(rows.size()),
+                            static_cast<int64_t>(micro.size()), runs[i]->generator()});
+        rows.insert(rows.end(), micro.begin(), micro.end());
+      }
+      const auto batch = data::make_batch(rows, options.pad_id);
+      std::vector<int64_t> accumulation;
+      for (size_t i : active) accumulation.push_back(runs[i]->accumulation());
+      losses = forward_backward(decoder, batch, segments, accumulation,
+                                {options.ffn_path, config.gradient_checkpointing});
     }
-    const auto batch = data::make_batch(rows, options.pad_id);
-    std::vector<int64_t> accumulation;
-    for (size_t i : active) accumulation.push_back(runs[i]->accumulation());
-    const auto losses = forward_backward(decoder, batch, segments, accumulation,
-                                         {options.ffn_path, config.gradient_checkpointing});
 
     for (size_t k = 0; k < active.size(); ++k) {
       auto& run = *runs[active[k]];
-      progress.add_micro_batch(active[k], losses[k].task, losses[k].aux, losses[k].z, losses[k].tokens);
+      if (!losses.empty()) {
+        dp.add_micro_batch(progress, active[k], losses[k].task, losses[k].aux, losses[k].z, losses[k].tokens);
+      }
       if (!run.finish_micro_batch()) continue;
+      dp.reduce_step(run, active[k], progress);
       const double lr = run.current_lr();
       const double grad_norm = run.optimizer_step(config.max_grad_norm);
-      progress.finish_step(active[k], lr, grad_norm, summaries[active[k]]);
-      if (const auto* sets = eval_set(active[k]);
-          sets && config.eval_every > 0 && (run.step() % config.eval_every == 0 || run.done())) {
-        progress.log_eval(active[k], evaluate_run(decoder, run, *sets, options.pad_id));
+      if (dp.writes()) {
+        progress.finish_step(active[k], lr, grad_norm, summaries[active[k]]);
+        // Rank 0 alone scores the held-out sets (not sharded: they are small next to training).
+        if (const auto* sets = eval_set(active[k]);
+            sets && config.eval_every > 0 && (run.step() % config.eval_every == 0 || run.done())) {
+          progress.log_eval(active[k], evaluate_run(decoder, run, *sets, options.pad_id));
+        }
       }
       const auto dir = adapter_dir(config, run.name()).string();
       if (run.done()) {
-        run.adapter().save(dir, options.base_model_name, options.export_bin);
-        spdlog::info("adapter '{}': finished after {} steps, saved to {}", run.name(), run.step(), dir);
+        dp.check_in_sync(run);
+        if (dp.writes()) {
+          run.adapter().save(dir, options.base_model_name, options.export_bin);
+          spdlog::info("adapter '{}': finished after {} steps, saved to {}", run.name(), run.step(), dir);
+        }
+        dp.barrier();
       } else if (config.save_step > 0 && run.step() % config.save_step == 0) {
-        const auto path = save_checkpoint(dir, run.step(), run.adapter(), options.base_model_name,
-                                          run.checkpoint_content());
-        spdlog::info("adapter '{}': checkpoint {}", run.name(), path);
+        if (dp.writes()) {
+          const auto path = save_checkpoint(dir, run.step(), run.adapter(), options.base_model_name,
+                                            run.checkpoint_content());
+          spdlog::info("adapter '{}': checkpoint {}", run.name(), path);
+        }
+        dp.barrier();
       }
     }
   }

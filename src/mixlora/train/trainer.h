@@ -8,6 +8,7 @@
 #include "mixlora/data/sample.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/moe/mixlora_ffn.h"
+#include "mixlora/train/distributed.h"
 
 #include <map>
 #include <string>
@@ -22,6 +23,8 @@ struct TrainerOptions {
   bool export_bin = false;
   moe::FfnPath ffn_path = moe::FfnPath::efficient;
   int64_t pad_id = 0;
+  // Data-parallel ranks (train/data_parallel.h); null for a single process.
+  Communicator* comm = nullptr;
 };
 
 struct AdapterSummary {

@@ -1,0 +1,119 @@
+#include "mixlora/train/data_parallel.h"
+
+#include "mixlora/common/error.h"
+#include "mixlora/train/adapter_run.h"
+#include "mixlora/train/progress.h"
+
+namespace mixlora::train {
+
+DataParallel::DataParallel(Communicator* comm, size_t adapters) : comm_(comm), held_(adapters) {}
+
+bool DataParallel::owns_next_batch() {
+  const int64_t t = batches_++;
+  return !comm_ || static_cast<int>(t % comm_->world_size()) == comm_->rank();
+}
+
+void DataParallel::synchronize_start(const std::vector<std::unique_ptr<AdapterRun>>& runs) {
+  if (!comm_) return;
+  // Progress first: weights of different steps must not be mixed.
+  std::vector<int64_t> mine;
+  for (const auto& run : runs) {
+    mine.push_back(run->step());
+    mine.push_back(run->epoch());
+  }
+  auto rank0 = at::tensor(mine, at::kLong);
+  comm_->broadcast({rank0}, 0);
+  for (size_t i = 0; i < runs.size(); ++i) {
+    const auto step = rank0[static_cast<int64_t>(2 * i)].item<int64_t>();
+    if (step != runs[i]->step()) {
+      fail_runtime("rank {}: adapter '{}' starts at step {} but rank 0 at step {}: with --resume every rank must "
+                   "read the same output_dir (put it on a shared file system)",
+                   comm_->rank(), runs[i]->name(), runs[i]->step(), step);
+    }
+  }
+  std::vector<at::Tensor> weights;
+  for (const auto& run : runs) {
+    for (const auto& p : run->parameters()) weights.push_back(p);
+  }
+  at::NoGradGuard no_grad;
+  comm_->broadcast(weights, 0);
+  for (const auto& run : runs) {
+    const int64_t micro_batches = run->accumulation();
+    if (comm_->rank() == 0 && micro_batches % comm_->world_size() != 0) {
+      spdlog::warn("adapter '{}': {} micro-batches per step do not divide among {} ranks, so ranks idle in turn; "
+                   "make batch_size / micro_batch_size a multiple of the world size",
+                   run->name(), micro_batches, comm_->world_size());
+    }
+  }
+}
+
+void DataParallel::add_micro_batch(ProgressReporter& progress, size_t adapter, double task, double aux, double z,
+                                   int64_t tokens) {
+  if (!comm_) {
+    progress.add_micro_batch(adapter, task, aux, z, tokens);
+    return;
+  }
+  auto& h = held_[adapter];
+  h.task += task;
+  h.aux += aux;
+  h.z += z;
+  h.tokens += tokens;
+  ++h.micro_batches;
+}
+
+void DataParallel::reduce_step(AdapterRun& run, size_t adapter, ProgressReporter& progress) {
+  if (!comm_) return;
+  const auto& params = run.parameters();
+  if (params.empty()) return;
+  const auto device = params.front().device();
+  std::vector<float> has_grad(params.size(), 0.0f);
+  std::vector<at::Tensor> tensors;
+  for (size_t i = 0; i < params.size(); ++i) {
+    at::Tensor p = params[i];  // a handle: its grad is the parameter's
+    if (p.grad().defined()) {
+      has_grad[i] = 1.0f;
+    } else {
+      p.mutable_grad() = at::zeros_like(p);  // this rank computed none of the step's micro-batches
+    }
+    tensors.push_back(p.grad());
+  }
+  auto& h = held_[adapter];
+  auto flags = at::tensor(has_grad).to(device);
+  auto stats = at::tensor(std::vector<double>{h.task, h.aux, h.z, static_cast<double>(h.tokens),
+                                              static_cast<double>(h.micro_batches)}).to(device);
+  tensors.push_back(flags);
+  tensors.push_back(stats);
+  comm_->all_reduce_sum(tensors);
+
+  const auto flags_cpu = flags.cpu();
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (flags_cpu[static_cast<int64_t>(i)].item<float>() == 0.0f) {
+      at::Tensor p = params[i];
+      p.mutable_grad() = at::Tensor();
+    }
+  }
+  const auto s = stats.cpu();
+  progress.add_micro_batches(adapter, s[0].item<double>(), s[1].item<double>(), s[2].item<double>(),
+                             static_cast<int64_t>(s[3].item<double>()), static_cast<int64_t>(s[4].item<double>()));
+  h = Held{};
+}
+
+void DataParallel::check_in_sync(const AdapterRun& run) {
+  if (!comm_) return;
+  std::vector<at::Tensor> rank0;
+  for (const auto& p : run.parameters()) rank0.push_back(p.detach().clone());
+  comm_->broadcast(rank0, 0);
+  for (size_t i = 0; i < rank0.size(); ++i) {
+    if (!at::equal(rank0[i], run.parameters()[i].detach())) {
+      const double diff = (rank0[i] - run.parameters()[i].detach()).abs().max().item<double>();
+      fail_runtime("rank {}: adapter '{}' ended with weights that differ from rank 0's (parameter {}, max "
+                   "difference {:.3g}): the ranks diverged", comm_->rank(), run.name(), i, diff);
+    }
+  }
+}
+
+void DataParallel::barrier() {
+  if (comm_) comm_->barrier();
+}
+
+}  // namespace mixlora::train

@@ -1,0 +1,68 @@
+// Data parallelism in the trainer's loop (SPEC section 10): which rank computes which fused
+// batch, and what the ranks agree on around each optimizer step.
+//
+// Every rank walks the same sequence of fused batches (the data order depends on the seed and
+// the config alone) and advances every adapter's cursor, but fused batch t is computed --
+// forward and backward -- by rank t mod world_size alone. Its micro-batches, their partners and
+// their losses are then exactly the single process's (token mean over the micro-batch's rows,
+// router losses over its tokens, scaled by 1/accumulation), so the SUM of the ranks' gradients
+// is the single-process accumulated gradient: no division by the world size, no reweighting of
+// token means. With two micro-batches per step on two ranks the sum is even bit for bit the
+// single process's; otherwise it is added in another order (fp32 rounding). Splitting the rows of a
+// micro-batch instead would change the router's load-balancing loss (a product of means over
+// the micro-batch's tokens) and the fused batches. Hence: batch_size / micro_batch_size should
+// be a multiple of the world size, or ranks idle in turn.
+#pragma once
+
+#include "mixlora/train/distributed.h"
+
+#include <memory>
+#include <vector>
+
+namespace mixlora::train {
+
+class AdapterRun;
+class ProgressReporter;
+
+class DataParallel {
+ public:
+  // `comm` null: a single process; every method is then a pass-through or a no-op.
+  DataParallel(Communicator* comm, size_t adapters);
+
+  bool enabled() const { return comm_ != nullptr; }
+  // This rank writes adapters, checkpoints and metrics: rank 0, or the single process.
+  bool writes() const { return comm_ == nullptr || comm_->rank() == 0; }
+  // Whether this rank computes the next fused batch (call once per fused batch).
+  bool owns_next_batch();
+
+  // Before the first step: rank 0's adapter weights go to every rank, and every rank must have
+  // resumed at the same steps (checkpoints are read from a shared output_dir).
+  void synchronize_start(const std::vector<std::unique_ptr<AdapterRun>>& runs);
+
+  // The losses of one micro-batch this rank computed: to the progress reporter at once in a
+  // single process, else held until the step, where all ranks' micro-batches are summed.
+  void add_micro_batch(ProgressReporter& progress, size_t adapter, double task, double aux, double z,
+                       int64_t tokens);
+
+  // Before `run` steps its optimizer: sums its gradients and held losses over the ranks. A
+  // parameter no rank produced a gradient for keeps none (the optimizer skips it, as alone).
+  void reduce_step(AdapterRun& run, size_t adapter, ProgressReporter& progress);
+
+  // When an adapter finished: its weights on this rank must equal rank 0's bit for bit (the
+  // ranks took the same steps on the same gradients); a difference is a bug, reported as such.
+  void check_in_sync(const AdapterRun& run);
+
+  // Around files rank 0 writes: the others wait, and learn if writing failed.
+  void barrier();
+
+ private:
+  struct Held {
+    double task = 0.0, aux = 0.0, z = 0.0;
+    int64_t tokens = 0, micro_batches = 0;
+  };
+  Communicator* comm_;
+  std::vector<Held> held_;
+  int64_t batches_ = 0;  // fused batches walked so far
+};
+
+}  // namespace mixlora::train
