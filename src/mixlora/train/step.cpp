@@ -61,13 +61,14 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
     total = total.defined() ? total + scaled : scaled;
   }
   total.backward();
-  // The loss values are read after backward: one host sync per step, not one per loss.
+  // The loss values are read after backward in one transfer: one host sync per step, not one
+  // per loss.
+  std::vector<at::Tensor> parts;
+  for (const auto& l : losses) parts.insert(parts.end(), {l.task, l.aux.to(l.task.device()), l.z.to(l.task.device())});
+  const auto values = at::stack(parts).to(at::kCPU, at::kDouble);
+  const auto* v = values.data_ptr<double>();
   std::vector<StepLosses> out;
-  for (const auto& l : losses) {
-    auto values = at::stack({l.task, l.aux, l.z}).to(at::kCPU, at::kDouble);
-    const auto* v = values.data_ptr<double>();
-    out.push_back({v[0], v[1], v[2], l.tokens});
-  }
+  for (size_t k = 0; k < losses.size(); ++k) out.push_back({v[3 * k], v[3 * k + 1], v[3 * k + 2], losses[k].tokens});
   return out;
 }
 
