@@ -101,6 +101,7 @@ struct TrainConfig {
   double max_grad_norm = 0.0;             // 0 = no clipping
   int64_t log_every = 10;
   int64_t eval_every = 0;                 // 0 = never during training
+  int64_t max_nonfinite_steps = 10;       // stop after this many skipped non-finite steps in a row; 0 = never
 };
 
 // The projection names target_modules accepts, in the order we store them.

@@ -2,6 +2,7 @@
 
 #include "mixlora/common/error.h"
 #include "mixlora/io/atomic_file.h"
+#include "mixlora/io/json_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -155,6 +156,7 @@ class HeaderParser {
         duplicate = parsed.get<std::string>();
       return true;
     };
+    check_json_depth(text, path_);
     Json header;
     try {
       header = Json::parse(text.begin(), text.end(), track_keys);

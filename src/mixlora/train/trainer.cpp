@@ -1,17 +1,21 @@
 #include "mixlora/train/trainer.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/common/signals.h"
 #include "mixlora/io/atomic_file.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/tasks/causal_lm.h"
 #include "mixlora/tasks/classification.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/progress.h"
+#include "mixlora/train/step_guard.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -25,7 +29,18 @@ fs::path adapter_dir(const config::TrainConfig& config, const std::string& name)
   return fs::path(config.output_dir) / name;
 }
 
-bool is_finished(const fs::path& dir) { return fs::exists(dir / "adapter_model.safetensors"); }
+// adapter_config.json is written last (Adapter::save): without it the final save was cut short.
+bool is_finished(const fs::path& dir) {
+  return fs::exists(dir / "adapter_model.safetensors") && fs::exists(dir / "adapter_config.json");
+}
+
+// The nearest existing directory at or above `dir`: where creating it would start.
+fs::path existing_ancestor(fs::path dir) {
+  std::error_code ec;
+  dir = fs::absolute(dir, ec).lexically_normal();
+  while (!fs::exists(dir, ec) && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();
+  return dir;
+}
 
 // After a resume from step `step`, the records of later steps will be logged again: drop them.
 void trim_metrics(const fs::path& dir, int64_t step) {
@@ -75,27 +90,47 @@ StepLosses adapter_losses(const model::Decoder& decoder, const adapters::Adapter
   return out;
 }
 
+// A stop must wait for a step boundary: a checkpoint taken mid-accumulation would lose the
+// micro-batches already summed into the gradients.
+bool stop_now(const std::vector<std::unique_ptr<AdapterRun>>& runs) {
+  return std::none_of(runs.begin(), runs.end(), [](const auto& run) { return !run->done() && run->mid_step(); });
+}
+
+// Checkpoints every unfinished adapter that has taken a step since its last checkpoint.
+void checkpoint_unfinished(const config::TrainConfig& config, const std::vector<std::unique_ptr<AdapterRun>>& runs,
+                           const TrainerOptions& options) {
+  for (const auto& run : runs) {
+    const auto dir = adapter_dir(config, run->name());
+    if (run->done() || run->step() == 0 || fs::exists(dir / fmt::format("checkpoint-{}", run->step()))) continue;
+    const auto path = save_checkpoint(dir.string(), run->step(), run->adapter(), options.base_model_name,
+                                      run->checkpoint_content());
+    spdlog::info("adapter '{}': checkpoint {}", run->name(), path);
+  }
+}
+
 }  // namespace
 
 void prepare_output(const config::TrainConfig& config, const TrainerOptions& options) {
+  // Nothing is created or removed here: a run that then fails on its model or data must leave
+  // the output directory as it found it. Writability is probed where creation would start.
   std::error_code ec;
-  fs::create_directories(config.output_dir, ec);
-  if (ec) {
-    fail_input("{}: cannot create the output directory: {} (set output_dir or --output-dir)",
-               config.output_dir, ec.message());
+  const auto base = existing_ancestor(config.output_dir);
+  if (!fs::is_directory(base, ec)) {
+    fail_input("{}: cannot create the output directory: {} is not a directory (set output_dir or --output-dir)",
+               config.output_dir, base.string());
   }
-  const auto probe = fs::path(config.output_dir) / fmt::format(".write-test-{}", ::getpid());
+  const auto probe = base / fmt::format(".mixlora-write-test-{}", ::getpid());
   {
     std::ofstream out(probe);
-    if (!out) fail_input("{}: output directory is not writable", config.output_dir);
+    if (!out) {
+      fail_input("{}: cannot create the output directory: {} is not writable (set output_dir or --output-dir)",
+                 config.output_dir, base.string());
+    }
   }
   fs::remove(probe, ec);
+  if (options.overwrite) return;
   for (const auto& adapter : config.adapters) {
     const auto dir = adapter_dir(config, adapter.name);
-    if (options.overwrite) {
-      fs::remove_all(dir, ec);
-      continue;
-    }
     if (is_finished(dir) && !options.resume) {
       fail_input("{}: a finished adapter is already there (use --overwrite to replace it)", dir.string());
     }
@@ -107,9 +142,22 @@ void prepare_output(const config::TrainConfig& config, const TrainerOptions& opt
   }
 }
 
+void create_output(const config::TrainConfig& config, const TrainerOptions& options) {
+  std::error_code ec;
+  if (options.overwrite) {
+    for (const auto& adapter : config.adapters) fs::remove_all(adapter_dir(config, adapter.name), ec);
+  }
+  fs::create_directories(config.output_dir, ec);
+  if (ec) {
+    fail_input("{}: cannot create the output directory: {} (set output_dir or --output-dir)", config.output_dir,
+               ec.message());
+  }
+}
+
 std::vector<AdapterSummary> train(const config::TrainConfig& config, const model::BaseModel& base,
                                   std::vector<std::vector<data::Sample>> samples,
                                   const TrainerOptions& options) {
+  create_output(config, options);
   const model::Decoder decoder(base);
   // Accepted config keys whose features have not landed yet: say so instead of pretending.
   if (config.gradient_checkpointing) spdlog::warn("gradient_checkpointing is not implemented yet; training without it");
@@ -134,15 +182,21 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
         run.mark_finished();
         continue;
       }
+      remove_incomplete(dir.string());
       if (const auto checkpoint = newest_checkpoint(dir.string())) {
         run.restore(load_checkpoint(*checkpoint, run.mutable_adapter(), base));
         trim_metrics(dir, run.step());
         spdlog::info("adapter '{}': resumed from {} (step {})", ac.name, *checkpoint, run.step());
+      } else {
+        trim_metrics(dir, 0);  // killed before its first checkpoint: start over
       }
     }
   }
 
   ProgressReporter progress(config, runs);
+  StepGuard guard(runs.size(), config.max_nonfinite_steps);
+  common::install_stop_handlers();
+  std::string stop_reason;  // set by a fault; the run stops at the next step boundary
   const auto simultaneous = static_cast<size_t>(std::max<int64_t>(1, config.train_lora_simultaneously_num));
   while (true) {
     std::vector<size_t> active;
@@ -184,10 +238,16 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
     for (size_t k = 0; k < active.size(); ++k) {
       auto& run = *runs[active[k]];
       progress.add_micro_batch(active[k], losses[k].task, losses[k].aux, losses[k].z, losses[k].tokens);
+      guard.add_loss(active[k], losses[k].task + losses[k].aux + losses[k].z);
       if (!run.finish_micro_batch()) continue;
       const double lr = run.current_lr();
-      const double grad_norm = run.optimizer_step(config.max_grad_norm);
+      const double grad_norm = run.optimizer_step(config.max_grad_norm, guard.loss_poisoned(active[k]));
       progress.finish_step(active[k], lr, grad_norm, summaries[active[k]]);
+      if (guard.finish_step(active[k], run.name(), run.step(), std::isnan(grad_norm)) && stop_reason.empty()) {
+        stop_reason = fmt::format("adapter '{}': {} non-finite steps in a row (up to step {}); stopped with its "
+                                  "last finite weights checkpointed (lower lr, set max_grad_norm, or raise "
+                                  "max_nonfinite_steps)", run.name(), guard.in_row(active[k]), run.step());
+      }
       const auto dir = adapter_dir(config, run.name()).string();
       if (run.done()) {
         run.adapter().save(dir, options.base_model_name, options.export_bin);
@@ -197,6 +257,15 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
                                           run.checkpoint_content());
         spdlog::info("adapter '{}': checkpoint {}", run.name(), path);
       }
+    }
+    const int signal = common::stop_signal();
+    if ((signal || !stop_reason.empty()) && stop_now(runs)) {
+      checkpoint_unfinished(config, runs, options);
+      if (signal) {
+        throw common::Interrupted(signal, fmt::format("stopped by {} after the step in progress; checkpoints "
+                                                      "saved, continue with --resume", ::strsignal(signal)));
+      }
+      fail_runtime("{}", stop_reason);
     }
   }
   progress.finish();
