@@ -19,6 +19,19 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// cutoff_len -1 is MoE-PEFT's "as long as the model allows"; more than the model allows is an
+// error rather than a silent clamp (positions past the model's context were never trained).
+int64_t checked_cutoff_len(const mixlora::config::TrainConfig& config, const std::string& config_path,
+                           int64_t max_positions) {
+  if (config.cutoff_len < 0) return max_positions;
+  if (config.cutoff_len > max_positions) {
+    mixlora::fail_input("{}: cutoff_len: {} is more than the base model's max_position_embeddings ({}); use at "
+                        "most {}, or -1 for the model's maximum", config_path, config.cutoff_len, max_positions,
+                        max_positions);
+  }
+  return config.cutoff_len;
+}
+
 struct PretrainFlags {
   bool enabled = false;
   std::string init_model;  // shape JSON (config.json keys): start from random weights
@@ -60,8 +73,7 @@ int run_pretrain(mixlora::config::TrainConfig config, const std::string& config_
   }
 
   mixlora::data::DatasetOptions data_options;
-  data_options.cutoff_len = config.cutoff_len < 0 ? model.config.max_position_embeddings
-                                                  : std::min(config.cutoff_len, model.config.max_position_embeddings);
+  data_options.cutoff_len = checked_cutoff_len(config, config_path, model.config.max_position_embeddings);
   data_options.skip_bad_rows = skip_bad_rows;
   data_options.vocab_size = model.config.vocab_size;
   std::vector<mixlora::data::Sample> samples;
@@ -134,9 +146,7 @@ int main(int argc, char** argv) {
     options.pad_id = tokenizer && tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : 0;
 
     mixlora::data::DatasetOptions data_options;
-    // cutoff_len -1 is MoE-PEFT's "as long as the model allows".
-    data_options.cutoff_len = config.cutoff_len < 0 ? model.config.max_position_embeddings
-                                                    : std::min(config.cutoff_len, model.config.max_position_embeddings);
+    data_options.cutoff_len = checked_cutoff_len(config, config_path, model.config.max_position_embeddings);
     data_options.skip_bad_rows = skip_bad_rows;
     data_options.vocab_size = model.config.vocab_size;
     std::vector<std::vector<mixlora::data::Sample>> samples;

@@ -47,7 +47,7 @@ killed=0 during_checkpoint=0 during_file=0 finished_first=0 resumes=0 equal=0 ba
 for trial in $(seq 1 "$TRIALS"); do
   out="$WORK/t$trial"
   # A delay anywhere in the run, process start-up included.
-  delay_ms=$((RANDOM % (ms + 1)))
+  delay_ms=$((RANDOM % (ms * 9 / 10 + 1)))
   args "$out"
   "$BIN/mixlora-train" "${ARGS[@]}" >/dev/null 2>"$WORK/t$trial.log" &
   pid=$!

@@ -108,11 +108,17 @@ TEST_CASE("battery: a broken training config is exit 2, one line, no output", "[
 }
 
 TEST_CASE("battery: bad --set overrides are exit 2, one line, no output", "[battery]") {
-  for (const auto& set : std::vector<std::string>{"lora[0]", "lora[9].r=2", "=3", "lora[0].r", "cutoff_len=[[["}) {
-    DYNAMIC_SECTION("--set " << set) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"lora[0]", "--set lora[0]: expected PATH=VALUE"},
+      {"=3", "--set =3: expected PATH=VALUE"},
+      {"lora[9].r=2", "--set lora[9].r=2: lora[9]: index 9 is out of range (lora has 1 element)"},
+      {"cutoff_len=[[[", "cutoff_len: expected an integer, got string \"[[[\""},
+      {"lora[0].r=" + nesting_bomb(1000), "--set: JSON nested deeper than 128 levels"}};
+  for (const auto& [set, message] : cases) {
+    DYNAMIC_SECTION("--set " << set.substr(0, 20)) {
       TrainJob job;
       job.extra = {"--set", set};
-      require_clean_input_error(job.run(), {"--set"}, job.out_dir);
+      require_clean_input_error(job.run(), {message}, job.out_dir);
     }
   }
 }

@@ -58,8 +58,10 @@ TEST_CASE("battery: bad data is exit 2, one line naming file:line, no output", "
       {"a JSON array left open", "", "[" + good[0] + ",\n" + good[1], {"data.jsonl"}},
       {"a JSON array nested 100000 deep", "", nesting_bomb(100000), {"data.jsonl"}},
       {"a row nested 100000 deep", "", "{\"input_ids\": " + nesting_bomb(100000) + "}\n", {"data.jsonl:1"}},
-      {"a row longer than the model's 512 positions (cutoff_len -1)", "long", lines({long_row}),
-       {"data.jsonl:1", "512"}},
+      // Rows longer than cutoff_len are truncated (MoE-PEFT); a cutoff_len past the model's
+      // context is refused instead of clamped.
+      {"a 600-token row with cutoff_len 1024 on a 512-position model", "long", lines({long_row}),
+       {"config.json: cutoff_len: 1024 is more than the base model's max_position_embeddings (512)"}},
       {"classification label out of range", "classification", lines({"{\"input_ids\": [1, 2, 3], \"label\": 2}"}),
        {"data.jsonl:1: label"}},
       {"classification label name unknown", "classification", lines({"{\"input_ids\": [1, 2, 3], \"label\": \"maybe\"}"}),
@@ -77,7 +79,7 @@ TEST_CASE("battery: bad data is exit 2, one line naming file:line, no output", "
       TrainJob job;
       job.ws.write("data.jsonl", c.data);
       if (c.task == "long") {
-        job.config["cutoff_len"] = -1;
+        job.config["cutoff_len"] = 1024;
       } else if (c.task == "classification") {
         job.adapter()["task_name"] = "classification";
         job.adapter()["labels"] = {"no", "yes"};
