@@ -2,10 +2,13 @@
 # kill -9 at random moments of a small stories260K training run that checkpoints every step,
 # then --resume (again and again if needed): every resumed run must end with the adapter bytes
 # of an uninterrupted run, and no incomplete checkpoint may ever be taken for a complete one.
-# usage: scripts/kill_trials.sh [TRIALS=20] [BIN_DIR=build/bin]      (prints a summary line)
+# usage: scripts/kill_trials.sh [TRIALS=20] [BIN_DIR=build/bin] [TARGETED=0]   (prints a summary)
+# TARGETED more trials each kill the run the moment a checkpoint is being written (a
+# .checkpoint-N.tmp directory exists), after a random number of completed checkpoints.
 set -euo pipefail
 TRIALS=${1:-20}
 BIN=$(cd "${2:-build/bin}" && pwd)
+TARGETED=${3:-0}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 MODEL=${MIXLORA_STORIES:-$SRC/../shared/models/stories260K}
 WORK=$(mktemp -d)
@@ -44,14 +47,23 @@ check_checkpoints() {
 }
 
 killed=0 during_checkpoint=0 during_file=0 finished_first=0 resumes=0 equal=0 bad=0
-for trial in $(seq 1 "$TRIALS"); do
+for trial in $(seq 1 $((TRIALS + TARGETED))); do
   out="$WORK/t$trial"
-  # A delay anywhere in the run, process start-up included.
-  delay_ms=$((RANDOM % (ms * 9 / 10 + 1)))
   args "$out"
   "$BIN/mixlora-train" "${ARGS[@]}" >/dev/null 2>"$WORK/t$trial.log" &
   pid=$!
-  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  if [ "$trial" -le "$TRIALS" ]; then
+    # A delay anywhere in the run, process start-up included.
+    delay_ms=$((RANDOM % (ms * 9 / 10 + 1)))
+    sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
+  else
+    # Targeted: after 1..20 complete checkpoints, at the first sight of one being written.
+    after=$((1 + RANDOM % 20))
+    delay_ms="checkpoint $after"
+    while kill -0 "$pid" 2>/dev/null; do
+      [ -d "$out/mixlora/checkpoint-$after" ] && compgen -G "$out/mixlora/.checkpoint-*.tmp" >/dev/null && break
+    done
+  fi
   if kill -9 "$pid" 2>/dev/null; then
     killed=$((killed + 1))
     wait "$pid" 2>/dev/null || true
@@ -77,7 +89,7 @@ for trial in $(seq 1 "$TRIALS"); do
   fi
   rm -rf "$out"
 done
-echo "kill -9 trials: $TRIALS (uninterrupted run $ms ms); killed mid-run $killed (with a checkpoint being" \
+echo "kill -9 trials: $TRIALS random + $TARGETED targeted (uninterrupted run $ms ms); killed mid-run $killed (with a checkpoint being" \
   "written $during_checkpoint, a file being written $during_file), finished before the kill $finished_first;" \
-  "resume runs $resumes; final adapter byte-equal $equal / $TRIALS; failures $bad"
+  "resume runs $resumes; final adapter byte-equal $equal / $((TRIALS + TARGETED)); failures $bad"
 [ "$bad" = 0 ]
