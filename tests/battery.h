@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -88,9 +89,23 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
 // "[[[[...]]]]" nested `depth` deep.
 inline std::string nesting_bomb(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
+// With MIXLORA_BATTERY_TABLE=FILE, each case appends a README table row "| input | message |".
+inline void record_case(const std::string& what, const CommandResult& r) {
+  const char* table = std::getenv("MIXLORA_BATTERY_TABLE");
+  if (!table) return;
+  std::string line = r.err.substr(0, r.err.find('\n'));
+  for (size_t at; (at = line.find("/tmp/mixlora-test-")) != std::string::npos;) {
+    const auto end = line.find('/', at + 18);
+    line.replace(at, end == std::string::npos ? line.size() - at : end - at + 1, "");
+  }
+  for (size_t at = 0; (at = line.find('|', at)) != std::string::npos; at += 2) line.replace(at, 1, "\\|");
+  std::ofstream(table, std::ios::app) << "| " << (what.size() > 60 ? what.substr(0, 57) + "..." : what) << " | " << r.exit_code << " | `" << line << "` |\n";
+}
+
 // The outcome every battery case must have.
 inline void require_clean_input_error(const CommandResult& r, const std::vector<std::string>& messages,
-                                      const std::string& out_dir = "") {
+                                      const std::string& out_dir = "", const std::string& what = "") {
+  if (!what.empty()) record_case(what, r);
   INFO("exit " << r.exit_code << ", stderr: " << r.err << "stdout: " << r.out);
   CHECK(r.exit_code == 2);
   CHECK(count_lines(r.err) == 1);

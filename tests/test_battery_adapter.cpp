@@ -99,7 +99,7 @@ TEST_CASE("battery: a bad adapter directory is exit 2, one line, no report", "[b
       const auto r = run_tool("mixlora-eval --base-model " + shell_quote(stories_dir()) + " --adapter " +
                               shell_quote(dir) + " --data " + shell_quote(ws / "data.jsonl") + " --output " +
                               shell_quote(report));
-      require_clean_input_error(r, c.messages, report);
+      require_clean_input_error(r, c.messages, report, "eval: " + c.what);
     }
   }
 }

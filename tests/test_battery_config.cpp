@@ -102,7 +102,7 @@ TEST_CASE("battery: a broken training config is exit 2, one line, no output", "[
     DYNAMIC_SECTION(c.what) {
       TrainJob job;
       c.breaks(job);
-      require_clean_input_error(job.run(c.write_config), c.messages, job.out_dir);
+      require_clean_input_error(job.run(c.write_config), c.messages, job.out_dir, c.what);
     }
   }
 }
@@ -118,7 +118,7 @@ TEST_CASE("battery: bad --set overrides are exit 2, one line, no output", "[batt
     DYNAMIC_SECTION("--set " << set.substr(0, 20)) {
       TrainJob job;
       job.extra = {"--set", set};
-      require_clean_input_error(job.run(), {message}, job.out_dir);
+      require_clean_input_error(job.run(), {message}, job.out_dir, "--set " + set.substr(0, 20));
     }
   }
 }

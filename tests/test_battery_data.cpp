@@ -86,7 +86,7 @@ TEST_CASE("battery: bad data is exit 2, one line naming file:line, no output", "
       } else if (!c.task.empty()) {
         job.adapter()["task_name"] = c.task;
       }
-      require_clean_input_error(job.run(), c.messages, job.out_dir);
+      require_clean_input_error(job.run(), c.messages, job.out_dir, c.what);
     }
   }
 }
@@ -96,7 +96,7 @@ TEST_CASE("battery: data that is not a regular file is exit 2", "[battery]") {
     DYNAMIC_SECTION(path) {
       TrainJob job;
       job.adapter()["data"] = path;
-      require_clean_input_error(job.run(), {path}, job.out_dir);
+      require_clean_input_error(job.run(), {path}, job.out_dir, "data = " + path);
     }
   }
 }

@@ -173,7 +173,7 @@ TEST_CASE("battery: a broken base model is exit 2, one line, no output", "[batte
     DYNAMIC_SECTION(c.what) {
       TrainJob job;
       c.breaks(job);
-      require_clean_input_error(job.run(), c.messages, job.out_dir);
+      require_clean_input_error(job.run(), c.messages, job.out_dir, c.what);
     }
   }
 }
