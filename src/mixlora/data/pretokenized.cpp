@@ -136,7 +136,7 @@ nlohmann::json parse_row_text(const std::string& text, const std::string& where)
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     fail_input("{}: malformed JSON ({}); expected one JSON object per line or a JSON array of objects", where,
-               parse_error_detail(e));
+               io::escape_unprintable(parse_error_detail(e)));
   }
 }
 

@@ -10,6 +10,15 @@ namespace mixlora::io {
 
 namespace fs = std::filesystem;
 
+std::string escape_unprintable(const std::string& text) {
+  std::string out;
+  for (const unsigned char c : text) {
+    if (c < 0x20 || c >= 0x7f) out += fmt::format("\\x{:02x}", c);
+    else out += static_cast<char>(c);
+  }
+  return out;
+}
+
 void check_json_depth(std::string_view text, const std::string& where) {
   size_t depth = 0;
   bool in_string = false, escaped = false;
@@ -51,7 +60,7 @@ nlohmann::json read_json_file(const std::string& path) {
     // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
     std::string what = e.what();
     const auto pos = what.find("] ");
-    fail_input("{}: invalid JSON: {}", path, pos == std::string::npos ? what : what.substr(pos + 2));
+    fail_input("{}: invalid JSON: {}", path, escape_unprintable(pos == std::string::npos ? what : what.substr(pos + 2)));
   }
 }
 

@@ -23,6 +23,10 @@ constexpr size_t kMaxJsonDepth = 128;
 // deeper than kMaxJsonDepth (brackets inside strings do not count). Linear, allocates nothing.
 void check_json_depth(std::string_view text, const std::string& where);
 
+// `text` with control bytes and bytes >= 0x7f written as \xNN. For parser messages that quote
+// what they read ("last read: '...'"): raw bytes there would break a one-line, printable error.
+std::string escape_unprintable(const std::string& text);
+
 // Parses a whole JSON file. Missing, oversized or malformed files throw InputError naming
 // the file (and the byte offset for syntax errors).
 nlohmann::json read_json_file(const std::string& path);

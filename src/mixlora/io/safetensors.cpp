@@ -162,7 +162,7 @@ class HeaderParser {
       header = Json::parse(text.begin(), text.end(), track_keys);
     } catch (const Json::exception& e) {
       fail_input("{}: header is not valid JSON ({}); not a SafeTensors file, or a corrupt one", path_,
-                 json_error_text(e));
+                 escape_unprintable(json_error_text(e)));
     }
     if (!duplicate.empty()) fail_input("{}: tensor '{}' appears twice in the header", path_, duplicate);
     return header;
