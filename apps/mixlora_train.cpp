@@ -22,8 +22,8 @@ namespace {
 namespace fs = std::filesystem;
 
 // Trains the config's adapters (on this rank's share of the micro-batches when `options.comm`).
-int train_adapters(const mixlora::config::TrainConfig& config, mixlora::train::TrainerOptions options,
-                   const mixlora::cli::Runtime& runtime, bool skip_bad_rows) {
+int train_adapters(const mixlora::config::TrainConfig& config, const std::string& config_path,
+                   mixlora::train::TrainerOptions options, const mixlora::cli::Runtime& runtime, bool skip_bad_rows) {
   const auto* comm = options.comm;
   if (!comm || comm->rank() == 0) mixlora::train::prepare_output(config, options);
   const auto model = mixlora::model::load_base_model(config.base_model, runtime.dtype, runtime.device);
@@ -34,9 +34,7 @@ int train_adapters(const mixlora::config::TrainConfig& config, mixlora::train::T
   options.pad_id = tokenizer && tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : 0;
 
   mixlora::data::DatasetOptions data_options;
-  // cutoff_len -1 is MoE-PEFT's "as long as the model allows".
-  data_options.cutoff_len = config.cutoff_len < 0 ? model.config.max_position_embeddings
-                                                  : std::min(config.cutoff_len, model.config.max_position_embeddings);
+  data_options.cutoff_len = mixlora::config::resolve_cutoff_len(config, config_path, model.config.max_position_embeddings);
   data_options.skip_bad_rows = skip_bad_rows;
   data_options.vocab_size = model.config.vocab_size;
   std::vector<std::vector<mixlora::data::Sample>> samples;
@@ -151,7 +149,7 @@ int main(int argc, char** argv) {
     }
     // Whatever fails on this rank, the others learn it at their next collective.
     try {
-      return train_adapters(config, options, runtime, skip_bad_rows);
+      return train_adapters(config, config_path, options, runtime, skip_bad_rows);
     } catch (const std::exception& e) {
       if (comm) comm->report_failure(e.what());
       throw;

@@ -9,6 +9,7 @@ packages=(
   libsentencepiece-dev sentencepiece              # tokenizer library and the spm_encode/spm_train CLIs
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2
   python3-torch                                   # tests only: checks adapter_model.bin with torch.load(weights_only=True)
+  clang-14 libclang-rt-14-dev                     # tests only: libFuzzer harnesses, ASan/UBSan build (fuzz/)
 )
 
 SUDO=""

@@ -3,6 +3,7 @@
 #include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
 #include "mixlora/common/build_info.h"
+#include "mixlora/common/signals.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
@@ -53,6 +54,9 @@ int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& b
   }
   try {
     return body();
+  } catch (const common::Interrupted& e) {
+    std::cerr << name << ": " << e.what() << "\n";
+    return e.exit_code();
   } catch (const InputError& e) {
     std::cerr << name << ": error: " << e.what() << "\n";
     return 2;

@@ -68,6 +68,7 @@ std::string render(const std::vector<PathSegment>& segments, size_t count) {
 // Numbers, booleans, lists, objects and quoted strings as JSON; anything else as a plain string,
 // so `--set base_model=/models/x` needs no quotes.
 nlohmann::json parse_value(const std::string& text) {
+  io::check_json_depth(text, "--set");
   auto parsed = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (parsed.is_discarded()) return text;
   return parsed;

@@ -26,7 +26,7 @@ const std::vector<std::string> kTopLevelKeys = {
     "eval_rollback_retrying_steps", "evaluate_result",
     // ours
     "base_model", "output_dir", "seed", "dtype", "gradient_checkpointing", "max_grad_norm",
-    "log_every", "eval_every"};
+    "log_every", "eval_every", "max_nonfinite_steps"};
 
 const std::vector<std::string> kIgnoredTopLevelKeys = {
     "inference_lora_simultaneously_num", "eval_lora_simultaneously_num",
@@ -240,6 +240,10 @@ void read_top_level(const JsonObjectReader& in, TrainConfig& c) {
   }
   if (auto v = read_choice(in, "dtype", {"fp32", "bf16", "fp16"})) c.dtype = *v;
   if (auto v = in.get_bool("gradient_checkpointing")) c.gradient_checkpointing = *v;
+  if (auto v = in.get_int("max_nonfinite_steps")) {
+    require(*v >= 0, in, "max_nonfinite_steps", "must be >= 0 (0 = never stop)");
+    c.max_nonfinite_steps = *v;
+  }
   if (auto v = in.get_number("max_grad_norm")) {
     require(*v >= 0.0, in, "max_grad_norm", "must be >= 0 (0 = no clipping)");
     c.max_grad_norm = *v;
@@ -307,6 +311,15 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
   auto json = io::read_json_file(path);
   for (const auto& assignment : overrides) apply_override(json, assignment);
   return parse_train_config(json, path);
+}
+
+int64_t resolve_cutoff_len(const TrainConfig& config, const std::string& source, int64_t max_positions) {
+  if (config.cutoff_len < 0) return max_positions;
+  if (config.cutoff_len > max_positions) {
+    fail_input("{}: cutoff_len: {} is more than the base model's max_position_embeddings ({}); use at most {}, "
+               "or -1 for the model's maximum", source, config.cutoff_len, max_positions, max_positions);
+  }
+  return config.cutoff_len;
 }
 
 void require_training_inputs(const TrainConfig& config, const std::string& source) {

@@ -102,6 +102,7 @@ struct TrainConfig {
   double max_grad_norm = 0.0;             // 0 = no clipping
   int64_t log_every = 10;
   int64_t eval_every = 0;                 // 0 = never during training
+  int64_t max_nonfinite_steps = 10;       // stop after this many skipped non-finite steps in a row; 0 = never
 };
 
 // The projection names target_modules accepts, in the order we store them.
@@ -115,6 +116,11 @@ TrainConfig parse_train_config(const nlohmann::json& json, const std::string& so
 // Reads, applies `overrides` ("lora[0].lr=1e-4", values parsed as JSON when they parse, else as
 // strings), then parses.
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// The sequence length to cut samples to: cutoff_len, or the model's max_position_embeddings for
+// MoE-PEFT's -1. More than the model allows is an InputError naming `source` rather than a silent
+// clamp (positions past the model's context were never trained).
+int64_t resolve_cutoff_len(const TrainConfig& config, const std::string& source, int64_t max_positions);
 
 // What training needs beyond a valid config and the reference configs leave to the command line:
 // a base model and each adapter's data. InputError naming the key and the flag that sets it.

@@ -129,13 +129,14 @@ std::string parse_error_detail(const nlohmann::json::parse_error& e) {
 
 // Parses one row's text; InputErrors name `where`.
 nlohmann::json parse_row_text(const std::string& text, const std::string& where) {
+  io::check_json_depth(text, where);
   const size_t bad = invalid_utf8_offset(text);
   if (bad != std::string::npos) fail_invalid_utf8(text, bad, where);
   try {
     return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     fail_input("{}: malformed JSON ({}); expected one JSON object per line or a JSON array of objects", where,
-               parse_error_detail(e));
+               io::escape_unprintable(parse_error_detail(e)));
   }
 }
 

@@ -10,6 +10,33 @@ namespace mixlora::io {
 
 namespace fs = std::filesystem;
 
+std::string escape_unprintable(const std::string& text) {
+  std::string out;
+  for (const unsigned char c : text) {
+    if (c < 0x20 || c >= 0x7f) out += fmt::format("\\x{:02x}", c);
+    else out += static_cast<char>(c);
+  }
+  return out;
+}
+
+void check_json_depth(std::string_view text, const std::string& where) {
+  size_t depth = 0;
+  bool in_string = false, escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) escaped = false;
+      else if (c == '\\') escaped = true;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) fail_input("{}: JSON nested deeper than {} levels", where, kMaxJsonDepth);
+    } else if ((c == ']' || c == '}') && depth > 0) {
+      --depth;
+    }
+  }
+}
+
 nlohmann::json read_json_file(const std::string& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) {
@@ -25,13 +52,15 @@ nlohmann::json read_json_file(const std::string& path) {
   if (!in) fail_input("{}: cannot open for reading", path);
   std::stringstream buffer;
   buffer << in.rdbuf();
+  const std::string text = buffer.str();
+  check_json_depth(text, path);
   try {
-    return nlohmann::json::parse(buffer.str());
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
     // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
     std::string what = e.what();
     const auto pos = what.find("] ");
-    fail_input("{}: invalid JSON: {}", path, pos == std::string::npos ? what : what.substr(pos + 2));
+    fail_input("{}: invalid JSON: {}", path, escape_unprintable(pos == std::string::npos ? what : what.substr(pos + 2)));
   }
 }
 

@@ -6,12 +6,26 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace mixlora::io {
 
 // Largest JSON file we parse; configs and tokenizer metadata are far smaller. Checked
 // before reading so a huge or endless file cannot exhaust memory.
 constexpr std::uintmax_t kMaxJsonFileBytes = 64ull << 20;
+
+// Deepest nesting of arrays and objects we accept. Configs and data rows nest a few levels; a
+// cap checked before parsing keeps every recursive walk of a parsed value (dump() in error
+// messages, validation) far from the end of the stack, whatever the input.
+constexpr size_t kMaxJsonDepth = 128;
+
+// InputError "WHERE: JSON nested deeper than 128 levels" when `text` nests arrays / objects
+// deeper than kMaxJsonDepth (brackets inside strings do not count). Linear, allocates nothing.
+void check_json_depth(std::string_view text, const std::string& where);
+
+// `text` with control bytes and bytes >= 0x7f written as \xNN. For parser messages that quote
+// what they read ("last read: '...'"): raw bytes there would break a one-line, printable error.
+std::string escape_unprintable(const std::string& text);
 
 // Parses a whole JSON file. Missing, oversized or malformed files throw InputError naming
 // the file (and the byte offset for syntax errors).

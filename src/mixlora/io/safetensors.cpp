@@ -2,6 +2,7 @@
 
 #include "mixlora/common/error.h"
 #include "mixlora/io/atomic_file.h"
+#include "mixlora/io/json_file.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -155,12 +156,13 @@ class HeaderParser {
         duplicate = parsed.get<std::string>();
       return true;
     };
+    check_json_depth(text, path_);
     Json header;
     try {
       header = Json::parse(text.begin(), text.end(), track_keys);
     } catch (const Json::exception& e) {
       fail_input("{}: header is not valid JSON ({}); not a SafeTensors file, or a corrupt one", path_,
-                 json_error_text(e));
+                 escape_unprintable(json_error_text(e)));
     }
     if (!duplicate.empty()) fail_input("{}: tensor '{}' appears twice in the header", path_, duplicate);
     return header;

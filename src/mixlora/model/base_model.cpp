@@ -36,6 +36,11 @@ class WeightLoader {
       fail_input("{}: tensor '{}' has shape [{}] but config.json implies [{}]", dir_, name,
                  fmt::join(info.shape, ", "), fmt::join(shape, ", "));
     }
+    // An integer or bool weight would be converted without complaint, and mean nothing.
+    if (!at::isFloatingType(io::scalar_type(info.dtype))) {
+      fail_input("{}: tensor '{}' is {}, but weights must be floating point (F32, F16, BF16)", dir_, name,
+                 io::dtype_name(info.dtype));
+    }
     used_.insert(name);
     return store_.load(name).to(device_, dtype_).contiguous();
   }

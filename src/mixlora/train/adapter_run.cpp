@@ -75,8 +75,8 @@ bool AdapterRun::finish_micro_batch() {
 
 double AdapterRun::current_lr() const { return config().lr * lr_factor(schedule_, step_); }
 
-double AdapterRun::optimizer_step(double max_grad_norm) {
-  const double norm = clip_grad_norm(parameters_, max_grad_norm);
+double AdapterRun::optimizer_step(double max_grad_norm, bool skip) {
+  const double norm = skip ? std::nan("") : clip_grad_norm(parameters_, max_grad_norm);
   if (std::isfinite(norm)) optimizer_->step(current_lr());
   optimizer_->zero_grad();
   micro_step_ = 0;

@@ -30,8 +30,11 @@ class AdapterRun {
   // step is due: the accumulation is full or the epoch ended.
   bool finish_micro_batch();
   // Clips, steps the optimizer with the scheduled lr, clears gradients. Returns the grad norm
-  // before clipping, or NaN when the gradients were not finite and the step was skipped.
-  double optimizer_step(double max_grad_norm);
+  // before clipping, or NaN when the step was skipped: gradients not finite, or `skip` (a
+  // non-finite loss). A skipped step still counts and consumes its data.
+  double optimizer_step(double max_grad_norm, bool skip = false);
+  // Micro-batches accumulated towards a step not yet taken: a checkpoint now would lose them.
+  bool mid_step() const { return micro_step_ > 0; }
 
   int64_t step() const { return step_; }
   const std::vector<at::Tensor>& parameters() const { return parameters_; }

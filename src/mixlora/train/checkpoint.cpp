@@ -24,17 +24,35 @@ std::string save_checkpoint(const std::string& adapter_dir, int64_t step, const 
   const fs::path temp_dir = fs::path(adapter_dir) / fmt::format(".checkpoint-{}.tmp", step);
   std::error_code ec;
   fs::remove_all(temp_dir, ec);
-  adapter.save(temp_dir.string(), base_model_name);
-  auto state = content.optimizer_state;
-  state.emplace_back("rng_state", content.rng_state);
-  std::vector<std::pair<std::string, at::Tensor>> tensors;
-  for (const auto& [name, t] : state) tensors.emplace_back(name, t.detach().to(at::kCPU).contiguous());
-  io::save_safetensors((temp_dir / "optimizer.safetensors").string(), tensors);
-  io::write_file_atomically((temp_dir / "trainer_state.json").string(), content.trainer_state.dump(2) + "\n");
+  try {
+    adapter.save(temp_dir.string(), base_model_name);
+    auto state = content.optimizer_state;
+    state.emplace_back("rng_state", content.rng_state);
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
+    for (const auto& [name, t] : state) tensors.emplace_back(name, t.detach().to(at::kCPU).contiguous());
+    io::save_safetensors((temp_dir / "optimizer.safetensors").string(), tensors);
+    io::write_file_atomically((temp_dir / "trainer_state.json").string(), content.trainer_state.dump(2) + "\n");
+  } catch (...) {
+    fs::remove_all(temp_dir, ec);  // disk full or similar: leave only complete checkpoints behind
+    throw;
+  }
   fs::remove_all(final_dir, ec);  // a leftover of an interrupted earlier run at the same step
   fs::rename(temp_dir, final_dir, ec);
   if (ec) fail_runtime("{}: cannot finish the checkpoint: {}", final_dir.string(), ec.message());
   return final_dir.string();
+}
+
+int remove_incomplete(const std::string& adapter_dir) {
+  static const std::regex temp_checkpoint(R"(\.checkpoint-\d+\.tmp)");
+  static const std::regex temp_file(R"(.+\.tmp\.\d+)");
+  std::error_code ec;
+  std::vector<fs::path> leftovers;
+  for (const auto& entry : fs::directory_iterator(adapter_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (std::regex_match(name, temp_checkpoint) || std::regex_match(name, temp_file)) leftovers.push_back(entry.path());
+  }
+  for (const auto& path : leftovers) fs::remove_all(path, ec);
+  return static_cast<int>(leftovers.size());
 }
 
 std::optional<std::string> newest_checkpoint(const std::string& adapter_dir) {

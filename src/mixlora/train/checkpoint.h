@@ -25,6 +25,10 @@ struct CheckpointContent {
 std::string save_checkpoint(const std::string& adapter_dir, int64_t step, const adapters::Adapter& adapter,
                             const std::string& base_model_name, const CheckpointContent& content);
 
+// Removes what a killed run left half-written in an adapter directory: .checkpoint-<step>.tmp
+// directories and the temporary files of atomic writes (NAME.tmp.PID). Returns how many.
+int remove_incomplete(const std::string& adapter_dir);
+
 // The complete checkpoint with the highest step, if any.
 std::optional<std::string> newest_checkpoint(const std::string& adapter_dir);
 

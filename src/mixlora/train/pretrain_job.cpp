@@ -46,8 +46,7 @@ PretrainSummary run_pretrain_job(const config::TrainConfig& config, const std::s
   }
 
   data::DatasetOptions data_options;
-  data_options.cutoff_len = config.cutoff_len < 0 ? model.config.max_position_embeddings
-                                                  : std::min(config.cutoff_len, model.config.max_position_embeddings);
+  data_options.cutoff_len = config::resolve_cutoff_len(config, config_path, model.config.max_position_embeddings);
   data_options.skip_bad_rows = job.skip_bad_rows;
   data_options.vocab_size = model.config.vocab_size;
   std::vector<data::Sample> samples;

@@ -2,17 +2,21 @@
 
 #include "mixlora/common/error.h"
 #include "mixlora/eval/evaluator.h"
+#include "mixlora/common/signals.h"
 #include "mixlora/io/atomic_file.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/data_parallel.h"
 #include "mixlora/train/progress.h"
 #include "mixlora/train/step.h"
+#include "mixlora/train/step_guard.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -26,7 +30,18 @@ fs::path adapter_dir(const config::TrainConfig& config, const std::string& name)
   return fs::path(config.output_dir) / name;
 }
 
-bool is_finished(const fs::path& dir) { return fs::exists(dir / "adapter_model.safetensors"); }
+// adapter_config.json is written last (Adapter::save): without it the final save was cut short.
+bool is_finished(const fs::path& dir) {
+  return fs::exists(dir / "adapter_model.safetensors") && fs::exists(dir / "adapter_config.json");
+}
+
+// The nearest existing directory at or above `dir`: where creating it would start.
+fs::path existing_ancestor(fs::path dir) {
+  std::error_code ec;
+  dir = fs::absolute(dir, ec).lexically_normal();
+  while (!fs::exists(dir, ec) && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();
+  return dir;
+}
 
 // After a resume from step `step`, the records of later steps will be logged again: drop them.
 void trim_metrics(const fs::path& dir, int64_t step) {
@@ -49,27 +64,47 @@ std::vector<eval::EvalResult> evaluate_run(const model::Decoder& decoder, const 
   return eval::evaluate(decoder, inputs, run.adapter().config.evaluate_batch_size, pad_id);
 }
 
+// A stop must wait for a step boundary: a checkpoint taken mid-accumulation would lose the
+// micro-batches already summed into the gradients.
+bool stop_now(const std::vector<std::unique_ptr<AdapterRun>>& runs) {
+  return std::none_of(runs.begin(), runs.end(), [](const auto& run) { return !run->done() && run->mid_step(); });
+}
+
+// Checkpoints every unfinished adapter that has taken a step since its last checkpoint.
+void checkpoint_unfinished(const config::TrainConfig& config, const std::vector<std::unique_ptr<AdapterRun>>& runs,
+                           const TrainerOptions& options) {
+  for (const auto& run : runs) {
+    const auto dir = adapter_dir(config, run->name());
+    if (run->done() || run->step() == 0 || fs::exists(dir / fmt::format("checkpoint-{}", run->step()))) continue;
+    const auto path = save_checkpoint(dir.string(), run->step(), run->adapter(), options.base_model_name,
+                                      run->checkpoint_content());
+    spdlog::info("adapter '{}': checkpoint {}", run->name(), path);
+  }
+}
+
 }  // namespace
 
 void prepare_output(const config::TrainConfig& config, const TrainerOptions& options) {
+  // Nothing is created or removed here: a run that then fails on its model or data must leave
+  // the output directory as it found it. Writability is probed where creation would start.
   std::error_code ec;
-  fs::create_directories(config.output_dir, ec);
-  if (ec) {
-    fail_input("{}: cannot create the output directory: {} (set output_dir or --output-dir)",
-               config.output_dir, ec.message());
+  const auto base = existing_ancestor(config.output_dir);
+  if (!fs::is_directory(base, ec)) {
+    fail_input("{}: cannot create the output directory: {} is not a directory (set output_dir or --output-dir)",
+               config.output_dir, base.string());
   }
-  const auto probe = fs::path(config.output_dir) / fmt::format(".write-test-{}", ::getpid());
+  const auto probe = base / fmt::format(".mixlora-write-test-{}", ::getpid());
   {
     std::ofstream out(probe);
-    if (!out) fail_input("{}: output directory is not writable", config.output_dir);
+    if (!out) {
+      fail_input("{}: cannot create the output directory: {} is not writable (set output_dir or --output-dir)",
+                 config.output_dir, base.string());
+    }
   }
   fs::remove(probe, ec);
+  if (options.overwrite) return;
   for (const auto& adapter : config.adapters) {
     const auto dir = adapter_dir(config, adapter.name);
-    if (options.overwrite) {
-      fs::remove_all(dir, ec);
-      continue;
-    }
     if (is_finished(dir) && !options.resume) {
       fail_input("{}: a finished adapter is already there (use --overwrite to replace it)", dir.string());
     }
@@ -81,10 +116,23 @@ void prepare_output(const config::TrainConfig& config, const TrainerOptions& opt
   }
 }
 
+void create_output(const config::TrainConfig& config, const TrainerOptions& options) {
+  std::error_code ec;
+  if (options.overwrite) {
+    for (const auto& adapter : config.adapters) fs::remove_all(adapter_dir(config, adapter.name), ec);
+  }
+  fs::create_directories(config.output_dir, ec);
+  if (ec) {
+    fail_input("{}: cannot create the output directory: {} (set output_dir or --output-dir)", config.output_dir,
+               ec.message());
+  }
+}
+
 std::vector<AdapterSummary> train(const config::TrainConfig& config, const model::BaseModel& base,
                                   std::vector<std::vector<data::Sample>> samples,
                                   const TrainerOptions& options,
                                   const std::vector<std::vector<data::TaskData>>& eval_sets) {
+  if (!options.comm || options.comm->rank() == 0) create_output(config, options);
   const model::Decoder decoder(base);
   // Accepted config keys whose features have not landed yet: say so instead of pretending.
   auto eval_set = [&](size_t i) { return i < eval_sets.size() && !eval_sets[i].empty() ? &eval_sets[i] : nullptr; };
@@ -112,16 +160,22 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
         run.mark_finished();
         continue;
       }
+      if (dp.writes()) remove_incomplete(dir.string());
       if (const auto checkpoint = newest_checkpoint(dir.string())) {
         run.restore(load_checkpoint(*checkpoint, run.mutable_adapter(), base));
         if (dp.writes()) trim_metrics(dir, run.step());
         spdlog::info("adapter '{}': resumed from {} (step {})", ac.name, *checkpoint, run.step());
+      } else if (dp.writes()) {
+        trim_metrics(dir, 0);  // killed before its first checkpoint: start over
       }
     }
   }
 
   dp.synchronize_start(runs);
   ProgressReporter progress(config, runs);
+  StepGuard guard(runs.size(), config.max_nonfinite_steps);
+  common::install_stop_handlers();
+  std::string stop_reason;  // set by a fault; the run stops at the next step boundary
   const auto simultaneous = static_cast<size_t>(std::max<int64_t>(1, config.train_lora_simultaneously_num));
   while (true) {
     std::vector<size_t> active;
@@ -159,11 +213,15 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
       auto& run = *runs[active[k]];
       if (!losses.empty()) {
         dp.add_micro_batch(progress, active[k], losses[k].task, losses[k].aux, losses[k].z, losses[k].tokens);
+        guard.add_loss(active[k], losses[k].task + losses[k].aux + losses[k].z);
       }
       if (!run.finish_micro_batch()) continue;
       dp.reduce_step(run, active[k], progress);
       const double lr = run.current_lr();
-      const double grad_norm = run.optimizer_step(config.max_grad_norm);
+      // Data-parallel ranks see different losses; only the reduced gradients (NaN on every rank
+      // alike) may decide a skip there, or the ranks' weights would part.
+      const bool poisoned = !dp.enabled() && guard.loss_poisoned(active[k]);
+      const double grad_norm = run.optimizer_step(config.max_grad_norm, poisoned);
       if (dp.writes()) {
         progress.finish_step(active[k], lr, grad_norm, summaries[active[k]]);
         // Rank 0 alone scores the held-out sets (not sharded: they are small next to training).
@@ -171,6 +229,11 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
             sets && config.eval_every > 0 && (run.step() % config.eval_every == 0 || run.done())) {
           progress.log_eval(active[k], evaluate_run(decoder, run, *sets, options.pad_id));
         }
+      }
+      if (guard.finish_step(active[k], run.name(), run.step(), std::isnan(grad_norm)) && stop_reason.empty()) {
+        stop_reason = fmt::format("adapter '{}': {} non-finite steps in a row (up to step {}); stopped with its "
+                                  "last finite weights checkpointed (lower lr, set max_grad_norm, or raise "
+                                  "max_nonfinite_steps)", run.name(), guard.in_row(active[k]), run.step());
       }
       const auto dir = adapter_dir(config, run.name()).string();
       if (run.done()) {
@@ -188,6 +251,16 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
         }
         dp.barrier();
       }
+    }
+    const int signal = common::stop_signal();
+    if ((signal || !stop_reason.empty()) && stop_now(runs)) {
+      if (dp.writes()) checkpoint_unfinished(config, runs, options);
+      dp.barrier();
+      if (signal) {
+        throw common::Interrupted(signal, fmt::format("stopped by {} after the step in progress; checkpoints "
+                                                      "saved, continue with --resume", ::strsignal(signal)));
+      }
+      fail_runtime("{}", stop_reason);
     }
   }
   progress.finish();

@@ -37,12 +37,15 @@ struct AdapterSummary {
 
 // Checks the output directories before any training: writable, not a finished run unless
 // --overwrite, a run with checkpoints only with --resume or --overwrite. Throws InputError.
+// Creates and removes nothing: train() does that once the model and data have loaded.
 void prepare_output(const config::TrainConfig& config, const TrainerOptions& options);
 
 // Trains every adapter of `config` on its samples (same order as config.adapters) and writes
 // the results. With config.eval_every > 0, an adapter with held-out sets in `eval_sets` (same
 // order; empty = none) is scored on them every eval_every of its steps and when it finishes.
-// Returns one summary per adapter.
+// Returns one summary per adapter. A SIGINT / SIGTERM during training finishes the step,
+// checkpoints every unfinished adapter and throws common::Interrupted; too many non-finite
+// steps in a row (max_nonfinite_steps) checkpoint likewise and throw RuntimeError.
 std::vector<AdapterSummary> train(const config::TrainConfig& config, const model::BaseModel& base,
                                   std::vector<std::vector<data::Sample>> samples,
                                   const TrainerOptions& options,

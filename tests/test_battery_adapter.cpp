@@ -1,0 +1,105 @@
+// Bad-input battery, adapter directories given to mixlora-eval: from another base model,
+// pickles only, missing or broken files.
+#include "battery.h"
+
+#include "mixlora/adapters/adapter.h"
+#include "mixlora/io/safetensors.h"
+#include "mixlora/model/base_model.h"
+#include "stories_model.h"
+
+#include <catch2/catch.hpp>
+
+#include <functional>
+
+using namespace mixlora;
+using namespace mixlora::test;
+using namespace mixlora::test::battery;
+
+namespace {
+
+// A MixLoRA adapter made for `base`, saved in `dir`.
+void save_adapter(const model::BaseModel& base, const std::string& dir) {
+  config::AdapterConfig c;
+  c.name = "ad";
+  c.peft_type = config::PeftType::mixlora;
+  c.num_experts = 2;
+  c.top_k = 1;
+  c.lora.r = 2;
+  c.target_modules = {"q_proj", "gate_proj", "up_proj", "down_proj"};
+  adapters::Adapter::create(c, base, 1).save(dir, "base");
+}
+
+struct Case {
+  std::string what;
+  std::function<void(const std::string& dir)> breaks;  // applied to a good stories260K adapter in dir
+  std::vector<std::string> messages;
+};
+
+}  // namespace
+
+TEST_CASE("battery: a bad adapter directory is exit 2, one line, no report", "[battery]") {
+  const std::vector<Case> cases = {
+      {"adapter trained on another base model (hidden 32, not 64)",
+       [](const std::string& dir) {
+         std::filesystem::remove_all(dir);
+         const auto other = model::random_base_model(tiny_llama_config(512, 64), at::kFloat, c10::Device(c10::kCPU), 7);
+         save_adapter(other, dir);
+       },
+       {"has shape", "(wrong base model?)"}},
+      {"only adapter_model.bin (a pickle)",
+       [](const std::string& dir) {
+         std::filesystem::rename(dir + "/adapter_model.safetensors", dir + "/adapter_model.bin");
+       },
+       {"adapter_model.bin", "never unpickle", "safetensors.torch.save_file"}},
+      {"no adapter_config.json", [](const std::string& dir) { std::filesystem::remove(dir + "/adapter_config.json"); },
+       {"missing adapter_config.json"}},
+      {"adapter_config.json with bias \"all\"",
+       [](const std::string& dir) {
+         auto c = nlohmann::json::parse(slurp(dir + "/adapter_config.json"));
+         c["bias"] = "all";
+         write_file(dir + "/adapter_config.json", c.dump());
+       },
+       {"adapter_config.json", "bias"}},
+      {"adapter_config.json r as a string",
+       [](const std::string& dir) {
+         auto c = nlohmann::json::parse(slurp(dir + "/adapter_config.json"));
+         c["r"] = "2";
+         write_file(dir + "/adapter_config.json", c.dump());
+       },
+       {"adapter_config.json: r: expected an integer"}},
+      {"adapter_config.json nested 100000 deep",
+       [](const std::string& dir) { write_file(dir + "/adapter_config.json", nesting_bomb(100000)); },
+       {"adapter_config.json"}},
+      {"adapter_model.safetensors cut short",
+       [](const std::string& dir) {
+         const auto bytes = slurp(dir + "/adapter_model.safetensors");
+         write_file(dir + "/adapter_model.safetensors", bytes.substr(0, bytes.size() / 2));
+       },
+       {"adapter_model.safetensors"}},
+      {"adapter tensor missing",
+       [](const std::string& dir) {
+         const auto file = io::SafeTensorsFile::open(dir + "/adapter_model.safetensors");
+         std::vector<std::pair<std::string, at::Tensor>> tensors;
+         for (const auto& t : file.tensors()) tensors.emplace_back(t.name, file.load(t.name));
+         tensors.pop_back();
+         io::save_safetensors(dir + "/adapter_model.safetensors", tensors);
+       },
+       {"adapter_model.safetensors", "missing"}},
+      {"adapter directory missing", [](const std::string& dir) { std::filesystem::remove_all(dir); },
+       {"adapter directory not found"}},
+  };
+  for (const auto& c : cases) {
+    DYNAMIC_SECTION(c.what) {
+      TempDir ws;
+      const auto dir = ws / "adapter";
+      save_adapter(stories(), dir);
+      c.breaks(dir);
+      ws.write("data.jsonl", lines(good_rows(4)));
+      const auto report = ws / "report.json";
+      const auto r = run_tool("mixlora-eval --base-model " + shell_quote(stories_dir()) + " --adapter " +
+                              shell_quote(dir) + " --data " + shell_quote(ws / "data.jsonl") + " --output " +
+                              shell_quote(report));
+      require_clean_input_error(r, c.messages, report, "eval: " + c.what);
+    }
+  }
+}
