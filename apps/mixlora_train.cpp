@@ -5,62 +5,13 @@
 #include "mixlora/cli/app.h"
 #include "mixlora/common/error.h"
 #include "mixlora/config/train_config.h"
-#include "mixlora/data/dataset.h"
-#include "mixlora/data/tokenizer.h"
-#include "mixlora/model/base_model.h"
 #include "mixlora/train/distributed.h"
 #include "mixlora/train/pretrain_job.h"
-#include "mixlora/train/trainer.h"
+#include "mixlora/train/train_job.h"
 
 #include <torch/cuda.h>
 
-#include <filesystem>
 #include <iostream>
-
-namespace {
-
-namespace fs = std::filesystem;
-
-// Trains the config's adapters (on this rank's share of the micro-batches when `options.comm`).
-int train_adapters(const mixlora::config::TrainConfig& config, const std::string& config_path,
-                   mixlora::train::TrainerOptions options, const mixlora::cli::Runtime& runtime, bool skip_bad_rows) {
-  const auto* comm = options.comm;
-  if (!comm || comm->rank() == 0) mixlora::train::prepare_output(config, options);
-  const auto model = mixlora::model::load_base_model(config.base_model, runtime.dtype, runtime.device);
-  std::optional<mixlora::data::Tokenizer> tokenizer;
-  if (std::filesystem::exists(std::filesystem::path(config.base_model) / "tokenizer.model")) {
-    tokenizer = mixlora::data::Tokenizer::from_model_dir(config.base_model);
-  }
-  options.pad_id = tokenizer && tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : 0;
-
-  mixlora::data::DatasetOptions data_options;
-  data_options.cutoff_len = mixlora::config::resolve_cutoff_len(config, config_path, model.config.max_position_embeddings);
-  data_options.skip_bad_rows = skip_bad_rows;
-  data_options.vocab_size = model.config.vocab_size;
-  std::vector<std::vector<mixlora::data::Sample>> samples;
-  std::vector<std::vector<mixlora::data::TaskData>> eval_sets;
-  for (const auto& adapter : config.adapters) {
-    std::vector<mixlora::data::Sample> all;
-    for (auto& task : mixlora::data::load_task_data(adapter, tokenizer ? &*tokenizer : nullptr, data_options)) {
-      spdlog::info("adapter '{}': {} samples of {} from {}{}", adapter.name, task.samples.size(), task.task_name,
-                   task.path, task.skipped ? fmt::format(" ({} bad rows skipped)", task.skipped) : "");
-      std::move(task.samples.begin(), task.samples.end(), std::back_inserter(all));
-    }
-    samples.push_back(std::move(all));
-    eval_sets.push_back(config.eval_every > 0 ? mixlora::data::load_eval_data(adapter, tokenizer ? &*tokenizer : nullptr, data_options)
-                                              : std::vector<mixlora::data::TaskData>{});
-  }
-
-  const auto summaries = mixlora::train::train(config, model, std::move(samples), options, eval_sets);
-  if (comm && comm->rank() != 0) return 0;
-  for (const auto& s : summaries) {
-    std::cout << fmt::format("{}: {} steps, loss {:.4f} -> {:.4f}, saved in {}\n", s.name, s.steps,
-                             s.first_loss, s.last_loss, s.output_dir);
-  }
-  return 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Train MixLoRA / LoRA adapters on a LLaMA-family base model.", "mixlora-train"};
@@ -149,7 +100,14 @@ int main(int argc, char** argv) {
     }
     // Whatever fails on this rank, the others learn it at their next collective.
     try {
-      return train_adapters(config, config_path, options, runtime, skip_bad_rows);
+      const auto summaries = mixlora::train::run_train_job(config, config_path,
+                                                           {options, skip_bad_rows, runtime.dtype, runtime.device});
+      if (comm && comm->rank() != 0) return 0;
+      for (const auto& s : summaries) {
+        std::cout << fmt::format("{}: {} steps, loss {:.4f} -> {:.4f}, saved in {}\n", s.name, s.steps, s.first_loss,
+                                 s.last_loss, s.output_dir);
+      }
+      return 0;
     } catch (const std::exception& e) {
       if (comm) comm->report_failure(e.what());
       throw;
