@@ -10,25 +10,9 @@ TRIALS=${1:-20}
 BIN=$(cd "${2:-build/bin}" && pwd)
 TARGETED=${3:-0}
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-MODEL=${MIXLORA_STORIES:-$SRC/../shared/models/stories260K}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-head -n 48 "$SRC/data/stories/train.jsonl" >"$WORK/rows.jsonl"
-
+source "$SRC/tests/train_run.sh"
 # 48 rows, 4 per step in 2 micro-batches, 2 epochs: 24 steps, a checkpoint after each.
-args() {
-  local out=$1
-  shift
-  ARGS=(--config "$SRC/configs/mixlora.json" --base-model "$MODEL" --output-dir "$out" \
-    --set "lora[0].data=$WORK/rows.jsonl" --set lora[0].batch_size=4 --set lora[0].micro_batch_size=2 \
-    --set lora[0].num_epochs=2 --set lora[0].lr=0.01 --set save_step=1 --set log_every=1 "$@")
-}
-# Run in the foreground (train OUT FLAGS...), or in the background as the process itself (for signals):
-# args OUT FLAGS...; "$BIN/mixlora-train" "${ARGS[@]}" &
-train() {
-  args "$@"
-  "$BIN/mixlora-train" "${ARGS[@]}"
-}
+train_run_setup 48 1
 
 start=$(date +%s%N)
 train "$WORK/ref" >/dev/null 2>"$WORK/ref.log"

@@ -3,24 +3,8 @@
 # and a later --resume with space again ends with an uninterrupted run's bytes.
 set -euo pipefail
 BIN=$1 SRC=$2
-MODEL=${MIXLORA_STORIES:-$SRC/../shared/models/stories260K}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
-head -n 24 "$SRC/data/stories/train.jsonl" >"$WORK/rows.jsonl"
-args() {
-  local out=$1
-  shift
-  ARGS=(--config "$SRC/configs/mixlora.json" --base-model "$MODEL" --output-dir "$out" \
-    --set "lora[0].data=$WORK/rows.jsonl" --set lora[0].batch_size=4 --set lora[0].micro_batch_size=2 \
-    --set lora[0].num_epochs=2 --set lora[0].lr=0.01 --set save_step=4 --set log_every=1 "$@")
-}
-# Run in the foreground (train OUT FLAGS...), or in the background as the process itself (for signals):
-# args OUT FLAGS...; "$BIN/mixlora-train" "${ARGS[@]}" &
-train() {
-  args "$@"
-  "$BIN/mixlora-train" "${ARGS[@]}"
-}
-fail() { echo "FAIL: $*" >&2; exit 1; }
+source "$SRC/tests/train_run.sh"
+train_run_setup 24 4
 
 train "$WORK/ref" >/dev/null 2>"$WORK/ref.log" || fail "reference run: $(tail -n 2 "$WORK/ref.log")"
 ref=$WORK/ref/mixlora
