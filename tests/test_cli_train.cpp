@@ -64,20 +64,8 @@ std::vector<std::string> files_under(const fs::path& dir) {
   return files;
 }
 
-// The first `n` lines of the stories training data.
-std::vector<std::string> stories_rows(size_t n) {
-  std::ifstream in(kTrainData);
-  std::vector<std::string> rows;
-  std::string line;
-  while (rows.size() < n && std::getline(in, line)) rows.push_back(line);
-  REQUIRE(rows.size() == n);
-  return rows;
-}
-
-void write_lines(const std::string& path, const std::vector<std::string>& lines) {
-  std::ofstream out(path);
-  for (const auto& l : lines) out << l << "\n";
-}
+using mixlora::test::stories_rows;
+using mixlora::test::write_lines;
 
 std::set<std::string> tensor_names(const std::string& path) {
   std::set<std::string> names;

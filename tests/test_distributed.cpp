@@ -122,19 +122,8 @@ bool wait_for_log(const Rank& r, const std::string& text, double limit_s) {
   return false;
 }
 
-std::vector<std::string> stories_rows(size_t n) {
-  std::ifstream in(MIXLORA_TEST_SOURCE_DIR "/data/stories/train.jsonl");
-  std::vector<std::string> rows;
-  std::string line;
-  while (rows.size() < n && std::getline(in, line)) rows.push_back(line);
-  REQUIRE(rows.size() == n);
-  return rows;
-}
-
-void write_lines(const std::string& path, const std::vector<std::string>& lines) {
-  std::ofstream out(path);
-  for (const auto& l : lines) out << l << "\n";
-}
+using mixlora::test::stories_rows;
+using mixlora::test::write_lines;
 
 std::vector<std::string> dist_flags(int rank, int port, int timeout_s) {
   return {"--world-size", "2", "--rank", std::to_string(rank), "--master-addr", "127.0.0.1",

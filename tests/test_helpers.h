@@ -81,4 +81,19 @@ struct TempDir {
   }
 };
 
+// The first `n` lines of the stories copy-task training data (data/stories/train.jsonl).
+inline std::vector<std::string> stories_rows(size_t n) {
+  std::ifstream in(MIXLORA_TEST_SOURCE_DIR "/data/stories/train.jsonl");
+  std::vector<std::string> rows;
+  std::string line;
+  while (rows.size() < n && std::getline(in, line)) rows.push_back(line);
+  REQUIRE(rows.size() == n);
+  return rows;
+}
+
+inline void write_lines(const std::string& path, const std::vector<std::string>& lines) {
+  std::ofstream out(path);
+  for (const auto& l : lines) out << l << "\n";
+}
+
 }  // namespace mixlora::test
