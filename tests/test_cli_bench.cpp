@@ -26,6 +26,7 @@ TEST_CASE("mixlora-bench --smoke --json reports every run with sane values", "[c
   CHECK(report.at("dtype") == "fp32");
   CHECK(report.at("preset") == "tiny");
   CHECK(report.at("threads") == 1);
+  CHECK(report.at("blas_threads") == 1);  // --threads covers the BLAS pool too (common/threads.h)
   const double peak = report.at("matmul_peak_gflops").get<double>();
   CHECK(std::isfinite(peak));
   CHECK(peak > 0.0);

@@ -243,10 +243,14 @@ TEST_CASE("two Gloo ranks train the same adapters as one process with the same g
                                    "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=2",
                                    "--set", "lora[1].batch_size=4", "--set", "lora[1].micro_batch_size=4",
                                    "--set", "lora[2].batch_size=6", "--set", "lora[2].micro_batch_size=2",
-                                   "--set", "lora[1].jitter_noise=0", "--set", "lora[0].lr=0.01", "--set", "lora[2].optim=sgd"};
+                                   "--set", "lora[1].jitter_noise=0", "--set", "lora[0].lr=0.01", "--set", "lora[2].optim=sgd",
+                                   "--set", "eval_every=2"};
   for (int i = 0; i < 3; ++i) {
+    // Held-out scoring is sharded over the ranks: 3-row eval batches, rank r scores batches r, r + 2, ...
     args = args + std::vector<std::string>{"--set", fmt::format("lora[{}].data={}", i, ws / "rows.jsonl"), "--set",
-                                           fmt::format("lora[{}].lora_dropout=0", i)};
+                                           fmt::format("lora[{}].lora_dropout=0", i), "--set",
+                                           fmt::format("lora[{}].eval_data=data/stories/test.jsonl", i), "--set",
+                                           fmt::format("lora[{}].evaluate_batch_size=3", i)};
   }
   const auto one_dir = ws / "one", two_dir = ws / "two";
   const int port = free_port();
@@ -275,11 +279,26 @@ TEST_CASE("two Gloo ranks train the same adapters as one process with the same g
     const auto m2 = read_metrics((two / "metrics.jsonl").string());
     REQUIRE(m1.size() == m2.size());
     REQUIRE(!m1.empty());
+    int64_t eval_records = 0;
     for (size_t i = 0; i < m1.size(); ++i) {
       CHECK(m2[i]["step"] == m1[i]["step"]);
+      if (m1[i].contains("eval")) {
+        // The ranks' summed shares of the held-out batches: the one-process scores.
+        ++eval_records;
+        const auto& e1 = m1[i]["eval"].at(0)["metrics"];
+        const auto& e2 = m2[i]["eval"].at(0)["metrics"];
+        CHECK(e2["tokens"] == e1["tokens"]);
+        CHECK(e2["samples"] == e1["samples"]);
+        CHECK(e2["loss"].get<double>() == Approx(e1["loss"].get<double>()).epsilon(1e-5));
+        if (e1.contains("aux_loss")) {
+          CHECK(e2["aux_loss"].get<double>() == Approx(e1["aux_loss"].get<double>()).epsilon(1e-4).margin(1e-9));
+        }
+        continue;
+      }
       CHECK(m2[i]["loss"].get<double>() == Approx(m1[i]["loss"].get<double>()).epsilon(1e-5));
       CHECK(m2[i]["aux_loss"].get<double>() == Approx(m1[i]["aux_loss"].get<double>()).epsilon(1e-4).margin(1e-9));
     }
+    CHECK(eval_records >= 1);  // at step 2 and at the end
   }
   // Checkpoints: written once, by rank 0, with the single process's content.
   CHECK(fs::is_directory(fs::path(two_dir) / "stories-mixlora" / "checkpoint-2"));

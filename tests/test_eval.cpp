@@ -87,3 +87,62 @@ TEST_CASE("evaluate: classification and multiple-choice accuracy", "[eval]") {
   CHECK(json[0]["metrics"]["accuracy"].get<double>() == Approx(*results[0].accuracy));
   CHECK(json[1]["metrics"].contains("aux_loss") == false);
 }
+
+TEST_CASE("evaluate: shards of the batches sum to the one-process results", "[eval][distributed]") {
+  config::AdapterConfig mix;
+  mix.name = "mix";
+  mix.task_name = "casual";
+  mix.peft_type = config::PeftType::mixlora;
+  mix.num_experts = 4;
+  mix.top_k = 2;
+  mix.router_aux_loss_coef = 0.01;
+  mix.lora = {2, 4.0, 0.0};
+  mix.target_modules = {"q_proj", "up_proj"};
+  auto adapter = adapters::Adapter::create(mix, stories(), 11);
+  {
+    torch::NoGradGuard no_grad;  // fresh LoRA B is zero: perturb every weight so the adapter matters
+    for (auto p : adapter.parameters()) p.normal_(0.0, 0.05);
+  }
+  auto rows = rows_of_lengths({5, 9, 3, 7, 6, 4, 8, 5, 6, 7, 3});
+  for (auto& row : rows) {
+    row.labels = row.input_ids;
+    row.labels[0] = data::kIgnoreIndex;
+  }
+  const model::Decoder decoder(stories());
+  const std::vector<eval::EvalInput> inputs = {{&adapter, "casual", &rows}, {nullptr, "casual", &rows}};
+  const auto whole = eval::evaluate(decoder, inputs, /*batch_size=*/2, /*pad_id=*/0);  // 6 batches
+
+  // Three shards: batches {0, 3}, {1, 4}, {2, 5}; their totals summed as the trainer's all-reduce does.
+  std::vector<eval::EvalTotals> sum;
+  int64_t shard_batches = 0;
+  for (int64_t index = 0; index < 3; ++index) {
+    const auto part = eval::score(decoder, inputs, 2, 0, {index, 3});
+    CHECK(part[0].batches == 2);  // a shard scores its own batches only
+    shard_batches += part[0].batches;
+    if (sum.empty()) {
+      sum = part;
+      continue;
+    }
+    for (size_t i = 0; i < sum.size(); ++i) {
+      auto values = sum[i].flatten();
+      const auto more = part[i].flatten();
+      REQUIRE(values.size() == more.size());
+      for (size_t v = 0; v < values.size(); ++v) values[v] += more[v];
+      sum[i].assign(values);
+    }
+  }
+  CHECK(shard_batches == 6);
+  const auto sharded = eval::results_of(inputs, sum);
+  REQUIRE(sharded.size() == 2);
+  for (size_t i = 0; i < 2; ++i) {
+    INFO("input " << i);
+    CHECK(sharded[i].tokens == whole[i].tokens);
+    CHECK(sharded[i].samples == whole[i].samples);
+    CHECK(sharded[i].loss == Approx(whole[i].loss).epsilon(1e-12));
+    CHECK(sharded[i].aux_loss.has_value() == whole[i].aux_loss.has_value());
+    CHECK(sharded[i].router_profile == whole[i].router_profile);  // exact: whole counts
+  }
+  CHECK(whole[0].loss != Approx(whole[1].loss).epsilon(1e-9));  // the adapter changes the scores
+  CHECK(*sharded[0].aux_loss == Approx(*whole[0].aux_loss).epsilon(1e-12));
+  CHECK(whole[0].router_profile.size() == 5);  // every layer of stories260K routes
+}

@@ -1,5 +1,7 @@
 #include "mixlora/bench/report.h"
 
+#include "mixlora/common/threads.h"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -7,8 +9,8 @@ namespace mixlora::bench {
 
 std::string report_table(const BenchReport& r) {
   std::string out = fmt::format(
-      "device {} ({} threads), base {}, preset {}, seq {} x micro-batch {}{}; matmul peak {:.1f} GFLOP/s\n",
-      r.device, r.threads, r.dtype, r.preset.empty() ? "-" : r.preset, r.seq_len, r.micro_batch,
+      "device {} ({}), base {}, preset {}, seq {} x micro-batch {}{}; matmul peak {:.1f} GFLOP/s\n",
+      r.device, common::describe({static_cast<int>(r.threads), static_cast<int>(r.blas_threads), r.blas}), r.dtype, r.preset.empty() ? "-" : r.preset, r.seq_len, r.micro_batch,
       r.gradient_checkpointing ? ", gradient checkpointing" : "", r.matmul_peak_gflops);
   if (!r.native_matmul) {
     out += fmt::format("({} matmuls run in fp32 here: at::mm in {} measured {:.1f} GFLOP/s)\n", r.dtype,
@@ -40,6 +42,8 @@ nlohmann::json report_json(const BenchReport& r) {
   }
   return {{"device", r.device},
           {"threads", r.threads},
+          {"blas_threads", r.blas_threads},
+          {"blas", r.blas},
           {"dtype", r.dtype},
           {"preset", r.preset},
           {"seq_len", r.seq_len},

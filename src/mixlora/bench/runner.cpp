@@ -4,6 +4,7 @@
 #include "mixlora/bench/flops.h"
 #include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
+#include "mixlora/common/threads.h"
 #include "mixlora/model/base_linear.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/step.h"
@@ -206,7 +207,9 @@ BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options)
   report.device = base.device.str();
   report.dtype = dtype_name(base.dtype);
   report.preset = options.preset;
-  report.threads = at::get_num_threads();
+  report.threads = common::thread_setup().torch_threads;
+  report.blas_threads = common::thread_setup().blas_threads;
+  report.blas = common::thread_setup().blas;
   report.seq_len = options.seq_len;
   report.micro_batch = options.micro_batch;
   report.gradient_checkpointing = options.gradient_checkpointing;

@@ -48,7 +48,9 @@ struct RunResult {
 
 struct BenchReport {
   std::string device, dtype, preset;
-  int64_t threads = 0;
+  int64_t threads = 0;       // LibTorch intra-op threads
+  int64_t blas_threads = 0;  // OpenBLAS threads (common/threads.h)
+  std::string blas;
   int64_t seq_len = 0, micro_batch = 0;
   bool gradient_checkpointing = false;
   double matmul_peak_gflops = 0.0;        // of the kernel the steps use: the MFU denominator

@@ -4,8 +4,8 @@
 #include "mixlora/common/error.h"
 #include "mixlora/common/build_info.h"
 #include "mixlora/common/signals.h"
+#include "mixlora/common/threads.h"
 
-#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -20,7 +20,7 @@ void add_common_options(CLI::App& app, CommonOptions& options) {
   app.add_option("--dtype", options.dtype, "frozen base weights: fp32 | bf16 | fp16")
       ->capture_default_str();
   app.add_option("--seed", options.seed, "random seed")->capture_default_str();
-  app.add_option("--threads", options.threads, "CPU threads (0 = all cores)")->capture_default_str();
+  app.add_option("--threads", options.threads, "CPU threads for LibTorch and BLAS (0 = all cores)")->capture_default_str();
   app.add_option("--log-level", options.log_level, "trace | debug | info | warn | error")
       ->capture_default_str();
   app.set_version_flag("--version", std::string("mixlora-cpp ") + MIXLORA_VERSION +
@@ -38,7 +38,8 @@ Runtime apply_common_options(const CommonOptions& options) {
   }
   spdlog::set_level(level);
   if (options.threads < 0) fail_input("--threads: must be >= 0, got {}", options.threads);
-  if (options.threads > 0) at::set_num_threads(options.threads);
+  const auto threads = common::configure_threads(options.threads);
+  spdlog::debug("CPU: {}", common::describe(threads));
   return Runtime{parse_device(options.device), parse_dtype(options.dtype)};
 }
 

@@ -1,30 +1,22 @@
 #include "mixlora/eval/evaluator.h"
 
+#include "mixlora/common/error.h"
 #include "mixlora/tasks/causal_lm.h"
 #include "mixlora/tasks/classification.h"
 
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace mixlora::eval {
 
 namespace {
 
-// Running sums of one input over the batches.
-struct Totals {
-  double loss_sum = 0.0;        // summed token cross-entropy (or summed classification CE)
-  int64_t loss_count = 0;       // tokens (or classified rows)
-  int64_t correct = 0, scored = 0;
-  double aux_sum = 0.0, z_sum = 0.0;
-  int64_t batches = 0;
-  std::vector<at::Tensor> expert_counts;  // per layer [E]
-};
-
 // Multiple choice: argmax over the choices' first-token logits at the last prompt token.
 void score_multiple_choice(const model::Decoder& decoder, const at::Tensor& hidden,
-                           const std::vector<const data::Sample*>& rows, Totals& totals) {
+                           const std::vector<const data::Sample*>& rows, EvalTotals& totals) {
   for (size_t r = 0; r < rows.size(); ++r) {
     const auto* s = rows[r];
     if (s->choice_token_ids.empty() || s->prompt_length < 1) continue;
@@ -36,26 +28,66 @@ void score_multiple_choice(const model::Decoder& decoder, const at::Tensor& hidd
   }
 }
 
-void add_router_profile(const std::vector<moe::Routing>& routings, int64_t num_experts, Totals& totals) {
-  if (totals.expert_counts.empty()) totals.expert_counts.resize(routings.size());
+void add_router_profile(const std::vector<moe::Routing>& routings, int64_t num_experts, EvalTotals& totals) {
+  if (routings.size() != totals.expert_counts.size()) {
+    fail_runtime("router profile: {} routed layers, {} expected", routings.size(), totals.expert_counts.size());
+  }
   for (size_t layer = 0; layer < routings.size(); ++layer) {
     auto experts = routings[layer].experts.reshape({-1});
-    auto counts = at::bincount(experts.masked_select(experts.ge(0)), {}, num_experts).to(at::kCPU, at::kDouble);
-    auto& sum = totals.expert_counts[layer];
-    sum = sum.defined() ? sum + counts : counts;
+    totals.expert_counts[layer] +=
+        at::bincount(experts.masked_select(experts.ge(0)), {}, num_experts).to(at::kCPU, at::kDouble);
   }
+}
+
+// Zero totals; a MixLoRA adapter's expert counts are sized up front so that every shard's
+// totals flatten to the same length, even a shard that scored no batch.
+EvalTotals empty_totals(const adapters::Adapter* adapter) {
+  EvalTotals t;
+  if (!adapter || !adapter->is_mixlora()) return t;
+  for (const auto& layer : adapter->layers) {
+    if (layer.mixlora) t.expert_counts.push_back(at::zeros({adapter->config.num_experts}, at::kDouble));
+  }
+  return t;
 }
 
 }  // namespace
 
-std::vector<EvalResult> evaluate(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
-                                 int64_t batch_size, int64_t pad_id) {
+std::vector<double> EvalTotals::flatten() const {
+  std::vector<double> values = {loss_sum, static_cast<double>(loss_count), static_cast<double>(correct),
+                                static_cast<double>(scored), aux_sum, z_sum, static_cast<double>(batches)};
+  for (const auto& counts : expert_counts) {
+    values.insert(values.end(), counts.data_ptr<double>(), counts.data_ptr<double>() + counts.numel());
+  }
+  return values;
+}
+
+void EvalTotals::assign(const std::vector<double>& values) {
+  if (values.size() != flatten().size()) fail_runtime("eval totals: {} values for {}", values.size(), flatten().size());
+  // Counts are whole numbers far below 2^53: exact in a double, and after summing.
+  loss_sum = values[0];
+  loss_count = std::llround(values[1]);
+  correct = std::llround(values[2]);
+  scored = std::llround(values[3]);
+  aux_sum = values[4];
+  z_sum = values[5];
+  batches = std::llround(values[6]);
+  size_t at = 7;
+  for (auto& counts : expert_counts) {
+    std::copy(values.begin() + at, values.begin() + at + counts.numel(), counts.data_ptr<double>());
+    at += counts.numel();
+  }
+}
+
+std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
+                              int64_t batch_size, int64_t pad_id, EvalShard shard) {
   torch::NoGradGuard no_grad;
   const size_t n = inputs.size();
-  std::vector<Totals> totals(n);
+  std::vector<EvalTotals> totals;
+  for (const auto& in : inputs) totals.push_back(empty_totals(in.adapter));
   size_t longest = 0;
   for (const auto& in : inputs) longest = std::max(longest, in.samples->size());
-  for (size_t begin = 0; begin < longest; begin += batch_size) {
+  for (size_t begin = 0, b = 0; begin < longest; begin += batch_size, ++b) {
+    if (static_cast<int64_t>(b % shard.count) != shard.index) continue;
     // Each input's next rows, fused into one batch.
     std::vector<const data::Sample*> rows;
     std::vector<adapters::AdapterSegment> segments;
@@ -106,6 +138,11 @@ std::vector<EvalResult> evaluate(const model::Decoder& decoder, const std::vecto
       add_router_profile(hooks.routings(k), adapter->config.num_experts, t);
     }
   }
+  return totals;
+}
+
+std::vector<EvalResult> results_of(const std::vector<EvalInput>& inputs, const std::vector<EvalTotals>& totals) {
+  const size_t n = inputs.size();
   std::vector<EvalResult> results(n);
   for (size_t a = 0; a < n; ++a) {
     const auto& t = totals[a];
@@ -130,6 +167,11 @@ std::vector<EvalResult> evaluate(const model::Decoder& decoder, const std::vecto
     }
   }
   return results;
+}
+
+std::vector<EvalResult> evaluate(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
+                                 int64_t batch_size, int64_t pad_id) {
+  return results_of(inputs, score(decoder, inputs, batch_size, pad_id));
 }
 
 nlohmann::json report_json(const std::vector<EvalResult>& results) {

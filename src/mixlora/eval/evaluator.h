@@ -37,7 +37,36 @@ struct EvalResult {
   std::vector<std::vector<double>> router_profile;
 };
 
+// Running sums of one input over the batches scored: what the results are computed from, and
+// what shards of one evaluation add up (element-wise) to.
+struct EvalTotals {
+  double loss_sum = 0.0;   // summed token cross-entropy (or summed classification CE)
+  int64_t loss_count = 0;  // tokens (or classified rows)
+  int64_t correct = 0, scored = 0;
+  double aux_sum = 0.0, z_sum = 0.0;  // router losses summed over batches
+  int64_t batches = 0;
+  std::vector<at::Tensor> expert_counts;  // MixLoRA: per layer [num_experts], double, CPU
+
+  // The sums as one row of doubles (for an all-reduce), and back from such a row.
+  std::vector<double> flatten() const;
+  void assign(const std::vector<double>& values);
+};
+
+// Which fused batches a process scores: batch b (rows b*batch_size.. of every input) when
+// b % count == index. Every batch is scored whole, so the sum of all shards' totals is the
+// totals of one process scoring everything (data-parallel training evaluates this way).
+struct EvalShard {
+  int64_t index = 0;
+  int64_t count = 1;
+};
+
 // No dropout, no gradients. `batch_size` rows per input per fused batch.
+std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
+                              int64_t batch_size, int64_t pad_id, EvalShard shard = {});
+// Means, accuracy and router profile from the (summed) totals of `inputs`.
+std::vector<EvalResult> results_of(const std::vector<EvalInput>& inputs, const std::vector<EvalTotals>& totals);
+
+// score + results_of in one process.
 std::vector<EvalResult> evaluate(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
                                  int64_t batch_size, int64_t pad_id);
 

@@ -112,6 +112,22 @@ void DataParallel::check_in_sync(const AdapterRun& run) {
   }
 }
 
+eval::EvalShard DataParallel::eval_shard() const {
+  if (!comm_) return {};
+  return {comm_->rank(), comm_->world_size()};
+}
+
+void DataParallel::sum_eval_totals(std::vector<eval::EvalTotals>& totals) {
+  if (!comm_) return;
+  std::vector<at::Tensor> sums;
+  for (const auto& t : totals) sums.push_back(at::tensor(t.flatten(), at::kDouble));
+  comm_->all_reduce_sum(sums);
+  for (size_t i = 0; i < totals.size(); ++i) {
+    const auto& s = sums[i];
+    totals[i].assign(std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel()));
+  }
+}
+
 void DataParallel::barrier() {
   if (comm_) comm_->barrier();
 }

@@ -14,6 +14,7 @@
 // be a multiple of the world size, or ranks idle in turn.
 #pragma once
 
+#include "mixlora/eval/evaluator.h"
 #include "mixlora/train/distributed.h"
 
 #include <memory>
@@ -51,6 +52,12 @@ class DataParallel {
   // When an adapter finished: its weights on this rank must equal rank 0's bit for bit (the
   // ranks took the same steps on the same gradients); a difference is a bug, reported as such.
   void check_in_sync(const AdapterRun& run);
+
+  // Held-out scoring during training is sharded the same way: rank r scores eval batches
+  // r, r + N, ... (eval::EvalShard), then the ranks' totals are summed, so every rank holds the
+  // one-process totals.
+  eval::EvalShard eval_shard() const;
+  void sum_eval_totals(std::vector<eval::EvalTotals>& totals);
 
   // Around files rank 0 writes: the others wait, and learn if writing failed.
   void barrier();

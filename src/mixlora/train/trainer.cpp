@@ -56,12 +56,16 @@ void trim_metrics(const fs::path& dir, int64_t step) {
   io::write_file_atomically(path.string(), kept);
 }
 
-// The same scoring as mixlora-eval (dropout off, no gradients) on the adapter's held-out sets.
+// The same scoring as mixlora-eval (dropout off, no gradients) on the adapter's held-out sets;
+// data-parallel ranks each score a share of the batches and sum the totals (every rank calls this).
 std::vector<eval::EvalResult> evaluate_run(const model::Decoder& decoder, const AdapterRun& run,
-                                           const std::vector<data::TaskData>& sets, int64_t pad_id) {
+                                           const std::vector<data::TaskData>& sets, int64_t pad_id,
+                                           DataParallel& dp) {
   std::vector<eval::EvalInput> inputs;
   for (const auto& set : sets) inputs.push_back({&run.adapter(), set.task_name, &set.samples});
-  return eval::evaluate(decoder, inputs, run.adapter().config.evaluate_batch_size, pad_id);
+  auto totals = eval::score(decoder, inputs, run.adapter().config.evaluate_batch_size, pad_id, dp.eval_shard());
+  dp.sum_eval_totals(totals);
+  return eval::results_of(inputs, totals);
 }
 
 // A stop must wait for a step boundary: a checkpoint taken mid-accumulation would lose the
@@ -222,13 +226,11 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
       // alike) may decide a skip there, or the ranks' weights would part.
       const bool poisoned = !dp.enabled() && guard.loss_poisoned(active[k]);
       const double grad_norm = run.optimizer_step(config.max_grad_norm, poisoned);
-      if (dp.writes()) {
-        progress.finish_step(active[k], lr, grad_norm, summaries[active[k]]);
-        // Rank 0 alone scores the held-out sets (not sharded: they are small next to training).
-        if (const auto* sets = eval_set(active[k]);
-            sets && config.eval_every > 0 && (run.step() % config.eval_every == 0 || run.done())) {
-          progress.log_eval(active[k], evaluate_run(decoder, run, *sets, options.pad_id));
-        }
+      if (dp.writes()) progress.finish_step(active[k], lr, grad_norm, summaries[active[k]]);
+      if (const auto* sets = eval_set(active[k]);
+          sets && config.eval_every > 0 && (run.step() % config.eval_every == 0 || run.done())) {
+        const auto results = evaluate_run(decoder, run, *sets, options.pad_id, dp);
+        if (dp.writes()) progress.log_eval(active[k], results);
       }
       if (guard.finish_step(active[k], run.name(), run.step(), std::isnan(grad_norm)) && stop_reason.empty()) {
         stop_reason = fmt::format("adapter '{}': {} non-finite steps in a row (up to step {}); stopped with its "
