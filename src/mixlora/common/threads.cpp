@@ -7,7 +7,6 @@
 #include <dlfcn.h>
 
 #include <algorithm>
-#include <thread>
 
 namespace mixlora::common {
 
@@ -36,8 +35,10 @@ ThreadSetup& current() {
 }  // namespace
 
 ThreadSetup configure_threads(int requested) {
-  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  const int threads = requested > 0 ? requested : cores;
+  // LibTorch's own default: OMP_NUM_THREADS when set (torchrun sets 1 per rank), else the
+  // cores this process may run on. Read once, before any call here changes it.
+  static const int default_threads = std::max(1, at::get_num_threads());
+  const int threads = requested > 0 ? requested : default_threads;
   ThreadSetup setup;
   const auto openblas = OpenBlas::find();
   const int kind = openblas.found() ? openblas.get_parallel() : -1;
