@@ -5,8 +5,11 @@
 #include <spdlog/spdlog.h>
 
 #include <dlfcn.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <thread>
 
 namespace mixlora::common {
 
@@ -27,6 +30,19 @@ struct OpenBlas {
   bool found() const { return get_parallel && set_num_threads; }
 };
 
+// OMP_NUM_THREADS when set (torchrun sets 1 per rank), else the cores this process may run on.
+// Not at::get_num_threads(): LibTorch 1.13 defaults to the physical cores cpuinfo reports, which
+// on some virtual machines is 1 of 2 (measured here).
+int default_threads() {
+  if (const char* env = std::getenv("OMP_NUM_THREADS")) {
+    const int n = std::atoi(env);  // "4" or the first level of "4,2"
+    if (n > 0) return n;
+  }
+  cpu_set_t cpus;
+  if (::sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) > 0) return CPU_COUNT(&cpus);
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
 ThreadSetup& current() {
   static ThreadSetup setup{at::get_num_threads(), at::get_num_threads(), "unknown"};
   return setup;
@@ -35,10 +51,7 @@ ThreadSetup& current() {
 }  // namespace
 
 ThreadSetup configure_threads(int requested) {
-  // LibTorch's own default: OMP_NUM_THREADS when set (torchrun sets 1 per rank), else the
-  // cores this process may run on. Read once, before any call here changes it.
-  static const int default_threads = std::max(1, at::get_num_threads());
-  const int threads = requested > 0 ? requested : default_threads;
+  const int threads = requested > 0 ? requested : default_threads();
   ThreadSetup setup;
   const auto openblas = OpenBlas::find();
   const int kind = openblas.found() ? openblas.get_parallel() : -1;

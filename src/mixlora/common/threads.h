@@ -19,8 +19,8 @@ struct ThreadSetup {
   std::string blas;       // "openblas-openmp", "openblas-pthreads", "openblas-serial" or "other"
 };
 
-// Applies `requested` threads to both pools as described above; 0 = LibTorch's default
-// (OMP_NUM_THREADS if set, else all cores available to the process).
+// Applies `requested` threads to both pools as described above; 0 = OMP_NUM_THREADS if set,
+// else every core the process may run on.
 ThreadSetup configure_threads(int requested);
 
 // The setup configure_threads last applied (before any call: LibTorch's default, BLAS unknown).
