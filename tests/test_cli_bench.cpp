@@ -73,4 +73,7 @@ TEST_CASE("useful FLOPs per token follow the documented formula", "[bench]") {
   a.peft_type = config::PeftType::mixlora;  // top-2 of 8: two experts' LoRAs and the router
   const double moe_trainable = 5.0 * (16 * ((64 + 64) * 2 + (64 + 32) * 2) + 8 * 64 + 2 * 16 * (64 + 172) * 3);
   CHECK(bench::useful_flops_per_token(shape, a, 32) == Approx(4 * frozen + 6 * moe_trainable + attention));
+  // Top-p routing: the measured mean number of experts per token replaces top_k.
+  const double dynamic_trainable = moe_trainable + 5.0 * 1.5 * 16 * (64 + 172) * 3;
+  CHECK(bench::useful_flops_per_token(shape, a, 32, 3.5) == Approx(4 * frozen + 6 * dynamic_trainable + attention));
 }

@@ -3,7 +3,7 @@
 namespace mixlora::bench {
 
 double useful_flops_per_token(const model::ModelConfig& m, const config::AdapterConfig& a,
-                              int64_t seq_len) {
+                              int64_t seq_len, double experts_per_token) {
   const double h = static_cast<double>(m.hidden_size);
   const double q_out = static_cast<double>(m.num_heads * m.head_dim);
   const double kv_out = static_cast<double>(m.num_kv_heads * m.head_dim);
@@ -26,8 +26,9 @@ double useful_flops_per_token(const model::ModelConfig& m, const config::Adapter
   }
   double active_experts = 0.0;
   if (mixlora) {
-    active_experts = a.routing_strategy == config::RoutingStrategy::mixlora_switch ? 1.0
-                                                                                   : static_cast<double>(a.top_k);
+    active_experts = experts_per_token > 0.0 ? experts_per_token
+                     : a.routing_strategy == config::RoutingStrategy::mixlora_switch ? 1.0
+                                                                                     : static_cast<double>(a.top_k);
     trainable += static_cast<double>(a.num_experts) * h;  // router
   }
   for (const auto& p : mlp) {

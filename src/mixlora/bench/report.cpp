@@ -37,6 +37,7 @@ nlohmann::json report_json(const BenchReport& r) {
                     {"static_mem_mb", run.static_mem_mb},
                     {"trainable_params", run.trainable_params},
                     {"flops_per_token", run.flops_per_token},
+                    {"experts_per_token", run.experts_per_token},
                     {"mfu", run.mfu},
                     {"loss", run.loss}});
   }

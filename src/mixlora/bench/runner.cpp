@@ -102,6 +102,25 @@ double median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// Experts a token uses, averaged over tokens and layers: routing of one no-grad forward over
+// the adapter's next micro-batch with the weights the timed steps left. top_k for top-k routing;
+// for top-p (mixlora-dynamic) it depends on how peaked the router is.
+double mean_experts_per_token(const model::Decoder& decoder, train::AdapterRun& run) {
+  at::NoGradGuard no_grad;
+  const auto micro = run.next_micro_batch();
+  const auto batch = data::make_batch(micro, /*pad_id=*/0);
+  const auto mask = batch.attention_mask.to(decoder.model().device);
+  adapters::AdapterHooks hooks({{&run.adapter(), 0, static_cast<int64_t>(micro.size())}}, mask, /*training=*/false);
+  hooks.keep_routing(true);
+  decoder.hidden_states(batch.input_ids.to(decoder.model().device), mask, nullptr, &hooks);
+  double used = 0.0, tokens = 0.0;
+  for (const auto& routing : hooks.routings(0)) {
+    used += routing.experts.ge(0).sum().item<double>();
+    tokens += static_cast<double>(routing.experts.size(0));
+  }
+  return tokens > 0.0 ? used / tokens : 0.0;
+}
+
 RunResult run_one(const std::string& name, const model::BaseModel& base, const model::Decoder& decoder,
                   const BenchOptions& o, double peak_gflops) {
   const auto spec = run_spec(name, o);
@@ -178,7 +197,8 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
   r.peak_mem_mb = peak_memory_mb(base.device);
   r.static_mem_mb = static_mem_mb;
   for (const auto& run : runs) r.trainable_params += run->adapter().num_parameters();
-  r.flops_per_token = useful_flops_per_token(base.config, spec.adapters[0], o.seq_len);
+  r.experts_per_token = runs.front()->adapter().is_mixlora() ? mean_experts_per_token(decoder, *runs.front()) : 0.0;
+  r.flops_per_token = useful_flops_per_token(base.config, spec.adapters[0], o.seq_len, r.experts_per_token);
   r.mfu = peak_gflops > 0.0 ? r.flops_per_token * r.tokens_per_s / (peak_gflops * 1e9) : 0.0;
   r.loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0;
   spdlog::info("{}: {:.1f} tokens/s, {:.1f} ms/step, peak {:.0f} MiB, loss {:.4f}", name,

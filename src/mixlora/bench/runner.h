@@ -42,6 +42,7 @@ struct RunResult {
   double peak_mem_mb = 0.0;       // peak RSS (CPU) or allocator peak (CUDA) during the run
   int64_t trainable_params = 0;   // all adapters of the run
   double flops_per_token = 0.0;   // useful FLOPs (flops.h)
+  double experts_per_token = 0.0;  // MixLoRA: measured mean experts a token uses (0 for LoRA)
   double mfu = 0.0;               // achieved useful FLOP/s over the matmul peak
   double loss = 0.0;              // mean task loss of the timed steps (a sanity check)
 };

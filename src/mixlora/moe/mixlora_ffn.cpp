@@ -41,15 +41,18 @@ struct ExpertAssignment {
 ExpertAssignment assign(const Routing& routing, int64_t num_experts) {
   const int64_t slots = routing.experts.size(1);
   auto flat_experts = routing.experts.reshape({-1});
-  auto taken = flat_experts.ge(0).nonzero().squeeze(1);
-  auto chosen = flat_experts.index_select(0, taken);
-  auto order = std::get<1>(chosen.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
-  auto pair = taken.index_select(0, order);
+  // A stable sort groups the (token, slot) pairs by expert, in token order within each, with
+  // the empty slots (-1) first. The per-expert counts must reach the host (they size the split
+  // per expert): that one transfer is the only host sync of the routing.
+  auto order = std::get<1>(flat_experts.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
+  auto counts = at::bincount(flat_experts + 1, /*weights=*/{}, num_experts + 1).to(at::kCPU);
+  const auto* c = counts.data_ptr<int64_t>();
+  const int64_t empty = c[0];
+  auto pair = order.narrow(0, empty, flat_experts.numel() - empty);
   ExpertAssignment a;
   a.tokens = at::floor_divide(pair, slots);
   a.weights = routing.weights.reshape({-1}).index_select(0, pair);
-  auto counts = at::bincount(chosen, /*weights=*/{}, num_experts).to(at::kCPU);
-  a.counts.assign(counts.data_ptr<int64_t>(), counts.data_ptr<int64_t>() + num_experts);
+  a.counts.assign(c + 1, c + 1 + num_experts);
   return a;
 }
 
