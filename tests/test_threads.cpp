@@ -37,7 +37,7 @@ struct RestoreThreads {
 
 }  // namespace
 
-TEST_CASE("--threads sets LibTorch's and OpenBLAS's pools together", "[threads]") {
+TEST_CASE("thread setup: --threads sets LibTorch's and OpenBLAS's pools together", "[threads]") {
   RestoreThreads restore;
   const auto one = configure_threads(1);
   CHECK(one.torch_threads == 1);
