@@ -19,6 +19,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -254,8 +255,12 @@ TEST_CASE("two Gloo ranks train the same adapters as one process with the same g
   }
   const auto one_dir = ws / "one", two_dir = ws / "two";
   const int port = free_port();
+  // 8 KiB gradient buckets (the adapters have 36-268 KB of parameters): several per adapter, so
+  // that some leave during the backward pass (gradient_buckets.h) while the rest follow after it.
+  ::setenv("MIXLORA_BUCKET_MB", "0.0078125", 1);
   auto rank0 = start_rank(args + std::vector<std::string>{"--output-dir", two_dir} + dist_flags(0, port, 60), ws / "r0");
   auto rank1 = start_rank(args + std::vector<std::string>{"--output-dir", two_dir} + dist_flags(1, port, 60), ws / "r1");
+  ::unsetenv("MIXLORA_BUCKET_MB");
   auto single = start_rank(args + std::vector<std::string>{"--output-dir", one_dir}, ws / "single");
   wait_rank(rank0, 120);
   wait_rank(rank1, 120);
@@ -266,6 +271,16 @@ TEST_CASE("two Gloo ranks train the same adapters as one process with the same g
   // Rank 1 exits 0 only when every adapter's weights equalled rank 0's bit for bit at the end.
   REQUIRE(rank1.exit_code == 0);
   CHECK_THAT(rank0.err(), Catch::Matchers::Contains("2 ranks joined over gloo"));
+  {
+    // "data-parallel: E of T gradient buckets (all ranks) were sent during the backward pass", E > 0.
+    const auto log = rank0.err();
+    const auto at = log.find("data-parallel: ");
+    REQUIRE(at != std::string::npos);
+    long early = -1, total = -1;
+    REQUIRE(std::sscanf(log.c_str() + at, "data-parallel: %ld of %ld gradient buckets", &early, &total) == 2);
+    CHECK(early > 0);
+    CHECK(early < total);
+  }
   CHECK(rank1.out().empty());  // rank 0 alone reports
   for (const std::string name : {"stories-mixlora", "stories-switch", "stories-lora"}) {
     INFO("adapter " << name);

@@ -66,6 +66,11 @@ std::vector<const data::Sample*> AdapterRun::next_micro_batch() const {
   return batch;
 }
 
+bool AdapterRun::next_micro_batch_ends_step() const {
+  return micro_step_ + 1 >= accumulation_ ||
+         cursor_ + config().micro_batch_size >= static_cast<int64_t>(order_.size());
+}
+
 bool AdapterRun::finish_micro_batch() {
   cursor_ = std::min<int64_t>(cursor_ + config().micro_batch_size, order_.size());
   ++micro_step_;

@@ -33,6 +33,8 @@ class AdapterRun {
   // before clipping, or NaN when the step was skipped: gradients not finite, or `skip` (a
   // non-finite loss). A skipped step still counts and consumes its data.
   double optimizer_step(double max_grad_norm, bool skip = false);
+  // Whether finishing the next micro-batch will make an optimizer step due.
+  bool next_micro_batch_ends_step() const;
   // Micro-batches accumulated towards a step not yet taken: a checkpoint now would lose them.
   bool mid_step() const { return micro_step_ > 0; }
 

@@ -34,6 +34,7 @@ void DataParallel::synchronize_start(const std::vector<std::unique_ptr<AdapterRu
   std::vector<at::Tensor> weights;
   for (const auto& run : runs) {
     for (const auto& p : run->parameters()) weights.push_back(p);
+    buckets_.push_back(std::make_unique<GradientBuckets>(*comm_, run->parameters()));
   }
   at::NoGradGuard no_grad;
   comm_->broadcast(weights, 0);
@@ -61,29 +62,31 @@ void DataParallel::add_micro_batch(ProgressReporter& progress, size_t adapter, d
   ++h.micro_batches;
 }
 
+void DataParallel::before_backward(const std::vector<std::unique_ptr<AdapterRun>>& runs,
+                                   const std::vector<size_t>& active) {
+  if (!comm_) return;
+  for (size_t k : active) {
+    if (!runs[k]->next_micro_batch_ends_step()) continue;
+    buckets_[k]->arm();
+    return;
+  }
+}
+
 void DataParallel::reduce_step(AdapterRun& run, size_t adapter, ProgressReporter& progress) {
   if (!comm_) return;
   const auto& params = run.parameters();
   if (params.empty()) return;
   const auto device = params.front().device();
-  std::vector<float> has_grad(params.size(), 0.0f);
-  std::vector<at::Tensor> tensors;
-  for (size_t i = 0; i < params.size(); ++i) {
-    at::Tensor p = params[i];  // a handle: its grad is the parameter's
-    if (p.grad().defined()) {
-      has_grad[i] = 1.0f;
-    } else {
-      p.mutable_grad() = at::zeros_like(p);  // this rank computed none of the step's micro-batches
-    }
-    tensors.push_back(p.grad());
-  }
+  // The gradient sums (buckets already sent during backward are only waited for); then which
+  // parameters had a gradient on any rank, and the held losses, in one more collective.
+  auto& buckets = *buckets_[adapter];
+  buckets.send_rest();
+  const auto has_grad = buckets.wait();
   auto& h = held_[adapter];
   auto flags = at::tensor(has_grad).to(device);
   auto stats = at::tensor(std::vector<double>{h.task, h.aux, h.z, static_cast<double>(h.tokens),
                                               static_cast<double>(h.micro_batches)}).to(device);
-  tensors.push_back(flags);
-  tensors.push_back(stats);
-  comm_->all_reduce_sum(tensors);
+  comm_->all_reduce_sum({flags, stats});
 
   const auto flags_cpu = flags.cpu();
   for (size_t i = 0; i < params.size(); ++i) {
@@ -130,6 +133,20 @@ void DataParallel::sum_eval_totals(std::vector<eval::EvalTotals>& totals) {
 
 void DataParallel::barrier() {
   if (comm_) comm_->barrier();
+}
+
+void DataParallel::log_overlap() {
+  if (!comm_) return;
+  double early = 0, total = 0;
+  for (const auto& b : buckets_) {
+    early += static_cast<double>(b->sent_during_backward());
+    total += static_cast<double>(b->sent());
+  }
+  auto counts = at::tensor(std::vector<double>{early, total}).to(comm_->device());
+  comm_->all_reduce_sum({counts});
+  const auto c = counts.cpu();
+  spdlog::info("data-parallel: {} of {} gradient buckets (all ranks) were sent during the backward pass",
+               static_cast<int64_t>(c[0].item<double>()), static_cast<int64_t>(c[1].item<double>()));
 }
 
 }  // namespace mixlora::train

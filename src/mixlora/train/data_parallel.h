@@ -16,6 +16,7 @@
 
 #include "mixlora/eval/evaluator.h"
 #include "mixlora/train/distributed.h"
+#include "mixlora/train/gradient_buckets.h"
 
 #include <memory>
 #include <vector>
@@ -40,6 +41,13 @@ class DataParallel {
   // resumed at the same steps (checkpoints are read from a shared output_dir).
   void synchronize_start(const std::vector<std::unique_ptr<AdapterRun>>& runs);
 
+  // Before the backward pass of a fused batch this rank computes: the first of `active`'s
+  // adapters (in order) whose step this micro-batch completes sends its gradient buckets while
+  // the backward pass runs (gradient_buckets.h). Only that one: every rank starts the step-end
+  // collectives in the trainer's adapter order, and a later adapter's buckets cannot start
+  // before the earlier adapter's loss sums, which are known only after the backward pass.
+  void before_backward(const std::vector<std::unique_ptr<AdapterRun>>& runs, const std::vector<size_t>& active);
+
   // The losses of one micro-batch this rank computed: to the progress reporter at once in a
   // single process, else held until the step, where all ranks' micro-batches are summed.
   void add_micro_batch(ProgressReporter& progress, size_t adapter, double task, double aux, double z,
@@ -62,6 +70,9 @@ class DataParallel {
   // Around files rank 0 writes: the others wait, and learn if writing failed.
   void barrier();
 
+  // At the end (every rank): how many gradient buckets went out during backward passes.
+  void log_overlap();
+
  private:
   struct Held {
     double task = 0.0, aux = 0.0, z = 0.0;
@@ -69,6 +80,7 @@ class DataParallel {
   };
   Communicator* comm_;
   std::vector<Held> held_;
+  std::vector<std::unique_ptr<GradientBuckets>> buckets_;  // per adapter, made in synchronize_start
   int64_t batches_ = 0;  // fused batches walked so far
 };
 

@@ -64,6 +64,8 @@ std::map<at::ScalarType, std::vector<at::Tensor>> by_dtype(const std::vector<at:
 struct Collectives {
   virtual ~Collectives() = default;
   virtual void all_reduce_sum(std::vector<at::Tensor>& flat) = 0;
+  // Starts the sum; the returned call waits for it.
+  virtual std::function<void()> start_all_reduce_sum(std::vector<at::Tensor>& flat) = 0;
   virtual void broadcast(std::vector<at::Tensor>& flat, int root) = 0;
 };
 
@@ -74,6 +76,12 @@ struct CollectivesOf final : Collectives {
     c10d::AllreduceOptions options;
     options.reduceOp = c10d::ReduceOp::SUM;
     group->allreduce(flat, options)->wait();
+  }
+  std::function<void()> start_all_reduce_sum(std::vector<at::Tensor>& flat) override {
+    c10d::AllreduceOptions options;
+    options.reduceOp = c10d::ReduceOp::SUM;
+    auto work = group->allreduce(flat, options);  // the work keeps its own handles of the tensors
+    return [work] { work->wait(); };
   }
   void broadcast(std::vector<at::Tensor>& flat, int root) override {
     c10d::BroadcastOptions options;
@@ -224,6 +232,19 @@ std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const
 void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors) {
   impl_->bucketed("all_reduce", tensors, [&](std::vector<at::Tensor>& flat) { impl_->group->all_reduce_sum(flat); });
 }
+
+std::function<void()> Communicator::start_all_reduce_sum(const at::Tensor& flat) {
+  if (flat.device() != impl_->device) fail_runtime("internal: start_all_reduce_sum got a tensor on {}", flat.device().str());
+  std::function<void()> wait;
+  impl_->run("all_reduce", [&] {
+    std::vector<at::Tensor> one = {flat};
+    wait = impl_->group->start_all_reduce_sum(one);
+  });
+  Impl* impl = impl_.get();
+  return [impl, wait] { impl->run("all_reduce", wait); };
+}
+
+c10::Device Communicator::device() const { return impl_->device; }
 
 void Communicator::broadcast(const std::vector<at::Tensor>& tensors, int root) {
   impl_->bucketed("broadcast", tensors, [&](std::vector<at::Tensor>& flat) { impl_->group->broadcast(flat, root); });

@@ -10,6 +10,7 @@
 #include <ATen/ATen.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,12 @@ class Communicator {
   // Sums each tensor over the ranks, in place. Tensors of one dtype travel flattened together in
   // buckets of at most kBucketBytes: few large messages instead of one per parameter.
   void all_reduce_sum(const std::vector<at::Tensor>& tensors);
+  // Starts summing one flat tensor (on device()) in place over the ranks and returns at once;
+  // the returned call waits for the result (and fails as all_reduce_sum does). Collectives run
+  // in the order they were started, so every rank must start the same ones in the same order.
+  std::function<void()> start_all_reduce_sum(const at::Tensor& flat);
+  // Where the tensors of collectives live: the CPU for Gloo, the GPU for NCCL.
+  c10::Device device() const;
   // Copies rank `root`'s tensors into every rank's, in place (same bucketing).
   void broadcast(const std::vector<at::Tensor>& tensors, int root = 0);
   void barrier();

@@ -209,6 +209,7 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
       const auto batch = data::make_batch(rows, options.pad_id);
       std::vector<int64_t> accumulation;
       for (size_t i : active) accumulation.push_back(runs[i]->accumulation());
+      dp.before_backward(runs, active);
       losses = forward_backward(decoder, batch, segments, accumulation,
                                 {options.ffn_path, config.gradient_checkpointing});
     }
@@ -266,6 +267,7 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
     }
   }
   progress.finish();
+  dp.log_overlap();
   for (size_t i = 0; i < runs.size(); ++i) summaries[i].steps = runs[i]->step();
   return summaries;
 }
