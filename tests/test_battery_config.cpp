@@ -38,6 +38,8 @@ TEST_CASE("battery: a broken training config is exit 2, one line, no output", "[
   const std::vector<Case> cases = {
       raw_config("empty file", "", {"config.json: invalid JSON"}),
       raw_config("not JSON", "{\"lora\": [", {"config.json: invalid JSON"}),
+      raw_config("a number too large for a double", "{\"lora\": [1e999]}",
+                 {"config.json: invalid JSON: number overflow parsing '1e999'"}),
       raw_config("a JSON array at the top", "[1, 2]", {"config.json"}),
       raw_config("nested 100000 deep", nesting_bomb(100000), {"config.json"}),
       raw_config("nested 100000 deep inside lora[0]",

@@ -103,7 +103,7 @@ std::optional<MarkerHit> find_marker(const nlohmann::json& value, const std::str
   nlohmann::json parsed;
   try {
     parsed = nlohmann::json::parse(replace_invalid_bytes(text));
-  } catch (const nlohmann::json::parse_error&) {
+  } catch (const nlohmann::json::exception&) {  // parse_error, or out_of_range for a number like 1e999
     fail_input("{}: invalid UTF-8 (byte 0x{:02x}) in a row that is not valid JSON either", where, byte);
   }
   if (auto hit = find_marker(parsed, "")) {
@@ -119,12 +119,18 @@ std::optional<MarkerHit> find_marker(const nlohmann::json& value, const std::str
 // ---------------------------------------------------------------------------------------------
 // Rows
 
-std::string parse_error_detail(const nlohmann::json::parse_error& e) {
+std::string parse_error_detail(const nlohmann::json::exception& e) {
   // "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ..." ->
-  // "syntax error ..."
+  // "syntax error ..."; "[json.exception.out_of_range.406] number overflow parsing '1e999'" ->
+  // "number overflow parsing '1e999'"
   std::string what = e.what();
-  const auto colon = what.find(": ", what.find("parse error"));
-  return colon == std::string::npos ? what : what.substr(colon + 2);
+  const auto parse_error = what.find("parse error");
+  if (parse_error != std::string::npos) {
+    const auto colon = what.find(": ", parse_error);
+    if (colon != std::string::npos) return what.substr(colon + 2);
+  }
+  const auto bracket = what.find("] ");
+  return bracket == std::string::npos ? what : what.substr(bracket + 2);
 }
 
 // Parses one row's text; InputErrors name `where`.
@@ -134,7 +140,7 @@ nlohmann::json parse_row_text(const std::string& text, const std::string& where)
   if (bad != std::string::npos) fail_invalid_utf8(text, bad, where);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     fail_input("{}: malformed JSON ({}); expected one JSON object per line or a JSON array of objects", where,
                io::escape_unprintable(parse_error_detail(e)));
   }

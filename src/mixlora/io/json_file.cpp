@@ -56,7 +56,7 @@ nlohmann::json read_json_file(const std::string& path) {
   check_json_depth(text, path);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
     std::string what = e.what();
     const auto pos = what.find("] ");
