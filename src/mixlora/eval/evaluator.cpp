@@ -62,7 +62,9 @@ std::vector<double> EvalTotals::flatten() const {
 }
 
 void EvalTotals::assign(const std::vector<double>& values) {
-  if (values.size() != flatten().size()) fail_runtime("eval totals: {} values for {}", values.size(), flatten().size());
+  size_t expected = 7;
+  for (const auto& counts : expert_counts) expected += static_cast<size_t>(counts.numel());
+  if (values.size() != expected) fail_runtime("eval totals: {} values for {}", values.size(), expected);
   // Counts are whole numbers far below 2^53: exact in a double, and after summing.
   loss_sum = values[0];
   loss_count = std::llround(values[1]);

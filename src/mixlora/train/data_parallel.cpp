@@ -4,6 +4,8 @@
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/progress.h"
 
+#include <cmath>
+
 namespace mixlora::train {
 
 DataParallel::DataParallel(Communicator* comm, size_t adapters) : comm_(comm), held_(adapters) {}
@@ -120,15 +122,22 @@ eval::EvalShard DataParallel::eval_shard() const {
   return {comm_->rank(), comm_->world_size()};
 }
 
+void DataParallel::sum_over_ranks(std::vector<std::vector<double>>& rows) {
+  std::vector<at::Tensor> sums;
+  for (const auto& row : rows) sums.push_back(at::tensor(row, at::kDouble));
+  comm_->all_reduce_sum(sums);  // host tensors: the communicator moves its buckets to its device
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const double* sum = sums[i].data_ptr<double>();
+    rows[i].assign(sum, sum + sums[i].numel());
+  }
+}
+
 void DataParallel::sum_eval_totals(std::vector<eval::EvalTotals>& totals) {
   if (!comm_) return;
-  std::vector<at::Tensor> sums;
-  for (const auto& t : totals) sums.push_back(at::tensor(t.flatten(), at::kDouble));
-  comm_->all_reduce_sum(sums);
-  for (size_t i = 0; i < totals.size(); ++i) {
-    const auto& s = sums[i];
-    totals[i].assign(std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel()));
-  }
+  std::vector<std::vector<double>> rows;
+  for (const auto& t : totals) rows.push_back(t.flatten());
+  sum_over_ranks(rows);
+  for (size_t i = 0; i < totals.size(); ++i) totals[i].assign(rows[i]);
 }
 
 void DataParallel::barrier() {
@@ -137,16 +146,14 @@ void DataParallel::barrier() {
 
 void DataParallel::log_overlap() {
   if (!comm_) return;
-  double early = 0, total = 0;
+  std::vector<std::vector<double>> counts = {{0.0, 0.0}};  // buckets sent early, in all
   for (const auto& b : buckets_) {
-    early += static_cast<double>(b->sent_during_backward());
-    total += static_cast<double>(b->sent());
+    counts[0][0] += static_cast<double>(b->sent_during_backward());
+    counts[0][1] += static_cast<double>(b->sent());
   }
-  auto counts = at::tensor(std::vector<double>{early, total}).to(comm_->device());
-  comm_->all_reduce_sum({counts});
-  const auto c = counts.cpu();
+  sum_over_ranks(counts);
   spdlog::info("data-parallel: {} of {} gradient buckets (all ranks) were sent during the backward pass",
-               static_cast<int64_t>(c[0].item<double>()), static_cast<int64_t>(c[1].item<double>()));
+               std::llround(counts[0][0]), std::llround(counts[0][1]));
 }
 
 }  // namespace mixlora::train

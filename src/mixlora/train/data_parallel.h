@@ -78,6 +78,9 @@ class DataParallel {
     double task = 0.0, aux = 0.0, z = 0.0;
     int64_t tokens = 0, micro_batches = 0;
   };
+  // Each row summed element-wise over the ranks, in place (one collective).
+  void sum_over_ranks(std::vector<std::vector<double>>& rows);
+
   Communicator* comm_;
   std::vector<Held> held_;
   std::vector<std::unique_ptr<GradientBuckets>> buckets_;  // per adapter, made in synchronize_start

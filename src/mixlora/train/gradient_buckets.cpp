@@ -26,7 +26,7 @@ int64_t bucket_bytes() {
 }  // namespace
 
 GradientBuckets::GradientBuckets(Communicator& comm, const std::vector<at::Tensor>& parameters)
-    : comm_(comm), parameters_(parameters), bucket_of_(parameters.size()), final_(parameters.size(), false) {
+    : comm_(comm), parameters_(parameters), final_(parameters.size(), false) {
   const int64_t limit = bucket_bytes();
   int64_t bytes = 0;
   for (size_t k = parameters_.size(); k-- > 0;) {
@@ -36,7 +36,6 @@ GradientBuckets::GradientBuckets(Communicator& comm, const std::vector<at::Tenso
       bytes = 0;
     }
     buckets_.back().parameters.push_back(k);
-    bucket_of_[k] = buckets_.size() - 1;
     bytes += size;
   }
   for (size_t k = 0; k < parameters_.size(); ++k) {
@@ -82,7 +81,8 @@ void GradientBuckets::send_ready_locked(bool all) {
     for (size_t k : bucket.parameters) {
       const auto& grad = parameters_[k].grad();
       bucket.had.push_back(grad.defined() ? 1.0f : 0.0f);
-      parts.push_back(grad.defined() ? grad.reshape({-1}) : at::zeros({parameters_[k].numel()}, parameters_[k].options()));
+      parts.push_back(grad.defined() ? grad.reshape({-1})
+                                     : at::zeros({parameters_[k].numel()}, parameters_[k].options()));
     }
     bucket.flat = at::cat(parts).to(comm_.device());
     bucket.wait = comm_.start_all_reduce_sum(bucket.flat);

@@ -61,7 +61,6 @@ class GradientBuckets {
   Communicator& comm_;
   std::vector<at::Tensor> parameters_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_;  // parameter -> bucket
   std::vector<bool> final_;        // parameter's gradient written in the armed backward
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive: they carry the hooks
   std::mutex mutex_;
