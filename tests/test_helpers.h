@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <iostream>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -28,6 +30,24 @@ namespace mixlora::test {
 inline const std::string& stories_dir() {
   static const std::string dir = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
   return dir;
+}
+
+// Skipping: a test whose optional input is missing prints one line starting "skipped: needs"
+// and returns; CTest's SKIP_REGULAR_EXPRESSION (tests/CMakeLists.txt) counts it as skipped,
+// never as passed. Use: `if (!have_or_skip(path, "../shared/...")) return;`
+inline bool have_or_skip(const std::string& path, const std::string& what) {
+  if (std::filesystem::exists(path)) return true;
+  std::cout << "skipped: needs " << what << std::endl;
+  return false;
+}
+
+// The Python of the reference venv (scripts/setup-python-refs.sh prints it; scripts/test.sh
+// exports it as MIXLORA_PYTHON), or "" after printing the skip line when it is not set.
+inline std::string reference_python_or_skip() {
+  const char* python = std::getenv("MIXLORA_PYTHON");
+  if (python != nullptr && *python != '\0') return python;
+  std::cout << "skipped: needs MIXLORA_PYTHON (the venv of scripts/setup-python-refs.sh)" << std::endl;
+  return "";
 }
 
 // The whole file as bytes ("" when it cannot be read).
