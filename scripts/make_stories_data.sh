@@ -6,7 +6,7 @@
 # Usage: scripts/make_stories_data.sh [MODEL_DIR]   (needs a build in build/)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MODEL=${1:-../shared/models/stories260K}
+MODEL=${1:-data/stories260K}
 BIN=${BUILD_DIR:-build}/bin
 out=data/stories
 mkdir -p "$out"

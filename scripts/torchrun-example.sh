@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 NPROC=${1:-2}
 shift || true
 BIN=${BUILD_DIR:-build}/bin
-MODEL_DIR=${MODEL_DIR:-../shared/models/stories260K}
+MODEL_DIR=${MODEL_DIR:-data/stories260K}
 OUTPUT_DIR=${OUTPUT_DIR:-output/torchrun}
 # The cores shared among the ranks: more threads than cores only slows every rank down.
 THREADS=$(( $(nproc) / NPROC ))

@@ -30,7 +30,7 @@ using mixlora::test::TempDir;
 namespace {
 
 const std::string kSource = MIXLORA_TEST_SOURCE_DIR;
-const std::string kCompat = MIXLORA_TEST_SHARED_DIR "/compat/moe-peft";
+const std::string kCompat = MIXLORA_TEST_SOURCE_DIR "/data/moe-peft";
 const std::string kTrainData = kSource + "/data/stories/train.jsonl";
 const std::string kTestData = kSource + "/data/stories/test.jsonl";
 
@@ -81,7 +81,7 @@ std::string tokenizer_model_dir(const TempDir& ws) {
   const auto model = model::random_base_model(config, at::kFloat, c10::Device(c10::kCPU), 1234);
   const auto dir = ws / "tiny-llama";
   model::save_base_model(model, dir);
-  fs::copy_file(MIXLORA_TEST_SHARED_DIR "/tokenizers/llama2/tokenizer.model", fs::path(dir) / "tokenizer.model");
+  fs::copy_file(MIXLORA_TEST_SOURCE_DIR "/data/tokenizers/llama2/tokenizer.model", fs::path(dir) / "tokenizer.model");
   return dir;
 }
 

@@ -1,5 +1,5 @@
 // Training-config parsing and validation (SPEC section 4), overrides, and adapter_config.json
-// reading/writing (SPEC section 7), against the real MoE-PEFT configs in ../shared/compat.
+// reading/writing (SPEC section 7), against the real MoE-PEFT configs shipped in data/moe-peft.
 #include "mixlora/common/error.h"
 #include "mixlora/config/did_you_mean.h"
 #include "mixlora/config/train_config.h"
@@ -20,7 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-const std::string kCompat = MIXLORA_TEST_SHARED_DIR "/compat/moe-peft";
+const std::string kCompat = MIXLORA_TEST_SOURCE_DIR "/data/moe-peft";
 const std::string kConfigs = MIXLORA_TEST_SOURCE_DIR "/configs";
 
 const std::vector<std::string> kAllTargets = {"q_proj",    "k_proj",  "v_proj",   "o_proj",

@@ -28,12 +28,12 @@ using Ids = std::vector<int64_t>;
 
 namespace {
 
-const std::string kCompat = MIXLORA_TEST_SHARED_DIR "/compat/moe-peft";
+const std::string kCompat = MIXLORA_TEST_SOURCE_DIR "/data/moe-peft";
 const std::string kDummy = kCompat + "/dummy_data.json";
 const std::string kFixtures = MIXLORA_TEST_SOURCE_DIR "/tests/fixtures/data";
 
 const Tokenizer& llama2() {
-  static const Tokenizer tokenizer = Tokenizer::from_file(MIXLORA_TEST_SHARED_DIR "/tokenizers/llama2/tokenizer.model");
+  static const Tokenizer tokenizer = Tokenizer::from_file(MIXLORA_TEST_SOURCE_DIR "/data/tokenizers/llama2/tokenizer.model");
   return tokenizer;
 }
 

@@ -25,10 +25,10 @@
 
 namespace mixlora::test {
 
-// The real stories260K checkpoint in ../shared (read-only test data). Its loaded model is in
+// The real stories260K checkpoint shipped in data/stories260K (MIT). Its loaded model is in
 // stories_model.h, for the tests that need LibTorch models.
 inline const std::string& stories_dir() {
-  static const std::string dir = MIXLORA_TEST_SHARED_DIR "/models/stories260K";
+  static const std::string dir = MIXLORA_TEST_SOURCE_DIR "/data/stories260K";
   return dir;
 }
 

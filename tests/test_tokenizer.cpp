@@ -26,7 +26,7 @@ using mixlora::test::TempDir;
 
 namespace {
 
-const std::string kLlama2Model = MIXLORA_TEST_SHARED_DIR "/tokenizers/llama2/tokenizer.model";
+const std::string kLlama2Model = MIXLORA_TEST_SOURCE_DIR "/data/tokenizers/llama2/tokenizer.model";
 const std::string kMultilingual =
     MIXLORA_TEST_SOURCE_DIR "/tests/fixtures/tokenizer/multilingual.txt";
 

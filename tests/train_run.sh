@@ -4,7 +4,7 @@
 # train_run_setup ROWS SAVE_STEP.
 #   train OUT FLAGS...   runs in the foreground;
 #   args OUT FLAGS...; "$BIN/mixlora-train" "${ARGS[@]}" &   runs the process itself in the background.
-MODEL=${MIXLORA_STORIES:-$SRC/../shared/models/stories260K}
+MODEL=${MIXLORA_STORIES:-$SRC/data/stories260K}
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 

@@ -17,7 +17,7 @@ import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-MODEL_DIR = os.path.join(ROOT, "..", "shared", "models", "stories260K")
+MODEL_DIR = os.path.join(ROOT, "data", "stories260K")
 OUT = os.path.join(ROOT, "tests", "fixtures", "stories260K_reference.json")
 
 DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
