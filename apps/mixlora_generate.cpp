@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     std::optional<mixlora::adapters::AdapterHooks> hooks;
     if (!adapter_dir.empty()) {
       adapter = mixlora::adapters::Adapter::load(adapter_dir, model);
-      hooks.emplace(std::vector<mixlora::adapters::AdapterSegment>{{&*adapter, 0, 1}}, at::Tensor(),
+      hooks.emplace(std::vector<mixlora::adapters::AdapterSegment>{{&*adapter, 0, 1, c10::nullopt}}, at::Tensor(),
                     /*training=*/false);
       hooks->keep_records(false);
     }

@@ -9,8 +9,6 @@
 #include "mixlora/train/pretrain_job.h"
 #include "mixlora/train/train_job.h"
 
-#include <torch/cuda.h>
-
 #include <iostream>
 
 int main(int argc, char** argv) {
@@ -74,43 +72,18 @@ int main(int argc, char** argv) {
       return 0;
     }
     mixlora::config::require_training_inputs(config, config_path);
-    auto runtime = mixlora::cli::apply_common_options(common);
     if (options.resume && options.overwrite) mixlora::fail_input("--resume and --overwrite exclude each other");
+    const auto runtime = mixlora::cli::apply_common_options(common);
     options.base_model_name = config.base_model;
     options.ffn_path = naive_moe ? mixlora::moe::FfnPath::naive : mixlora::moe::FfnPath::efficient;
-    std::unique_ptr<mixlora::train::Communicator> comm;
-    if (ranks.world_size > 1) {
-      if (!(dist_timeout > 0)) mixlora::fail_input("--dist-timeout: must be > 0 seconds, got {}", dist_timeout);
-      // One GPU per rank on a node: cuda means cuda:<local rank> (modulo the GPUs this task
-      // sees, for launchers that bind one GPU per task).
-      if (runtime.device.is_cuda() && !runtime.device.has_index()) {
-        const auto gpus = std::max<int64_t>(1, static_cast<int64_t>(torch::cuda::device_count()));
-        runtime.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(ranks.local_rank % gpus));
-      }
-      if (ranks.rank != 0) spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));  // rank 0 speaks
-      spdlog::info("rank {} of {} ({}), rendezvous at {}:{}", ranks.rank, ranks.world_size, ranks.source,
-                   ranks.master_addr, ranks.master_port);
-      mixlora::train::CommunicatorOptions comm_options;
-      comm_options.timeout = std::chrono::milliseconds(static_cast<int64_t>(dist_timeout * 1000));
-      comm_options.backend = dist_backend;
-      comm_options.device = runtime.device;
-      comm = mixlora::train::Communicator::connect(ranks, comm_options);
-      options.comm = comm.get();
-      spdlog::info("{} ranks joined over {}", comm->world_size(), comm->backend());
+    mixlora::train::TrainJob job{options, skip_bad_rows, runtime.dtype, runtime.device, ranks, dist_backend,
+                                 dist_timeout};
+    const auto summaries = mixlora::train::run_train_job(config, config_path, job);
+    if (ranks.rank != 0) return 0;
+    for (const auto& s : summaries) {
+      std::cout << fmt::format("{}: {} steps, loss {:.4f} -> {:.4f}, saved in {}\n", s.name, s.steps, s.first_loss,
+                               s.last_loss, s.output_dir);
     }
-    // Whatever fails on this rank, the others learn it at their next collective.
-    try {
-      const auto summaries = mixlora::train::run_train_job(config, config_path,
-                                                           {options, skip_bad_rows, runtime.dtype, runtime.device});
-      if (comm && comm->rank() != 0) return 0;
-      for (const auto& s : summaries) {
-        std::cout << fmt::format("{}: {} steps, loss {:.4f} -> {:.4f}, saved in {}\n", s.name, s.steps, s.first_loss,
-                                 s.last_loss, s.output_dir);
-      }
-      return 0;
-    } catch (const std::exception& e) {
-      if (comm) comm->report_failure(e.what());
-      throw;
-    }
+    return 0;
   });
 }

@@ -3,6 +3,8 @@
 # then --resume (again and again if needed): every resumed run must end with the adapter bytes
 # of an uninterrupted run, and no incomplete checkpoint may ever be taken for a complete one.
 # usage: scripts/kill_trials.sh [TRIALS=20] [BIN_DIR=build/bin] [TARGETED=0]   (prints a summary)
+# MIN_KILLED=N fails the run when fewer than N trials killed the run mid-way (a trial whose run
+# finished before its kill tests nothing).
 # TARGETED more trials each kill the run the moment a checkpoint is being written (a
 # .checkpoint-N.tmp directory exists), after a random number of completed checkpoints.
 set -euo pipefail
@@ -76,4 +78,8 @@ done
 echo "kill -9 trials: $TRIALS random + $TARGETED targeted (uninterrupted run $ms ms); killed mid-run $killed (with a checkpoint being" \
   "written $during_checkpoint, a file being written $during_file), finished before the kill $finished_first;" \
   "resume runs $resumes; final adapter byte-equal $equal / $((TRIALS + TARGETED)); failures $bad"
-[ "$bad" = 0 ]
+[ "$bad" = 0 ] || exit 1
+if [ "$killed" -lt "${MIN_KILLED:-0}" ]; then
+  echo "only $killed of $((TRIALS + TARGETED)) trials killed the run mid-way (need ${MIN_KILLED})" >&2
+  exit 1
+fi

@@ -3,8 +3,11 @@
 #pragma once
 
 #include "mixlora/data/pretokenized.h"
+#include "mixlora/data/row_reader.h"
 #include "mixlora/model/base_model.h"
 #include "test_helpers.h"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <vector>
@@ -18,8 +21,14 @@ inline const model::BaseModel& stories() {
 
 // The first `count` rows of the stories copy task (data/stories/train.jsonl).
 inline std::vector<data::Sample> copy_task_rows(size_t count) {
-  static const auto all =
-      data::read_pretokenized(MIXLORA_TEST_SOURCE_DIR "/data/stories/train.jsonl", {}).samples;
+  static const auto all = [] {
+    std::vector<data::Sample> rows;
+    data::for_each_row(MIXLORA_TEST_SOURCE_DIR "/data/stories/train.jsonl", false,
+                       [&](const nlohmann::json& row, const std::string& where) {
+                         rows.push_back(data::parse_pretokenized_row(row, where, 0));
+                       });
+    return rows;
+  }();
   return {all.begin(), all.begin() + std::min(count, all.size())};
 }
 

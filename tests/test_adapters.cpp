@@ -1,7 +1,7 @@
 // LoRA and adapters on the real stories260K model: formulas, file names, save -> load
 // identity, fused segments, and mismatched base models.
 #include "mixlora/adapters/adapter.h"
-#include "mixlora/adapters/lora.h"
+#include "mixlora/lora/lora.h"
 #include "mixlora/common/error.h"
 #include "mixlora/io/safetensors.h"
 #include "mixlora/model/base_model.h"
@@ -73,34 +73,34 @@ double relative_difference(const at::Tensor& a, const at::Tensor& b, const at::T
 
 TEST_CASE("LoRA: init, scaling and formula", "[adapters][lora]") {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
-  config::LoraShape shape{8, 16.0, 0.0};
-  auto lora = adapters::init_lora(64, 32, shape, false, "original", gen, c10::Device(c10::kCPU));
+  lora::LoraShape shape{8, 16.0, 0.0};
+  auto lora = lora::init_lora(64, 32, shape, false, lora::LoraInit::original, gen, c10::Device(c10::kCPU));
   CHECK(lora.scale == 2.0);
-  CHECK(adapters::lora_scale(shape, true) == Approx(16.0 / std::sqrt(8.0)));
+  CHECK(lora::lora_scale(shape, true) == Approx(16.0 / std::sqrt(8.0)));
   CHECK(lora.b.abs().sum().item<double>() == 0.0);
   CHECK(lora.a.abs().max().item<double>() <= 1.0 / 8.0);  // kaiming bound 1/sqrt(64)
   CHECK(lora.a.abs().max().item<double>() > 0.1);
   CHECK(lora.a.requires_grad());
-  auto gaussian = adapters::init_lora(64, 32, shape, false, "gaussian", gen, c10::Device(c10::kCPU));
+  auto gaussian = lora::init_lora(64, 32, shape, false, lora::LoraInit::gaussian, gen, c10::Device(c10::kCPU));
   CHECK(gaussian.a.std().item<double>() == Approx(1.0 / 8.0).epsilon(0.1));
 
   torch::NoGradGuard no_grad;
   lora.b.copy_(at::randn({32, 8}));
   auto w = at::randn({32, 64});
   auto x = at::randn({3, 64});
-  auto got = adapters::apply_lora(lora, x, at::linear(x, w), false);
+  auto got = lora::apply_lora(lora, x, at::linear(x, w), false);
   auto expected = at::matmul(x, (w + 2.0 * at::matmul(lora.b, lora.a)).t());
   CHECK((got - expected).abs().max().item<double>() < 1e-4);
 
   SECTION("DoRA: magnitude starts at the row norms, output rescaled to them") {
-    auto dora = adapters::init_lora(64, 32, shape, false, "original", gen, c10::Device(c10::kCPU), w, true);
+    auto dora = lora::init_lora(64, 32, shape, false, lora::LoraInit::original, gen, c10::Device(c10::kCPU), w, true);
     CHECK(at::allclose(dora.magnitude, w.norm(2, 1)));
-    CHECK(at::allclose(adapters::apply_lora(dora, x, at::linear(x, w), false, w), at::linear(x, w), 1e-5, 1e-5));
+    CHECK(at::allclose(lora::apply_lora(dora, x, at::linear(x, w), false, w), at::linear(x, w), 1e-5, 1e-5));
     dora.b.copy_(at::randn({32, 8}));
     dora.magnitude.mul_(2.0);
     auto merged = w + 2.0 * at::matmul(dora.b, dora.a);
     auto rescaled = merged * (dora.magnitude / merged.norm(2, 1)).unsqueeze(1);
-    CHECK((adapters::apply_lora(dora, x, at::linear(x, w), false, w) - at::linear(x, rescaled)).abs().max().item<double>() < 1e-3);
+    CHECK((lora::apply_lora(dora, x, at::linear(x, w), false, w) - at::linear(x, rescaled)).abs().max().item<double>() < 1e-3);
   }
 }
 

@@ -70,7 +70,7 @@ TEST_CASE("MoE-PEFT mixlora.json parses with its values and the reference defaul
   CHECK(config.save_step == 1000);
   CHECK(config.train_lora_candidate_num == 2);
   CHECK(config.train_lora_simultaneously_num == 2);
-  CHECK(config.train_strategy == "optim");
+  CHECK(config.train_strategy == TrainStrategy::optim);
   REQUIRE(config.adapters.size() == 1);
   const auto& a = config.adapters[0];
   CHECK(a.name == "mixlora");
@@ -84,14 +84,14 @@ TEST_CASE("MoE-PEFT mixlora.json parses with its values and the reference defaul
   CHECK(a.lora.lora_alpha == 32.0);
   CHECK(a.lora.lora_dropout == 0.05);
   CHECK(a.target_modules == kAllTargets);
-  CHECK(a.optim == "adamw");
+  CHECK(a.optim == Optimizer::adamw);
   CHECK(a.lr == 2e-4);
   CHECK(a.batch_size == 16);
   CHECK(a.micro_batch_size == 8);
   CHECK(a.evaluate_batch_size == 16);
   CHECK(a.num_epochs == 2);
   CHECK(a.warmup_steps == 0);
-  CHECK(a.scheduler_type == "constant");
+  CHECK(a.scheduler_type == SchedulerType::constant);
   CHECK_FALSE(a.group_by_length);
   // Defaults of MixLoraConfig.from_config / TrainConfig.from_config
   CHECK(a.router_aux_loss_coef == 0.001);
@@ -101,8 +101,8 @@ TEST_CASE("MoE-PEFT mixlora.json parses with its values and the reference defaul
   CHECK(a.jitter_noise == 0.0);
   CHECK(a.weight_decay == 0.01);
   CHECK(a.momentum == 0.0);
-  CHECK(a.act_fn == "silu");
-  CHECK(a.lora_init == "original");
+  CHECK(a.act_fn == model::Activation::silu);
+  CHECK(a.lora_init == config::LoraInit::original);
   CHECK_FALSE(a.use_rslora);
   CHECK_FALSE(a.use_dora);
   CHECK_FALSE(a.expert_lora.has_value());
@@ -223,7 +223,7 @@ TEST_CASE("our top-level keys parse", "[config]") {
   CHECK(defaults.output_dir == "output");
   CHECK(defaults.seed == 42);
   CHECK(defaults.dtype == "fp32");
-  CHECK(defaults.train_strategy == "optim");
+  CHECK(defaults.train_strategy == TrainStrategy::optim);
 }
 
 TEST_CASE("\"adapters\" is an alias of \"lora\"", "[config]") {
@@ -383,9 +383,9 @@ TEST_CASE("rule: optimiser settings", "[config]") {
                       Equals("cfg.json: lora[0].evaluate_batch_size: must be >= 1, got 0"));
   auto a = parse_adapter(with(with(with(with(lora_config(), "optim", "sgd"), "momentum", 0.9),
                                    "scheduler_type", "cosine"), "warmup_ratio", 0.1));
-  CHECK(a.optim == "sgd");
+  CHECK(a.optim == Optimizer::sgd);
   CHECK(a.momentum == 0.9);
-  CHECK(a.scheduler_type == "cosine");
+  CHECK(a.scheduler_type == SchedulerType::cosine);
   CHECK(a.warmup_ratio == 0.1);
 }
 
@@ -439,7 +439,7 @@ TEST_CASE("rule: target_modules", "[config]") {
 TEST_CASE("rule: lora_init and the LoRA switches", "[config]") {
   auto a = parse_adapter(with(with(with(lora_config(), "lora_init", "gaussian"), "use_rslora", true),
                               "use_dora", true));
-  CHECK(a.lora_init == "gaussian");
+  CHECK(a.lora_init == config::LoraInit::gaussian);
   CHECK(a.use_rslora);
   CHECK(a.use_dora);
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "lora_init", "kaiming")),
@@ -511,8 +511,8 @@ TEST_CASE("rule: expert_capacity, capacity_factor and act_fn", "[config]") {
                       Equals("cfg.json: lora[0].expert_capacity: must be >= 1, got 0"));
   REQUIRE_INPUT_ERROR(parse(with(j, "capacity_factor", 0)),
                       Equals("cfg.json: lora[0].capacity_factor: must be > 0, got 0"));
-  CHECK(parse_adapter(with(j, "act_fn", "gelu_new")).act_fn == "gelu_new");
-  CHECK(parse_adapter(with(j, "act_fn", nullptr)).act_fn == "silu");
+  CHECK(parse_adapter(with(j, "act_fn", "gelu_new")).act_fn == model::Activation::gelu_tanh);
+  CHECK(parse_adapter(with(j, "act_fn", nullptr)).act_fn == model::Activation::silu);
   REQUIRE_INPUT_ERROR(parse(with(j, "act_fn", "gelu-new")),
                       Equals("cfg.json: lora[0].act_fn: must be one of silu, gelu, gelu_new, relu, got "
                              "\"gelu-new\"; did you mean 'gelu_new'?"));
@@ -616,7 +616,7 @@ TEST_CASE("rule: top-level ranges and choices", "[config]") {
                       Equals("cfg.json: train_lora_candidate_num: must be >= 1, got 0"));
   REQUIRE_INPUT_ERROR(parse(set("train_strategy", "fast")),
                       Equals("cfg.json: train_strategy: must be one of optim, none, got \"fast\""));
-  CHECK(parse(set("train_strategy", "none")).train_strategy == "none");
+  CHECK(parse(set("train_strategy", "none")).train_strategy == TrainStrategy::none);
   REQUIRE_INPUT_ERROR(parse(set("dtype", "fp64")),
                       Equals("cfg.json: dtype: must be one of fp32, bf16, fp16, got \"fp64\""));
   REQUIRE_INPUT_ERROR(parse(set("dtype", "fp23")),
@@ -690,7 +690,7 @@ TEST_CASE("overrides set numbers, booleans, strings and lists", "[config]") {
   const auto a = parse(j).adapters.at(0);
   CHECK(a.lr == 1e-4);
   CHECK(a.group_by_length);
-  CHECK(a.optim == "sgd");
+  CHECK(a.optim == Optimizer::sgd);
   CHECK(a.name == "123");
   CHECK(a.target_modules == std::vector<std::string>{"k_proj", "up_proj"});
 }
@@ -816,7 +816,7 @@ TEST_CASE("adapter_config.json round trip gives equal fields", "[config]") {
   CHECK(back.target_modules == original.target_modules);
   CHECK(back.use_rslora);
   CHECK_FALSE(back.use_dora);
-  CHECK(back.lora_init == "gaussian");
+  CHECK(back.lora_init == config::LoraInit::gaussian);
   CHECK(back.num_experts == 6);
   CHECK(back.top_k == original.top_k);
   CHECK(back.top_p == original.top_p);
@@ -829,7 +829,7 @@ TEST_CASE("adapter_config.json round trip gives equal fields", "[config]") {
   CHECK(back.router_init_range == 0.3);
   CHECK(back.jitter_noise == 0.05);
   CHECK(back.ffn_dropout == 0.1);
-  CHECK(back.act_fn == "gelu");
+  CHECK(back.act_fn == model::Activation::gelu);
   REQUIRE(back.expert_lora.has_value());
   CHECK(back.expert_lora->r == 2);
   CHECK(back.expert_lora->lora_alpha == 4.0);
@@ -869,7 +869,7 @@ TEST_CASE("a PEFT adapter_config.json reads with unknown keys ignored", "[config
   CHECK(a.lora.lora_dropout == 0.1);
   CHECK(a.target_modules == std::vector<std::string>{"q_proj", "v_proj"});
   CHECK(a.task_name == "casual");
-  CHECK(a.lora_init == "original");
+  CHECK(a.lora_init == config::LoraInit::original);
 
   auto all_linear = peft;
   all_linear["target_modules"] = "all-linear";
@@ -916,7 +916,7 @@ TEST_CASE("a MoE-PEFT adapter_config.json reads with missing keys defaulted", "[
   CHECK(a.jitter_noise == 0.01);
   CHECK(a.router_aux_loss_coef == 0.001);
   CHECK(a.router_z_loss_coef == 0.001);
-  CHECK(a.act_fn == "silu");
+  CHECK(a.act_fn == model::Activation::silu);
   CHECK(a.target_modules == kAllTargets);
   REQUIRE(a.expert_lora.has_value());
   CHECK(a.expert_lora->r == 8);

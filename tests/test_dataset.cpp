@@ -612,18 +612,6 @@ TEST_CASE("row reader: file:line errors and skip_bad_rows", "[data]") {
                         Equals(empty_array + ": no usable rows for task arc-e (the file has no rows)"));
     REQUIRE_INPUT_ERROR(load_one("casual", dir / "nope.jsonl"), Equals(dir / "nope.jsonl" + ": data file not found"));
   }
-  SECTION("read_pretokenized keeps its behaviour") {
-    const auto file = dir.write("pre.json", "[\n  {\"input_ids\": [1, 2, 3]},\n  {\"input_ids\": [1, 2, 3, 4, 5]}\n]");
-    mixlora::data::ReadOptions o;
-    o.max_length = 4;
-    REQUIRE_INPUT_ERROR(mixlora::data::read_pretokenized(file, o),
-                        Equals(file + ":3: input_ids: at most 4 tokens (cutoff_len or the model's context), got 5"));
-    o.skip_bad_rows = true;
-    const auto read = mixlora::data::read_pretokenized(file, o);
-    CHECK(read.samples.size() == 1);
-    CHECK(read.skipped == 1);
-    CHECK(read.samples[0].labels == Ids{1, 2, 3});
-  }
 }
 
 TEST_CASE("multi-task adapters read one file per task", "[data]") {

@@ -1,5 +1,6 @@
 // Routers against hand-computed cases, router losses, and the efficient MixLoRA FFN against the
 // naive per-expert path and against a per-token formula written out here.
+#include "mixlora/config/train_config.h"
 #include "mixlora/moe/mixlora_ffn.h"
 #include "mixlora/moe/router.h"
 #include "mixlora/moe/router_loss.h"
@@ -169,7 +170,7 @@ struct FfnFixture {
     for (int64_t e = 0; e < experts; ++e) {
       moe::ExpertLoras expert;
       auto lora = [&](int64_t in, int64_t out) {
-        adapters::LoraWeights l;
+        lora::LoraWeights l;
         l.a = normal({4, in}, 0.3).requires_grad_(true);
         l.b = normal({out, 4}, 0.3).requires_grad_(true);  // non-zero so the LoRA matters
         l.scale = 2.0;
@@ -193,10 +194,13 @@ struct FfnFixture {
     return all;
   }
 
-  // Output and gradients of sum(output * probe) w.r.t. every leaf.
-  std::pair<at::Tensor, std::vector<at::Tensor>> run(moe::FfnPath path, const at::Tensor& mask) {
+  // Output and gradients of sum(output * probe) w.r.t. every leaf. In training mode the random
+  // draws (LoRA and FFN dropout, switch jitter) come from a generator seeded with `seed`.
+  std::pair<at::Tensor, std::vector<at::Tensor>> run(moe::FfnPath path, const at::Tensor& mask,
+                                                     bool training = false, uint64_t seed = 0) {
     for (auto& t : leaves()) t.mutable_grad() = at::Tensor();
-    auto out = moe::mixlora_ffn(x, mask, mlp, weights, config, /*training=*/false, path).output;
+    const auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+    auto out = moe::mixlora_ffn(x, mask, mlp, weights, config.moe_options(), training, path, generator).output;
     auto probe = at::linspace(-1.0, 1.0, out.numel()).view(out.sizes());
     (out * probe).sum().backward();
     std::vector<at::Tensor> grads;
@@ -225,10 +229,36 @@ TEST_CASE("efficient MixLoRA FFN equals the naive per-expert path in value and g
   }
 }
 
+TEST_CASE("efficient and naive paths agree in training mode, dropout and jitter included", "[moe][ffn]") {
+  for (auto strategy : {config::RoutingStrategy::mixlora, config::RoutingStrategy::mixlora_dynamic,
+                        config::RoutingStrategy::mixlora_switch}) {
+    INFO(config::routing_strategy_name(strategy));
+    FfnFixture f(strategy);
+    for (auto& expert : f.weights.experts)
+      for (auto* l : {&expert.gate_proj, &expert.up_proj, &expert.down_proj}) (*l)->dropout = 0.3;
+    f.config.ffn_dropout = 0.2;
+    f.config.jitter_noise = 0.1;  // read by the switch router only
+    auto mask = at::ones({2, 5}, at::kLong);
+    mask[0][4] = 0;
+    auto [naive, naive_grads] = f.run(moe::FfnPath::naive, mask, /*training=*/true, 11);
+    auto [fast, fast_grads] = f.run(moe::FfnPath::efficient, mask, /*training=*/true, 11);
+    CHECK(max_relative_error(fast, naive) < 1e-5);
+    for (size_t i = 0; i < naive_grads.size(); ++i) {
+      INFO("leaf " << i);
+      CHECK(max_relative_error(fast_grads[i], naive_grads[i]) < 1e-5);
+    }
+    // The draws really happened: another seed, or no dropout at all, gives another output.
+    auto [other_seed, unused1] = f.run(moe::FfnPath::efficient, mask, /*training=*/true, 12);
+    auto [inference, unused2] = f.run(moe::FfnPath::efficient, mask, /*training=*/false);
+    CHECK(max_relative_error(other_seed, fast) > 1e-3);
+    CHECK(max_relative_error(inference, fast) > 1e-3);
+  }
+}
+
 TEST_CASE("naive path equals the per-token MixLoRA formula written out", "[moe][ffn]") {
   FfnFixture f(config::RoutingStrategy::mixlora);
   torch::NoGradGuard no_grad;
-  auto result = moe::mixlora_ffn(f.x, at::Tensor(), f.mlp, f.weights, f.config, false, moe::FfnPath::naive);
+  auto result = moe::mixlora_ffn(f.x, at::Tensor(), f.mlp, f.weights, f.config.moe_options(), false, moe::FfnPath::naive);
   auto flat = f.x.reshape({-1, f.x.size(2)});
   auto out = result.output.reshape({-1, f.x.size(2)});
   for (int64_t t = 0; t < flat.size(0); ++t) {
@@ -238,7 +268,7 @@ TEST_CASE("naive path equals the per-token MixLoRA formula written out", "[moe][
     auto expected = at::zeros_like(xt);
     for (int k = 0; k < 2; ++k) {
       const auto& e = f.weights.experts[idx[k].item<int64_t>()];
-      auto merged = [](const at::Tensor& w, const adapters::LoraWeights& l) {
+      auto merged = [](const at::Tensor& w, const lora::LoraWeights& l) {
         return w + l.scale * at::matmul(l.b, l.a);  // W' = W + s B A
       };
       auto h = at::silu(at::matmul(merged(f.mlp.gate_proj, *e.gate_proj), xt)) *
@@ -253,7 +283,7 @@ TEST_CASE("switch: overflowing tokens pass through scaled by their top-1 probabi
   FfnFixture f(config::RoutingStrategy::mixlora_switch);
   f.config.expert_capacity = 1;
   torch::NoGradGuard no_grad;
-  auto result = moe::mixlora_ffn(f.x, at::Tensor(), f.mlp, f.weights, f.config, false);
+  auto result = moe::mixlora_ffn(f.x, at::Tensor(), f.mlp, f.weights, f.config.moe_options(), false);
   auto flat = f.x.reshape({-1, f.x.size(2)});
   auto out = result.output.reshape({-1, f.x.size(2)});
   int64_t dropped = 0;
@@ -265,7 +295,7 @@ TEST_CASE("switch: overflowing tokens pass through scaled by their top-1 probabi
   }
   // 10 tokens in 2 sequences, 4 experts of capacity 1: at least 2 tokens overflow.
   CHECK(dropped >= 2);
-  CHECK(moe::switch_capacity(f.config, 5) == 1);
+  CHECK(moe::switch_capacity(f.config.moe_options(), 5) == 1);
   f.config.capacity_factor = 1.5;
-  CHECK(moe::switch_capacity(f.config, 10) == 4);  // ceil(1.5 * 10 / 4)
+  CHECK(moe::switch_capacity(f.config.moe_options(), 10) == 4);  // ceil(1.5 * 10 / 4)
 }

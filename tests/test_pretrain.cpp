@@ -35,10 +35,10 @@ config::TrainConfig pretrain_config() {
   config::TrainConfig c;
   config::AdapterConfig a;
   a.name = "pretrain";
-  a.optim = "adamw";
+  a.optim = config::Optimizer::adamw;
   a.lr = 1e-2;
   a.weight_decay = 0.01;
-  a.scheduler_type = "cosine";
+  a.scheduler_type = config::SchedulerType::cosine;
   a.warmup_steps = 2;
   a.batch_size = 16;
   a.micro_batch_size = 8;

@@ -115,18 +115,18 @@ TEST_CASE("AdamW and SGD follow PyTorch's update rules", "[train][optim]") {
 }
 
 TEST_CASE("learning-rate schedules", "[train][optim]") {
-  train::Schedule s{"linear", 2, 10};
+  train::Schedule s{config::SchedulerType::linear, 2, 10};
   CHECK(train::lr_factor(s, 0) == 0.0);
   CHECK(train::lr_factor(s, 1) == 0.5);
   CHECK(train::lr_factor(s, 2) == 1.0);
   CHECK(train::lr_factor(s, 6) == Approx(0.5));
-  s.type = "cosine";
+  s.type = config::SchedulerType::cosine;
   CHECK(train::lr_factor(s, 6) == Approx(0.5));
   CHECK(train::lr_factor(s, 4) == Approx(0.5 * (1 + std::cos(M_PI * 0.25))));
-  s.type = "constant_with_warmup";
+  s.type = config::SchedulerType::constant_with_warmup;
   CHECK(train::lr_factor(s, 1) == 0.5);
   CHECK(train::lr_factor(s, 9) == 1.0);
-  s.type = "constant";
+  s.type = config::SchedulerType::constant;
   CHECK(train::lr_factor(s, 0) == 1.0);
   CHECK(train::warmup_steps(0, 0.1, 95) == 10);
   CHECK(train::warmup_steps(3, 0.1, 95) == 3);

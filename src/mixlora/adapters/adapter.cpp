@@ -79,8 +79,8 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
     AdapterLayer out;
     auto plain = [&](Projection p) {
       const auto& w = base_weight(layer, p);
-      out.projections.emplace(p, init_lora(w.size(1), w.size(0), config.lora, config.use_rslora,
-                                           config.lora_init, generator, device, w, config.use_dora));
+      out.projections.emplace(p, lora::init_lora(w.size(1), w.size(0), config.lora, config.use_rslora,
+                                                 config.lora_init, generator, device, w, config.use_dora));
     };
     for (auto p : kAttention)
       if (config.targets(model::projection_name(p))) plain(p);
@@ -99,8 +99,8 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
         auto make = [&](Projection p) -> std::optional<LoraWeights> {
           if (!config.targets(model::projection_name(p))) return std::nullopt;
           const auto& w = base_weight(layer, p);
-          return init_lora(w.size(1), w.size(0), config.expert_shape(), config.use_rslora,
-                           config.lora_init, generator, device);
+          return lora::init_lora(w.size(1), w.size(0), config.expert_shape(), config.use_rslora,
+                                 config.lora_init, generator, device);
         };
         expert.gate_proj = make(Projection::gate_proj);
         expert.up_proj = make(Projection::up_proj);
@@ -264,7 +264,7 @@ at::Tensor AdapterHooks::attention_projection(int64_t layer, Projection projecti
     auto it = projections.find(projection);
     if (it == projections.end()) return base_rows;
     auto x = input.narrow(0, segments_[s].row_begin, segments_[s].row_count);
-    return apply_lora(it->second, x, base_rows, training_, weight, bias, segments_[s].generator);
+    return lora::apply_lora(it->second, x, base_rows, training_, weight, bias, segments_[s].generator);
   });
 }
 
@@ -279,7 +279,7 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
       if (attention_mask_.defined()) {
         mask = attention_mask_.narrow(0, segments_[s].row_begin, segments_[s].row_count);
       }
-      auto result = moe::mixlora_ffn(x, mask, mlp, *adapter_layer.mixlora, adapter->config,
+      auto result = moe::mixlora_ffn(x, mask, mlp, *adapter_layer.mixlora, adapter->config.moe_options(),
                                      training_, path_, segments_[s].generator);
       if (keep_records_) records_[s].push_back(result.record);
       if (keep_routing_) routings_[s].push_back(result.routing);
@@ -291,7 +291,7 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
       auto it = adapter_layer.projections.find(p);
       return it == adapter_layer.projections.end()
                  ? base
-                 : apply_lora(it->second, in, base, training_, weight, {}, segments_[s].generator);
+                 : lora::apply_lora(it->second, in, base, training_, weight, {}, segments_[s].generator);
     };
     auto hidden = model::activation(lora(Projection::gate_proj, x, mlp.gate_proj), config.hidden_act) *
                   lora(Projection::up_proj, x, mlp.up_proj);

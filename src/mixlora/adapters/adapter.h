@@ -3,7 +3,7 @@
 // head for classification tasks. Files follow SPEC section 7 (PEFT / MixLoRA plugin names).
 #pragma once
 
-#include "mixlora/adapters/lora.h"
+#include "mixlora/lora/lora.h"
 #include "mixlora/config/train_config.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/model/decoder.h"
@@ -18,6 +18,8 @@
 #include <vector>
 
 namespace mixlora::adapters {
+
+using lora::LoraWeights;
 
 struct AdapterLayer {
   // Plain LoRAs: attention targets of every adapter, MLP targets of LoRA adapters.
@@ -59,6 +61,9 @@ RouterLosses router_losses(const Adapter& adapter, const std::vector<moe::Router
 
 // One adapter's rows inside a (possibly fused) batch; adapter == nullptr = base model rows.
 struct AdapterSegment {
+  AdapterSegment(const Adapter* adapter, int64_t row_begin, int64_t row_count,
+                 c10::optional<at::Generator> generator = c10::nullopt)
+      : adapter(adapter), row_begin(row_begin), row_count(row_count), generator(std::move(generator)) {}
   const Adapter* adapter = nullptr;
   int64_t row_begin = 0;
   int64_t row_count = 0;

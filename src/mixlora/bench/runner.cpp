@@ -110,7 +110,7 @@ double mean_experts_per_token(const model::Decoder& decoder, train::AdapterRun& 
   const auto micro = run.next_micro_batch();
   const auto batch = data::make_batch(micro, /*pad_id=*/0);
   const auto mask = batch.attention_mask.to(decoder.model().device);
-  adapters::AdapterHooks hooks({{&run.adapter(), 0, static_cast<int64_t>(micro.size())}}, mask, /*training=*/false);
+  adapters::AdapterHooks hooks({{&run.adapter(), 0, static_cast<int64_t>(micro.size()), c10::nullopt}}, mask, /*training=*/false);
   hooks.keep_routing(true);
   decoder.hidden_states(batch.input_ids.to(decoder.model().device), mask, nullptr, &hooks);
   double used = 0.0, tokens = 0.0;

@@ -35,6 +35,4 @@ void install_stop_handlers() {
 
 int stop_signal() { return g_signal.load(); }
 
-void clear_stop_signal() { g_signal.store(0); }
-
 }  // namespace mixlora::common

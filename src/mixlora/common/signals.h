@@ -16,9 +16,6 @@ void install_stop_handlers();
 // The signal received since install_stop_handlers(), or 0.
 int stop_signal();
 
-// For tests: forget a recorded signal.
-void clear_stop_signal();
-
 // Thrown after a requested stop has been handled (checkpoints saved).
 class Interrupted : public std::runtime_error {
  public:

@@ -53,7 +53,7 @@ AdapterConfig parse_adapter_config_file(const nlohmann::json& json, const std::s
   read_lora_fields(in, adapter, KeySource::adapter_file);
   // PEFT's spelling of lora_init; an explicit lora_init wins.
   if (const auto* init = in.find("init_lora_weights"); init && *init == "gaussian" && !in.has("lora_init")) {
-    adapter.lora_init = "gaussian";
+    adapter.lora_init = LoraInit::gaussian;
   }
   read_mixlora_fields(in, adapter, KeySource::adapter_file);
   return adapter;
@@ -76,7 +76,7 @@ nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::s
   j["use_dora"] = adapter.use_dora;
   j["fan_in_fan_out"] = false;
   j["inference_mode"] = true;
-  j["init_lora_weights"] = adapter.lora_init == "gaussian" ? nlohmann::json("gaussian") : nlohmann::json(true);
+  j["init_lora_weights"] = adapter.lora_init == LoraInit::gaussian ? nlohmann::json("gaussian") : nlohmann::json(true);
 
   // Ours, only when they carry something: a plain causal LoRA stays a pure PEFT config.
   if (!is_causal_lm_task(adapter.task_name)) j["task_name"] = adapter.task_name;
@@ -86,7 +86,7 @@ nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::s
   if (!mixlora) return j;
   j["routing_strategy"] = routing_strategy_name(adapter.routing_strategy);
   j["num_experts"] = adapter.num_experts;
-  j["act_fn"] = adapter.act_fn;
+  j["act_fn"] = model::activation_name(adapter.act_fn);
   j["top_k"] = adapter.top_k;
   j["top_p"] = adapter.top_p;
   j["temperature"] = adapter.temperature;

@@ -245,7 +245,9 @@ void read_lora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySou
   read_target_modules(in, adapter, source);
   if (auto v = in.get_bool("use_rslora")) adapter.use_rslora = *v;
   if (auto v = in.get_bool("use_dora")) adapter.use_dora = *v;
-  if (auto v = read_choice(in, "lora_init", {"original", "gaussian"})) adapter.lora_init = *v;
+  if (auto v = read_enum(in, "lora_init", {LoraInit::original, LoraInit::gaussian}, lora_init_name)) {
+    adapter.lora_init = *v;
+  }
 }
 
 void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySource source) {
@@ -341,7 +343,9 @@ void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, Key
     adapter.ffn_dropout = *v;
   }
   // Absent or null: MoE-PEFT uses the FFN's own activation, SiLU for every supported model.
-  if (auto v = read_choice(in, "act_fn", {"silu", "gelu", "gelu_new", "relu"})) adapter.act_fn = *v;
+  if (auto v = read_choice(in, "act_fn", model::activation_names())) {
+    adapter.act_fn = *model::activation_from_name(*v);
+  }
   read_expert_lora(in, adapter, source);
 
   const auto& targets = adapter.target_modules;

@@ -31,4 +31,20 @@ const std::vector<std::string>& mixlora_keys();
 std::optional<std::string> read_choice(const JsonObjectReader& in, const std::string& key,
                                        const std::vector<std::string>& allowed);
 
+// read_choice for an enum-typed key: `values` in the order messages list them, `name` their
+// JSON spelling.
+template <class Enum>
+std::optional<Enum> read_enum(const JsonObjectReader& in, const std::string& key,
+                              std::initializer_list<Enum> values, const char* (*name)(Enum)) {
+  std::vector<std::string> names;
+  for (Enum v : values) names.emplace_back(name(v));
+  const auto chosen = read_choice(in, key, names);
+  if (chosen) {
+    for (Enum v : values) {
+      if (*chosen == name(v)) return v;
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace mixlora::config

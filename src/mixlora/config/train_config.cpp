@@ -112,7 +112,7 @@ std::vector<std::string> read_data(const JsonObjectReader& in, const char* key) 
 }
 
 void read_optimisation(const JsonObjectReader& in, AdapterConfig& a) {
-  if (auto v = read_choice(in, "optim", {"adamw", "sgd"})) a.optim = *v;
+  if (auto v = read_enum(in, "optim", {Optimizer::adamw, Optimizer::sgd}, optimizer_name)) a.optim = *v;
   if (auto v = in.get_number("lr")) {
     require(*v > 0.0, in, "lr", "must be > 0");
     a.lr = *v;
@@ -135,7 +135,10 @@ void read_optimisation(const JsonObjectReader& in, AdapterConfig& a) {
     require(*v >= 0.0, in, "weight_decay", "must be >= 0");
     a.weight_decay = *v;
   }
-  if (auto v = read_choice(in, "scheduler_type", {"constant", "linear", "cosine", "constant_with_warmup"})) {
+  if (auto v = read_enum(in, "scheduler_type",
+                         {SchedulerType::constant, SchedulerType::linear, SchedulerType::cosine,
+                          SchedulerType::constant_with_warmup},
+                         scheduler_type_name)) {
     a.scheduler_type = *v;
   }
   if (auto v = in.get_int("warmup_steps")) {
@@ -227,7 +230,9 @@ void read_top_level(const JsonObjectReader& in, TrainConfig& c) {
     require(*v >= 1, in, "train_lora_simultaneously_num", "must be >= 1");
     c.train_lora_simultaneously_num = *v;
   }
-  if (auto v = read_choice(in, "train_strategy", {"optim", "none"})) c.train_strategy = *v;
+  if (auto v = read_enum(in, "train_strategy", {TrainStrategy::optim, TrainStrategy::none}, train_strategy_name)) {
+    c.train_strategy = *v;
+  }
 
   if (auto v = in.get_string("base_model")) c.base_model = *v;
   if (auto v = in.get_string("output_dir")) {
@@ -269,6 +274,41 @@ void read_top_level(const JsonObjectReader& in, TrainConfig& c) {
 bool AdapterConfig::targets(const std::string& module) const {
   return std::find(target_modules.begin(), target_modules.end(), module) != target_modules.end();
 }
+
+moe::MoeOptions AdapterConfig::moe_options() const {
+  moe::MoeOptions o;
+  o.routing_strategy = routing_strategy;
+  o.num_experts = num_experts;
+  o.top_k = top_k;
+  o.top_p = top_p;
+  o.temperature = temperature;
+  o.jitter_noise = jitter_noise;
+  o.expert_capacity = expert_capacity;
+  o.capacity_factor = capacity_factor;
+  o.ffn_dropout = ffn_dropout;
+  o.act_fn = act_fn;
+  return o;
+}
+
+const char* optimizer_name(Optimizer optimizer) {
+  return optimizer == Optimizer::sgd ? "sgd" : "adamw";
+}
+
+const char* scheduler_type_name(SchedulerType type) {
+  switch (type) {
+    case SchedulerType::constant: return "constant";
+    case SchedulerType::linear: return "linear";
+    case SchedulerType::cosine: return "cosine";
+    case SchedulerType::constant_with_warmup: return "constant_with_warmup";
+  }
+  return "constant";
+}
+
+const char* train_strategy_name(TrainStrategy strategy) {
+  return strategy == TrainStrategy::none ? "none" : "optim";
+}
+
+const char* lora_init_name(LoraInit init) { return init == LoraInit::gaussian ? "gaussian" : "original"; }
 
 const char* routing_strategy_name(RoutingStrategy strategy) {
   switch (strategy) {

@@ -3,6 +3,9 @@
 #pragma once
 
 #include "mixlora/config/task_names.h"
+#include "mixlora/lora/lora_options.h"
+#include "mixlora/model/activation.h"
+#include "mixlora/moe/moe_options.h"
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -15,14 +18,12 @@
 namespace mixlora::config {
 
 enum class PeftType { lora, mixlora };
-enum class RoutingStrategy { mixlora, mixlora_dynamic, mixlora_switch };
-
-// The LoRA of one expert may differ from the adapter's (`expert_lora`).
-struct LoraShape {
-  int64_t r = 8;
-  double lora_alpha = 16.0;
-  double lora_dropout = 0.05;
-};
+using moe::RoutingStrategy;
+using lora::LoraShape;
+using lora::LoraInit;
+enum class Optimizer { adamw, sgd };
+enum class SchedulerType { constant, linear, cosine, constant_with_warmup };
+enum class TrainStrategy { optim, none };
 
 struct AdapterConfig {
   std::string name;
@@ -38,12 +39,12 @@ struct AdapterConfig {
                                           // glue:<task>: that task's label count; else 0
 
   // optimisation
-  std::string optim = "adamw";            // adamw | sgd
+  Optimizer optim = Optimizer::adamw;
   double lr = 3e-4;
   double loraplus_lr_ratio = 1.0;         // MoE-PEFT: lr of lora_B (and 1-D params) = lr * ratio
   double momentum = 0.0;
   double weight_decay = 0.01;
-  std::string scheduler_type = "constant";  // constant | linear | cosine | constant_with_warmup
+  SchedulerType scheduler_type = SchedulerType::constant;
   int64_t warmup_steps = 0;
   double warmup_ratio = 0.0;
   int64_t batch_size = 16;
@@ -58,7 +59,7 @@ struct AdapterConfig {
   std::vector<std::string> target_modules = {"q_proj", "v_proj"};
   bool use_rslora = false;
   bool use_dora = false;
-  std::string lora_init = "original";     // original | gaussian
+  LoraInit lora_init = LoraInit::original;
 
   // MixLoRA (peft_type == mixlora)
   PeftType peft_type = PeftType::lora;    // mixlora when routing_strategy or num_experts is given
@@ -75,12 +76,14 @@ struct AdapterConfig {
   int64_t expert_capacity = 32;
   std::optional<double> capacity_factor;  // ours: capacity = ceil(f * tokens_per_seq / E)
   double ffn_dropout = 0.0;
-  std::string act_fn = "silu";
+  model::Activation act_fn = model::Activation::silu;
   std::optional<LoraShape> expert_lora;   // overrides `lora` for the experts
 
   // Projections of the MLP that carry expert LoRAs, and of attention that carry plain LoRAs.
   bool targets(const std::string& module) const;
   const LoraShape& expert_shape() const { return expert_lora ? *expert_lora : lora; }
+  // The routing knobs the MoE kernel takes.
+  moe::MoeOptions moe_options() const;
   // The task ids of task_name, one per data file for a multi-task adapter.
   std::vector<std::string> tasks() const { return split_tasks(task_name); }
 };
@@ -90,7 +93,7 @@ struct TrainConfig {
   int64_t save_step = 2000;
   int64_t train_lora_candidate_num = 2;   // MoE-PEFT scheduler key; accepted, informational
   int64_t train_lora_simultaneously_num = 2;
-  std::string train_strategy = "optim";   // optim | none
+  TrainStrategy train_strategy = TrainStrategy::optim;
   std::vector<AdapterConfig> adapters;    // "lora" (or "adapters")
 
   // our keys
@@ -135,5 +138,10 @@ AdapterConfig parse_adapter_config_file(const nlohmann::json& json, const std::s
 nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::string& base_model);
 
 const char* routing_strategy_name(RoutingStrategy strategy);
+// The JSON spellings of the enum-typed keys.
+const char* optimizer_name(Optimizer optimizer);
+const char* scheduler_type_name(SchedulerType type);
+const char* train_strategy_name(TrainStrategy strategy);
+const char* lora_init_name(LoraInit init);
 
 }  // namespace mixlora::config

@@ -4,6 +4,7 @@
 #include "mixlora/config/task_names.h"
 #include "mixlora/data/multiple_choice.h"
 #include "mixlora/data/pretokenized.h"
+#include "mixlora/data/row_reader.h"
 #include "mixlora/data/prompt_template.h"
 #include "mixlora/data/tokenizer.h"
 #include "mixlora/io/json_file.h"

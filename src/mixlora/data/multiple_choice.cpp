@@ -2,6 +2,7 @@
 
 #include "mixlora/common/error.h"
 #include "mixlora/data/pretokenized.h"
+#include "mixlora/data/row_reader.h"
 #include "mixlora/data/tokenizer.h"
 #include "mixlora/io/json_file.h"
 

@@ -2,6 +2,7 @@
 
 #include "mixlora/common/error.h"
 #include "mixlora/tasks/causal_lm.h"
+#include "mixlora/tasks/chunked_lm_loss.h"
 #include "mixlora/tasks/classification.h"
 
 #include <nlohmann/json.hpp>
@@ -98,7 +99,7 @@ std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<E
       const auto& samples = *inputs[a].samples;
       if (begin >= samples.size()) continue;
       const size_t end = std::min(samples.size(), begin + static_cast<size_t>(batch_size));
-      segments.push_back({inputs[a].adapter, static_cast<int64_t>(rows.size()), static_cast<int64_t>(end - begin)});
+      segments.push_back({inputs[a].adapter, static_cast<int64_t>(rows.size()), static_cast<int64_t>(end - begin), c10::nullopt});
       owners.push_back(a);
       for (size_t i = begin; i < end; ++i) rows.push_back(&samples[i]);
     }
@@ -117,7 +118,9 @@ std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<E
       const auto class_labels = rows_of(batch.class_labels);
       ++t.batches;
       if (labels.ne(data::kIgnoreIndex).any().item<bool>()) {
-        auto loss = tasks::causal_lm_loss(decoder.logits(h), labels);
+        const tasks::LogitsFn logits_of = [&](const at::Tensor& x) { return decoder.logits(x); };
+        const auto chunk = tasks::lm_loss_chunk_rows(decoder.model().config.vocab_size);
+        auto loss = tasks::chunked_causal_lm_loss(logits_of, h, labels, chunk);
         t.loss_sum += loss.sum.item<double>();
         t.loss_count += loss.count.item<int64_t>();
       }

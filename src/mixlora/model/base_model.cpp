@@ -183,7 +183,7 @@ nlohmann::json model_config_json(const ModelConfig& c) {
       {"architectures", {c.architecture}},
       {"model_type", c.architecture == "Qwen2ForCausalLM" ? "qwen2"
                      : c.architecture == "MistralForCausalLM" ? "mistral" : "llama"},
-      {"hidden_act", c.hidden_act},
+      {"hidden_act", activation_name(c.hidden_act)},
       {"hidden_size", c.hidden_size},
       {"intermediate_size", c.intermediate_size},
       {"num_hidden_layers", c.num_layers},

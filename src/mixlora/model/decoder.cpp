@@ -2,7 +2,7 @@
 
 #include "mixlora/common/error.h"
 #include "mixlora/model/base_linear.h"
-#include "mixlora/model/checkpoint.h"
+#include "mixlora/model/recompute.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 
@@ -32,15 +32,17 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * normed.to(x.scalar_type());
 }
 
-at::Tensor activation(const at::Tensor& x, const std::string& name) {
-  if (name == "silu") return at::silu(x);
-  if (name == "gelu") return at::gelu(x);
-  if (name == "gelu_new") return at::gelu(x, "tanh");
-  if (name == "relu") return at::relu(x);
-  fail_input("activation '{}' is not supported (silu, gelu, gelu_new, relu)", name);
+at::Tensor activation(const at::Tensor& x, Activation act) {
+  switch (act) {
+    case Activation::silu: return at::silu(x);
+    case Activation::gelu: return at::gelu(x);
+    case Activation::gelu_tanh: return at::gelu(x, "tanh");
+    case Activation::relu: return at::relu(x);
+  }
+  return at::silu(x);
 }
 
-at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, const std::string& act) {
+at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, Activation act) {
   auto hidden = activation(base_linear(x, mlp.gate_proj), act) * base_linear(x, mlp.up_proj);
   return base_linear(hidden, mlp.down_proj);
 }
@@ -186,7 +188,7 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
       for (auto& t : layer_hooks->take_layer_outputs()) outputs.push_back(t);
       return outputs;
     };
-    auto outputs = checkpoint(block, h, generators);
+    auto outputs = run_recomputed(block, h, generators);
     h = outputs[0];
     active.restore_layer_outputs({outputs.begin() + 1, outputs.end()});
   }

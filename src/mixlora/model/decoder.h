@@ -19,11 +19,11 @@ const char* projection_name(Projection projection);
 // RMSNorm in fp32 whatever the input dtype (as HF does), scaled by `weight`.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
-// silu / gelu / gelu_new / relu, by config.json name.
-at::Tensor activation(const at::Tensor& x, const std::string& name);
+// The activation of a feed-forward block (model/activation.h).
+at::Tensor activation(const at::Tensor& x, Activation act);
 
 // The frozen SwiGLU block: down(act(gate x) * up x).
-at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, const std::string& act);
+at::Tensor dense_feed_forward(const at::Tensor& x, const MlpWeights& mlp, Activation act);
 
 // Adapters plug in here. The defaults leave the base model unchanged.
 class DecoderHooks {
@@ -74,7 +74,7 @@ class Decoder {
   // padding. With a cache, the T new tokens follow the cached ones and are appended to it.
   // Returns the final-norm hidden states [B, T, hidden] in the model dtype.
   // With `checkpoint_layers` (training), each layer is recomputed in backward instead of keeping
-  // its activations (model/checkpoint.h); `hooks` must then outlive the backward pass.
+  // its activations (model/recompute.h); `hooks` must then outlive the backward pass.
   at::Tensor hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
                            KVCache* cache = nullptr, DecoderHooks* hooks = nullptr,
                            bool checkpoint_layers = false) const;

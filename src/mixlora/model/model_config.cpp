@@ -127,12 +127,13 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& so
   config.rope_scaling = parse_rope_scaling(json, source);
   config.tie_word_embeddings = io::get_bool(json, "tie_word_embeddings", source).value_or(false);
   config.attention_bias = is_qwen2 || io::get_bool(json, "attention_bias", source).value_or(false);
-  config.hidden_act = io::get_string(json, "hidden_act", source).value_or("silu");
-  if (config.hidden_act != "silu" && config.hidden_act != "gelu" &&
-      config.hidden_act != "gelu_new" && config.hidden_act != "relu") {
-    fail_input("{}: hidden_act '{}' is not supported (silu, gelu, gelu_new, relu)", source,
-               config.hidden_act);
+  const auto hidden_act = io::get_string(json, "hidden_act", source).value_or("silu");
+  const auto activation = activation_from_name(hidden_act);
+  if (!activation) {
+    fail_input("{}: hidden_act '{}' is not supported ({})", source, hidden_act,
+               fmt::join(activation_names(), ", "));
   }
+  config.hidden_act = *activation;
   config.bos_token_id = token_id(json, "bos_token_id", source, 1);
   config.eos_token_id = token_id(json, "eos_token_id", source, 2);
   config.pad_token_id = token_id(json, "pad_token_id", source, -1);

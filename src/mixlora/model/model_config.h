@@ -1,6 +1,8 @@
 // The shape and numerics of a decoder-only base model, read from a Hugging Face config.json.
 #pragma once
 
+#include "mixlora/model/activation.h"
+
 #include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
@@ -34,7 +36,7 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (Qwen2 always, LLaMA when attention_bias: true)
-  std::string hidden_act = "silu";
+  Activation hidden_act = Activation::silu;
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;
   int64_t pad_token_id = -1;  // -1: none declared

@@ -7,25 +7,25 @@
 
 namespace mixlora::moe {
 
-int64_t switch_capacity(const config::AdapterConfig& config, int64_t steps) {
-  if (!config.capacity_factor) return config.expert_capacity;
-  const double per_expert = *config.capacity_factor * static_cast<double>(steps) /
-                            static_cast<double>(config.num_experts);
+int64_t switch_capacity(const MoeOptions& options, int64_t steps) {
+  if (!options.capacity_factor) return options.expert_capacity;
+  const double per_expert = *options.capacity_factor * static_cast<double>(steps) /
+                            static_cast<double>(options.num_experts);
   return std::max<int64_t>(1, static_cast<int64_t>(std::ceil(per_expert)));
 }
 
 namespace {
 
 Routing route(const at::Tensor& router_input, const at::Tensor& router, const at::Tensor& mask_flat,
-              const config::AdapterConfig& config, int64_t batch, int64_t steps, at::Tensor& logits) {
+              const MoeOptions& options, int64_t batch, int64_t steps, at::Tensor& logits) {
   logits = at::linear(router_input, router);
-  switch (config.routing_strategy) {
-    case config::RoutingStrategy::mixlora:
-      return router_topk(logits, config.top_k);
-    case config::RoutingStrategy::mixlora_dynamic:
-      return router_topp(logits, config.top_p, config.temperature);
-    case config::RoutingStrategy::mixlora_switch:
-      return router_switch(logits, batch, switch_capacity(config, steps), mask_flat);
+  switch (options.routing_strategy) {
+    case RoutingStrategy::mixlora:
+      return router_topk(logits, options.top_k);
+    case RoutingStrategy::mixlora_dynamic:
+      return router_topp(logits, options.top_p, options.temperature);
+    case RoutingStrategy::mixlora_switch:
+      return router_switch(logits, batch, switch_capacity(options, steps), mask_flat);
   }
   return {};
 }
@@ -56,20 +56,20 @@ ExpertAssignment assign(const Routing& routing, int64_t num_experts) {
   return a;
 }
 
-at::Tensor maybe_lora(const std::optional<adapters::LoraWeights>& lora, const at::Tensor& x,
+at::Tensor maybe_lora(const std::optional<lora::LoraWeights>& lora, const at::Tensor& x,
                       const at::Tensor& base_output, bool training,
                       const c10::optional<at::Generator>& generator) {
-  return lora ? adapters::apply_lora(*lora, x, base_output, training, {}, {}, generator) : base_output;
+  return lora ? lora::apply_lora(*lora, x, base_output, training, {}, {}, generator) : base_output;
 }
 
 // Every expert runs its whole FFN on its tokens; weighted outputs summed per token.
 at::Tensor naive_experts(const at::Tensor& flat, const model::MlpWeights& mlp,
-                         const MixLoraLayerWeights& weights, const config::AdapterConfig& config,
+                         const MixLoraLayerWeights& weights, const MoeOptions& options,
                          const ExpertAssignment& assignment, bool training,
                          const c10::optional<at::Generator>& generator) {
   auto output = at::zeros({flat.size(0), flat.size(1)}, flat.options().dtype(at::kFloat));
   int64_t offset = 0;
-  for (int64_t e = 0; e < config.num_experts; ++e) {
+  for (int64_t e = 0; e < options.num_experts; ++e) {
     const int64_t count = assignment.counts[e];
     if (count == 0) continue;
     auto tokens = assignment.tokens.narrow(0, offset, count);
@@ -78,9 +78,9 @@ at::Tensor naive_experts(const at::Tensor& flat, const model::MlpWeights& mlp,
     const auto& lora = weights.experts[e];
     auto xe = flat.index_select(0, tokens);
     auto inter = model::activation(maybe_lora(lora.gate_proj, xe, model::base_linear(xe, mlp.gate_proj), training, generator),
-                                   config.act_fn) *
+                                   options.act_fn) *
                  maybe_lora(lora.up_proj, xe, model::base_linear(xe, mlp.up_proj), training, generator);
-    if (training && config.ffn_dropout > 0.0) inter = adapters::dropout(inter, config.ffn_dropout, generator);
+    if (training && options.ffn_dropout > 0.0) inter = lora::dropout(inter, options.ffn_dropout, generator);
     auto expert_out = maybe_lora(lora.down_proj, inter, model::base_linear(inter, mlp.down_proj), training, generator);
     output = output.index_add(0, tokens, expert_out.to(at::kFloat) * weight);
   }
@@ -92,7 +92,7 @@ at::Tensor naive_experts(const at::Tensor& flat, const model::MlpWeights& mlp,
 // buffer per expert); per expert only its LoRA work; one index_add per output; the base W2
 // once on the weighted sum of intermediates. Random draws in the naive path's order.
 at::Tensor efficient_experts(const at::Tensor& flat, c10::ScalarType dtype, const model::MlpWeights& mlp,
-                             const MixLoraLayerWeights& weights, const config::AdapterConfig& config,
+                             const MixLoraLayerWeights& weights, const MoeOptions& options,
                              const ExpertAssignment& assignment, bool training,
                              const c10::optional<at::Generator>& generator) {
   const int64_t tokens_count = flat.size(0), intermediate = mlp.gate_proj.size(0);
@@ -106,14 +106,14 @@ at::Tensor efficient_experts(const at::Tensor& flat, c10::ScalarType dtype, cons
   const auto gates = model::base_linear(flat, mlp.gate_proj).index_select(0, tokens).split_with_sizes(assignment.counts);
   const auto ups = model::base_linear(flat, mlp.up_proj).index_select(0, tokens).split_with_sizes(assignment.counts);
   std::vector<at::Tensor> inters, deltas;
-  for (int64_t e = 0; e < config.num_experts; ++e) {
+  for (int64_t e = 0; e < options.num_experts; ++e) {
     if (assignment.counts[e] == 0) continue;
     const auto& lora = weights.experts[e];
-    auto inter = model::activation(maybe_lora(lora.gate_proj, xs[e], gates[e], training, generator), config.act_fn) *
+    auto inter = model::activation(maybe_lora(lora.gate_proj, xs[e], gates[e], training, generator), options.act_fn) *
                  maybe_lora(lora.up_proj, xs[e], ups[e], training, generator);
-    if (training && config.ffn_dropout > 0.0) inter = adapters::dropout(inter, config.ffn_dropout, generator);
+    if (training && options.ffn_dropout > 0.0) inter = lora::dropout(inter, options.ffn_dropout, generator);
     inters.push_back(inter);
-    if (lora.down_proj) deltas.push_back(adapters::lora_delta(*lora.down_proj, inter, training, generator));
+    if (lora.down_proj) deltas.push_back(lora::lora_delta(*lora.down_proj, inter, training, generator));
   }
   intermediate_sum = intermediate_sum.index_add(0, tokens, at::cat(inters).to(at::kFloat) * weight);
   auto output = model::base_linear(intermediate_sum.to(dtype), mlp.down_proj).to(at::kFloat);
@@ -126,25 +126,25 @@ at::Tensor efficient_experts(const at::Tensor& flat, c10::ScalarType dtype, cons
 
 MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
                           const model::MlpWeights& mlp, const MixLoraLayerWeights& weights,
-                          const config::AdapterConfig& config, bool training, FfnPath path,
+                          const MoeOptions& options, bool training, FfnPath path,
                           const c10::optional<at::Generator>& generator) {
   const int64_t batch = x.size(0), steps = x.size(1), hidden = x.size(2);
-  const int64_t num_experts = config.num_experts;
+  const int64_t num_experts = options.num_experts;
   auto flat = x.reshape({batch * steps, hidden});
   at::Tensor mask_flat;
   if (token_mask.defined()) mask_flat = token_mask.reshape({-1}).to(at::kBool);
 
   auto router_input = flat.to(at::kFloat);
-  if (training && config.jitter_noise > 0.0) {
-    // Drawn on the host when the adapter's generator is a host one (see adapters::dropout).
+  if (training && options.jitter_noise > 0.0) {
+    // Drawn on the host when the adapter's generator is a host one (see lora::dropout).
     auto noise = at::empty(router_input.sizes(), router_input.options().device(
                                                      generator ? generator->device() : router_input.device()));
-    noise.uniform_(1.0 - config.jitter_noise, 1.0 + config.jitter_noise, generator);
+    noise.uniform_(1.0 - options.jitter_noise, 1.0 + options.jitter_noise, generator);
     router_input = router_input * noise.to(router_input.device());
   }
   MixLoraOutput result;
   at::Tensor logits;
-  result.routing = route(router_input, weights.router, mask_flat, config, batch, steps, logits);
+  result.routing = route(router_input, weights.router, mask_flat, options, batch, steps, logits);
   auto& routing = result.routing;
   result.record.logits = logits;
   result.record.probs = routing.probs;
@@ -158,8 +158,8 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
 
   const auto assignment = assign(routing, num_experts);
   auto output = path == FfnPath::efficient
-                    ? efficient_experts(flat, x.scalar_type(), mlp, weights, config, assignment, training, generator)
-                    : naive_experts(flat, mlp, weights, config, assignment, training, generator);
+                    ? efficient_experts(flat, x.scalar_type(), mlp, weights, options, assignment, training, generator)
+                    : naive_experts(flat, mlp, weights, options, assignment, training, generator);
   if (routing.dropped.defined()) {
     // Switch: tokens over capacity skip the experts; like the routed ones they are scaled by
     // their top-1 probability.

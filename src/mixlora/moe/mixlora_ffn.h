@@ -10,9 +10,9 @@
 //              tested reference for the efficient path, selectable for benchmarks.
 #pragma once
 
-#include "mixlora/adapters/lora.h"
-#include "mixlora/config/train_config.h"
+#include "mixlora/lora/lora.h"
 #include "mixlora/model/base_model.h"
+#include "mixlora/moe/moe_options.h"
 #include "mixlora/moe/router_loss.h"
 
 #include <ATen/ATen.h>
@@ -25,7 +25,7 @@ namespace mixlora::moe {
 enum class FfnPath { efficient, naive };
 
 struct ExpertLoras {
-  std::optional<adapters::LoraWeights> gate_proj, up_proj, down_proj;  // absent if not targeted
+  std::optional<lora::LoraWeights> gate_proj, up_proj, down_proj;  // absent if not targeted
 };
 
 struct MixLoraLayerWeights {
@@ -43,11 +43,11 @@ struct MixLoraOutput {
 // Padding tokens get no expert. Dropout, jitter and ffn_dropout act only when `training`.
 MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
                           const model::MlpWeights& mlp, const MixLoraLayerWeights& weights,
-                          const config::AdapterConfig& config, bool training,
+                          const MoeOptions& options, bool training,
                           FfnPath path = FfnPath::efficient,
                           const c10::optional<at::Generator>& generator = c10::nullopt);
 
 // Expert capacity of mixlora-switch for sequences of `steps` positions.
-int64_t switch_capacity(const config::AdapterConfig& config, int64_t steps);
+int64_t switch_capacity(const MoeOptions& options, int64_t steps);
 
 }  // namespace mixlora::moe

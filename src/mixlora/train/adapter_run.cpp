@@ -35,7 +35,7 @@ AdapterRun::AdapterRun(const config::AdapterConfig& config, const model::BaseMod
   int64_t tokens = 0;
   for (const auto& s : samples_) tokens += static_cast<int64_t>(s.input_ids.size());
   average_length_ = tokens / static_cast<int64_t>(samples_.size());
-  if (config.optim == "sgd") {
+  if (config.optim == config::Optimizer::sgd) {
     optimizer_ = make_sgd(parameters_, {config.momentum, config.weight_decay});
   } else {
     optimizer_ = make_adamw(parameters_, {0.9, 0.999, 1e-8, config.weight_decay});

@@ -2,13 +2,12 @@
 
 #include "mixlora/common/error.h"
 #include "mixlora/train/adapter_run.h"
-#include "mixlora/train/progress.h"
 
 #include <cmath>
 
 namespace mixlora::train {
 
-DataParallel::DataParallel(Communicator* comm, size_t adapters) : comm_(comm), held_(adapters) {}
+DataParallel::DataParallel(Communicator* comm, size_t adapters) : comm_(comm) { buckets_.reserve(adapters); }
 
 bool DataParallel::owns_next_batch() {
   const int64_t t = batches_++;
@@ -50,20 +49,6 @@ void DataParallel::synchronize_start(const std::vector<std::unique_ptr<AdapterRu
   }
 }
 
-void DataParallel::add_micro_batch(ProgressReporter& progress, size_t adapter, double task, double aux, double z,
-                                   int64_t tokens) {
-  if (!comm_) {
-    progress.add_micro_batch(adapter, task, aux, z, tokens);
-    return;
-  }
-  auto& h = held_[adapter];
-  h.task += task;
-  h.aux += aux;
-  h.z += z;
-  h.tokens += tokens;
-  ++h.micro_batches;
-}
-
 void DataParallel::before_backward(const std::vector<std::unique_ptr<AdapterRun>>& runs,
                                    const std::vector<size_t>& active) {
   if (!comm_) return;
@@ -74,20 +59,19 @@ void DataParallel::before_backward(const std::vector<std::unique_ptr<AdapterRun>
   }
 }
 
-void DataParallel::reduce_step(AdapterRun& run, size_t adapter, ProgressReporter& progress) {
-  if (!comm_) return;
+LossSums DataParallel::reduce_step(AdapterRun& run, size_t adapter, const LossSums& losses) {
+  if (!comm_) return losses;
   const auto& params = run.parameters();
-  if (params.empty()) return;
+  if (params.empty()) return losses;
   const auto device = params.front().device();
   // The gradient sums (buckets already sent during backward are only waited for); then which
   // parameters had a gradient on any rank, and the held losses, in one more collective.
   auto& buckets = *buckets_[adapter];
   buckets.send_rest();
   const auto has_grad = buckets.wait();
-  auto& h = held_[adapter];
   auto flags = at::tensor(has_grad).to(device);
-  auto stats = at::tensor(std::vector<double>{h.task, h.aux, h.z, static_cast<double>(h.tokens),
-                                              static_cast<double>(h.micro_batches)}).to(device);
+  auto stats = at::tensor(std::vector<double>{losses.task, losses.aux, losses.z, static_cast<double>(losses.tokens),
+                                              static_cast<double>(losses.micro_batches)}).to(device);
   comm_->all_reduce_sum({flags, stats});
 
   const auto flags_cpu = flags.cpu();
@@ -98,9 +82,13 @@ void DataParallel::reduce_step(AdapterRun& run, size_t adapter, ProgressReporter
     }
   }
   const auto s = stats.cpu();
-  progress.add_micro_batches(adapter, s[0].item<double>(), s[1].item<double>(), s[2].item<double>(),
-                             static_cast<int64_t>(s[3].item<double>()), static_cast<int64_t>(s[4].item<double>()));
-  h = Held{};
+  LossSums all;
+  all.task = s[0].item<double>();
+  all.aux = s[1].item<double>();
+  all.z = s[2].item<double>();
+  all.tokens = static_cast<int64_t>(s[3].item<double>());
+  all.micro_batches = static_cast<int64_t>(s[4].item<double>());
+  return all;
 }
 
 void DataParallel::check_in_sync(const AdapterRun& run) {

@@ -17,6 +17,7 @@
 #include "mixlora/eval/evaluator.h"
 #include "mixlora/train/distributed.h"
 #include "mixlora/train/gradient_buckets.h"
+#include "mixlora/train/step.h"
 
 #include <memory>
 #include <vector>
@@ -24,7 +25,6 @@
 namespace mixlora::train {
 
 class AdapterRun;
-class ProgressReporter;
 
 class DataParallel {
  public:
@@ -48,14 +48,11 @@ class DataParallel {
   // before the earlier adapter's loss sums, which are known only after the backward pass.
   void before_backward(const std::vector<std::unique_ptr<AdapterRun>>& runs, const std::vector<size_t>& active);
 
-  // The losses of one micro-batch this rank computed: to the progress reporter at once in a
-  // single process, else held until the step, where all ranks' micro-batches are summed.
-  void add_micro_batch(ProgressReporter& progress, size_t adapter, double task, double aux, double z,
-                       int64_t tokens);
-
-  // Before `run` steps its optimizer: sums its gradients and held losses over the ranks. A
-  // parameter no rank produced a gradient for keeps none (the optimizer skips it, as alone).
-  void reduce_step(AdapterRun& run, size_t adapter, ProgressReporter& progress);
+  // Before `run` steps its optimizer: sums its gradients over the ranks and returns the sum of
+  // every rank's `losses` (this rank's micro-batches of the step; a single process gets its own
+  // back). A parameter no rank produced a gradient for keeps none (the optimizer skips it, as
+  // alone).
+  LossSums reduce_step(AdapterRun& run, size_t adapter, const LossSums& losses);
 
   // When an adapter finished: its weights on this rank must equal rank 0's bit for bit (the
   // ranks took the same steps on the same gradients); a difference is a bug, reported as such.
@@ -74,15 +71,10 @@ class DataParallel {
   void log_overlap();
 
  private:
-  struct Held {
-    double task = 0.0, aux = 0.0, z = 0.0;
-    int64_t tokens = 0, micro_batches = 0;
-  };
   // Each row summed element-wise over the ranks, in place (one collective).
   void sum_over_ranks(std::vector<std::vector<double>>& rows);
 
   Communicator* comm_;
-  std::vector<Held> held_;
   std::vector<std::unique_ptr<GradientBuckets>> buckets_;  // per adapter, made in synchronize_start
   int64_t batches_ = 0;  // fused batches walked so far
 };

@@ -93,7 +93,7 @@ PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& mo
     num_params += p.numel();
   }
   std::vector<std::unique_ptr<Optimizer>> optimizers;
-  if (ac.optim == "sgd") {
+  if (ac.optim == config::Optimizer::sgd) {
     optimizers.push_back(make_sgd(matrices, {ac.momentum, ac.weight_decay}));
     optimizers.push_back(make_sgd(vectors, {ac.momentum, 0.0}));
   } else {
@@ -115,7 +115,8 @@ PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& mo
   for (const auto& s : samples) sample_tokens += static_cast<int64_t>(s.input_ids.size());
   spdlog::info("pretraining all {} parameters: {} samples ({} tokens), {} steps ({} epochs, batch {} = {} x {}), "
                "{} lr {:.2e} {}", num_params, samples.size(), sample_tokens, schedule.total_steps, ac.num_epochs,
-               ac.batch_size, accumulation, ac.micro_batch_size, ac.optim, ac.lr, ac.scheduler_type);
+               ac.batch_size, accumulation, ac.micro_batch_size, config::optimizer_name(ac.optim), ac.lr,
+               config::scheduler_type_name(ac.scheduler_type));
   if (config.save_step < schedule.total_steps) spdlog::debug("pretraining writes no checkpoints (save_step ignored)");
 
   fs::path out;

@@ -33,18 +33,13 @@ ProgressReporter::ProgressReporter(const config::TrainConfig& config,
   }
 }
 
-void ProgressReporter::add_micro_batch(size_t adapter, double task_loss, double aux, double z, int64_t tokens) {
-  add_micro_batches(adapter, task_loss, aux, z, tokens, 1);
-}
-
-void ProgressReporter::add_micro_batches(size_t adapter, double task_loss_sum, double aux_sum, double z_sum,
-                                         int64_t tokens, int64_t count) {
+void ProgressReporter::add_losses(size_t adapter, const LossSums& losses) {
   auto& w = windows_[adapter];
-  w.loss += task_loss_sum;
-  w.aux += aux_sum;
-  w.z += z_sum;
-  w.micro_batches += count;
-  tokens_ += tokens;
+  w.loss += losses.task;
+  w.aux += losses.aux;
+  w.z += losses.z;
+  w.micro_batches += losses.micro_batches;
+  tokens_ += losses.tokens;
 }
 
 void ProgressReporter::finish_step(size_t adapter, double lr, double grad_norm, AdapterSummary& summary) {

@@ -5,6 +5,7 @@
 
 #include "mixlora/config/train_config.h"
 #include "mixlora/eval/evaluator.h"
+#include "mixlora/train/step.h"
 
 #include <chrono>
 #include <memory>
@@ -19,10 +20,8 @@ struct AdapterSummary;
 class ProgressReporter {
  public:
   ProgressReporter(const config::TrainConfig& config, const std::vector<std::unique_ptr<AdapterRun>>& runs);
-  void add_micro_batch(size_t adapter, double task_loss, double aux, double z, int64_t tokens);
-  // `count` micro-batches at once, their losses summed (data-parallel ranks report per step).
-  void add_micro_batches(size_t adapter, double task_loss_sum, double aux_sum, double z_sum, int64_t tokens,
-                         int64_t count);
+  // The losses of one optimizer step of `adapter` (its micro-batches, over every rank).
+  void add_losses(size_t adapter, const LossSums& losses);
   // After adapter `adapter` took an optimizer step with `lr`.
   void finish_step(size_t adapter, double lr, double grad_norm, AdapterSummary& summary);
   // After adapter `adapter` was scored on its eval_data (trainer's eval_every).

@@ -2,13 +2,14 @@
 // multiplies the base lr at optimizer step `step` (0-based) of `total_steps`.
 #pragma once
 
+#include "mixlora/config/train_config.h"
+
 #include <cstdint>
-#include <string>
 
 namespace mixlora::train {
 
 struct Schedule {
-  std::string type = "constant";  // constant | constant_with_warmup | linear | cosine
+  config::SchedulerType type = config::SchedulerType::constant;
   int64_t warmup_steps = 0;
   int64_t total_steps = 1;
 };

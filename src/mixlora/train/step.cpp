@@ -1,6 +1,7 @@
 #include "mixlora/train/step.h"
 
 #include "mixlora/tasks/causal_lm.h"
+#include "mixlora/tasks/chunked_lm_loss.h"
 #include "mixlora/tasks/classification.h"
 
 namespace mixlora::train {
@@ -29,7 +30,11 @@ SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter&
   const bool has_class = adapter.classifier.defined() && class_labels.ge(0).any().item<bool>();
   at::Tensor task = at::zeros({}, h.options().dtype(at::kFloat));
   // Causal-LM rows (any labelled position) and classification rows may mix in a multi-task adapter.
-  if (has_lm) task = task + tasks::causal_lm_loss(decoder.logits(h), labels.to(device)).mean();
+  if (has_lm) {
+    const tasks::LogitsFn logits_of = [&](const at::Tensor& x) { return decoder.logits(x); };
+    const auto chunk = tasks::lm_loss_chunk_rows(decoder.model().config.vocab_size);
+    task = task + tasks::chunked_causal_lm_loss(logits_of, h, labels.to(device), chunk).mean();
+  }
   if (has_class) {
     auto logits = tasks::classification_logits(h, rows(batch.last_token).to(device), adapter.classifier);
     task = task + tasks::classification_loss(logits, class_labels.to(device));

@@ -17,6 +17,20 @@ struct StepLosses {
   int64_t tokens = 0;  // real tokens of its rows
 };
 
+// Losses of several micro-batches (and, data-parallel, of every rank's) summed: what the
+// progress log averages per micro-batch.
+struct LossSums {
+  double task = 0.0, aux = 0.0, z = 0.0;
+  int64_t tokens = 0, micro_batches = 0;
+  void add(const StepLosses& l) {
+    task += l.task;
+    aux += l.aux;
+    z += l.z;
+    tokens += l.tokens;
+    ++micro_batches;
+  }
+};
+
 struct StepOptions {
   moe::FfnPath ffn_path = moe::FfnPath::efficient;
   bool gradient_checkpointing = false;

@@ -1,18 +1,44 @@
 #include "mixlora/train/train_job.h"
 
+#include "mixlora/common/error.h"
 #include "mixlora/data/dataset.h"
 #include "mixlora/data/tokenizer.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/train/distributed.h"
+
+#include <torch/cuda.h>
 
 #include <filesystem>
 #include <optional>
 
 namespace mixlora::train {
 
-std::vector<AdapterSummary> run_train_job(const config::TrainConfig& config, const std::string& config_path,
-                                          TrainJob job) {
-  auto& options = job.trainer;
+namespace {
+
+// Joins the world of job.ranks; one GPU per rank on a node: "cuda" becomes cuda:<local rank>
+// (modulo the GPUs this task sees, for launchers that bind one GPU per task).
+std::unique_ptr<Communicator> join_ranks(TrainJob& job) {
+  const auto& ranks = job.ranks;
+  if (!(job.dist_timeout_s > 0)) fail_input("--dist-timeout: must be > 0 seconds, got {}", job.dist_timeout_s);
+  if (job.device.is_cuda() && !job.device.has_index()) {
+    const auto gpus = std::max<int64_t>(1, static_cast<int64_t>(torch::cuda::device_count()));
+    job.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(ranks.local_rank % gpus));
+  }
+  if (ranks.rank != 0) spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));  // rank 0 speaks
+  spdlog::info("rank {} of {} ({}), rendezvous at {}:{}", ranks.rank, ranks.world_size, ranks.source,
+               ranks.master_addr, ranks.master_port);
+  CommunicatorOptions options;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(job.dist_timeout_s * 1000));
+  options.backend = job.dist_backend;
+  options.device = job.device;
+  auto comm = Communicator::connect(ranks, options);
+  spdlog::info("{} ranks joined over {}", comm->world_size(), comm->backend());
+  return comm;
+}
+
+std::vector<AdapterSummary> load_and_train(const config::TrainConfig& config, const std::string& config_path,
+                                           const TrainJob& job) {
+  auto options = job.trainer;
   if (!options.comm || options.comm->rank() == 0) prepare_output(config, options);
   const auto model = model::load_base_model(config.base_model, job.dtype, job.device);
   std::optional<data::Tokenizer> tokenizer;
@@ -40,6 +66,21 @@ std::vector<AdapterSummary> run_train_job(const config::TrainConfig& config, con
                                               : std::vector<data::TaskData>{});
   }
   return train(config, model, std::move(samples), options, eval_sets);
+}
+
+}  // namespace
+
+std::vector<AdapterSummary> run_train_job(const config::TrainConfig& config, const std::string& config_path,
+                                          TrainJob job) {
+  if (job.ranks.world_size <= 1) return load_and_train(config, config_path, job);
+  const auto comm = join_ranks(job);
+  job.trainer.comm = comm.get();
+  try {
+    return load_and_train(config, config_path, job);
+  } catch (const std::exception& e) {
+    comm->report_failure(e.what());  // the other ranks say why at their next collective
+    throw;
+  }
 }
 
 }  // namespace mixlora::train

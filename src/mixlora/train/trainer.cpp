@@ -56,36 +56,6 @@ void trim_metrics(const fs::path& dir, int64_t step) {
   io::write_file_atomically(path.string(), kept);
 }
 
-// The same scoring as mixlora-eval (dropout off, no gradients) on the adapter's held-out sets;
-// data-parallel ranks each score a share of the batches and sum the totals (every rank calls this).
-std::vector<eval::EvalResult> evaluate_run(const model::Decoder& decoder, const AdapterRun& run,
-                                           const std::vector<data::TaskData>& sets, int64_t pad_id,
-                                           DataParallel& dp) {
-  std::vector<eval::EvalInput> inputs;
-  for (const auto& set : sets) inputs.push_back({&run.adapter(), set.task_name, &set.samples});
-  auto totals = eval::score(decoder, inputs, run.adapter().config.evaluate_batch_size, pad_id, dp.eval_shard());
-  dp.sum_eval_totals(totals);
-  return eval::results_of(inputs, totals);
-}
-
-// A stop must wait for a step boundary: a checkpoint taken mid-accumulation would lose the
-// micro-batches already summed into the gradients.
-bool stop_now(const std::vector<std::unique_ptr<AdapterRun>>& runs) {
-  return std::none_of(runs.begin(), runs.end(), [](const auto& run) { return !run->done() && run->mid_step(); });
-}
-
-// Checkpoints every unfinished adapter that has taken a step since its last checkpoint.
-void checkpoint_unfinished(const config::TrainConfig& config, const std::vector<std::unique_ptr<AdapterRun>>& runs,
-                           const TrainerOptions& options) {
-  for (const auto& run : runs) {
-    const auto dir = adapter_dir(config, run->name());
-    if (run->done() || run->step() == 0 || fs::exists(dir / fmt::format("checkpoint-{}", run->step()))) continue;
-    const auto path = save_checkpoint(dir.string(), run->step(), run->adapter(), options.base_model_name,
-                                      run->checkpoint_content());
-    spdlog::info("adapter '{}': checkpoint {}", run->name(), path);
-  }
-}
-
 }  // namespace
 
 void prepare_output(const config::TrainConfig& config, const TrainerOptions& options) {
@@ -132,144 +102,233 @@ void create_output(const config::TrainConfig& config, const TrainerOptions& opti
   }
 }
 
+namespace {
+
+// The training recipe in torchtune's shape: setup (constructor), resume, then one fused step
+// and what follows it until every adapter is done, saving as adapters finish, stopping at a
+// step boundary on a signal or a fault. train() below reads as exactly that sequence.
+class FusedTrainingRecipe {
+ public:
+  FusedTrainingRecipe(const config::TrainConfig& config, const model::BaseModel& base,
+                      std::vector<std::vector<data::Sample>> samples, const TrainerOptions& options,
+                      const std::vector<std::vector<data::TaskData>>& eval_sets)
+      : config_(config), base_(base), options_(options), eval_sets_(eval_sets), decoder_(base),
+        dp_(options.comm, config.adapters.size()), guard_(config.adapters.size(), config.max_nonfinite_steps),
+        pending_(config.adapters.size()), summaries_(config.adapters.size()) {
+    if (dp_.writes()) create_output(config, options);
+    for (size_t i = 0; i < config.adapters.size(); ++i) {
+      const auto& ac = config.adapters[i];
+      if (config.eval_every > 0 && !eval_set(i)) spdlog::warn("adapter '{}': eval_every is set but it has no eval_data", ac.name);
+      runs_.push_back(std::make_unique<AdapterRun>(ac, base, std::move(samples[i]), config.seed));
+      summaries_[i].name = ac.name;
+      summaries_[i].output_dir = adapter_dir(config, ac.name).string();
+      const auto& run = *runs_.back();
+      spdlog::info("adapter '{}': {} {} parameters, {} steps ({} epochs, batch {} = {} x {})", ac.name,
+                   run.adapter().is_mixlora() ? std::string("MixLoRA ") + config::routing_strategy_name(ac.routing_strategy)
+                                              : std::string("LoRA"),
+                   run.adapter().num_parameters(), run.total_steps(), ac.num_epochs, ac.batch_size,
+                   run.accumulation(), ac.micro_batch_size);
+    }
+  }
+
+  // --resume: finished adapters are skipped, the others continue from their newest complete
+  // checkpoint; then every rank agrees on where each adapter starts.
+  void resume() {
+    for (auto& run_ptr : runs_) {
+      auto& run = *run_ptr;
+      if (!options_.resume) break;
+      const auto dir = adapter_dir(config_, run.name());
+      if (is_finished(dir)) {
+        spdlog::info("adapter '{}': already finished in {}", run.name(), dir.string());
+        run.mark_finished();
+        continue;
+      }
+      if (dp_.writes()) remove_incomplete(dir.string());
+      if (const auto checkpoint = newest_checkpoint(dir.string())) {
+        run.restore(load_checkpoint(*checkpoint, run.mutable_adapter(), base_));
+        if (dp_.writes()) trim_metrics(dir, run.step());
+        spdlog::info("adapter '{}': resumed from {} (step {})", run.name(), *checkpoint, run.step());
+      } else if (dp_.writes()) {
+        trim_metrics(dir, 0);  // killed before its first checkpoint: start over
+      }
+    }
+    dp_.synchronize_start(runs_);
+    progress_ = std::make_unique<ProgressReporter>(config_, runs_);
+    common::install_stop_handlers();
+  }
+
+  // The adapters of the next fused batch: up to train_lora_simultaneously_num unfinished ones,
+  // those with similar sample lengths together (less padding). Empty when all are done.
+  std::vector<size_t> next_adapters() const {
+    std::vector<size_t> active;
+    for (size_t i = 0; i < runs_.size(); ++i)
+      if (!runs_[i]->done()) active.push_back(i);
+    if (config_.train_strategy == config::TrainStrategy::optim) {
+      std::stable_sort(active.begin(), active.end(), [&](size_t a, size_t b) {
+        return runs_[a]->average_length() < runs_[b]->average_length();
+      });
+    }
+    const auto simultaneous = static_cast<size_t>(std::max<int64_t>(1, config_.train_lora_simultaneously_num));
+    if (active.size() > simultaneous) active.resize(simultaneous);
+    return active;
+  }
+
+  // One fused batch: each active adapter's next micro-batch, one after the other, forward and
+  // backward over one pass of the base. When data-parallel, only the rank that owns the batch
+  // computes it (data_parallel.h); every rank advances the adapters' data cursors alike.
+  void fused_step(const std::vector<size_t>& active) {
+    std::vector<const data::Sample*> rows;
+    std::vector<adapters::AdapterSegment> segments;
+    std::vector<int64_t> accumulation;
+    for (size_t i : active) {
+      auto micro = runs_[i]->next_micro_batch();
+      segments.push_back({&runs_[i]->adapter(), static_cast<int64_t>(rows.size()),
+                          static_cast<int64_t>(micro.size()), runs_[i]->generator()});
+      rows.insert(rows.end(), micro.begin(), micro.end());
+      accumulation.push_back(runs_[i]->accumulation());
+    }
+    if (!dp_.owns_next_batch()) return;
+    dp_.before_backward(runs_, active);
+    const auto losses = forward_backward(decoder_, data::make_batch(rows, options_.pad_id), segments, accumulation,
+                                         {options_.ffn_path, config_.gradient_checkpointing});
+    for (size_t k = 0; k < active.size(); ++k) {
+      pending_[active[k]].add(losses[k]);
+      guard_.add_loss(active[k], losses[k].task + losses[k].aux + losses[k].z);
+    }
+  }
+
+  // For each adapter of the batch whose step this micro-batch completed: the optimizer step,
+  // progress, held-out scoring, the non-finite guard, and its checkpoint or final save.
+  void after_step(const std::vector<size_t>& active) {
+    for (size_t i : active) {
+      auto& run = *runs_[i];
+      if (!run.finish_micro_batch()) continue;
+      // The losses of this step over all ranks (data-parallel) or this process alone.
+      const LossSums step_losses = dp_.reduce_step(run, i, pending_[i]);
+      pending_[i] = LossSums{};
+      progress_->add_losses(i, step_losses);
+      const double lr = run.current_lr();
+      // Data-parallel ranks see different losses; only the reduced gradients (NaN on every rank
+      // alike) may decide a skip there, or the ranks' weights would part.
+      const bool poisoned = !dp_.enabled() && guard_.loss_poisoned(i);
+      const double grad_norm = run.optimizer_step(config_.max_grad_norm, poisoned);
+      if (dp_.writes()) progress_->finish_step(i, lr, grad_norm, summaries_[i]);
+      evaluate_if_due(i);
+      if (guard_.finish_step(i, run.name(), run.step(), std::isnan(grad_norm)) && stop_reason_.empty()) {
+        stop_reason_ = fmt::format("adapter '{}': {} non-finite steps in a row (up to step {}); stopped with its "
+                                   "last finite weights checkpointed (lower lr, set max_grad_norm, or raise "
+                                   "max_nonfinite_steps)", run.name(), guard_.in_row(i), run.step());
+      }
+      save_if_due(run);
+    }
+  }
+
+  // A signal or a fault stops the run once no adapter is mid-step: unfinished adapters are
+  // checkpointed and the run ends with Interrupted (signal) or RuntimeError (fault).
+  void stop_if_requested() {
+    const int signal = common::stop_signal();
+    if ((!signal && stop_reason_.empty()) || !at_step_boundary()) return;
+    if (dp_.writes()) checkpoint_unfinished();
+    dp_.barrier();
+    if (signal) {
+      throw common::Interrupted(signal, fmt::format("stopped by {} after the step in progress; checkpoints "
+                                                    "saved, continue with --resume", ::strsignal(signal)));
+    }
+    fail_runtime("{}", stop_reason_);
+  }
+
+  std::vector<AdapterSummary> finish() {
+    progress_->finish();
+    dp_.log_overlap();
+    for (size_t i = 0; i < runs_.size(); ++i) summaries_[i].steps = runs_[i]->step();
+    return summaries_;
+  }
+
+ private:
+  const std::vector<data::TaskData>* eval_set(size_t i) const {
+    return i < eval_sets_.size() && !eval_sets_[i].empty() ? &eval_sets_[i] : nullptr;
+  }
+
+  // The same scoring as mixlora-eval (dropout off, no gradients) on the adapter's held-out sets
+  // every eval_every steps and at its end; data-parallel ranks each score a share of the batches
+  // and sum the totals (every rank calls this).
+  void evaluate_if_due(size_t i) {
+    const auto& run = *runs_[i];
+    const auto* sets = eval_set(i);
+    if (!sets || config_.eval_every <= 0 || (run.step() % config_.eval_every != 0 && !run.done())) return;
+    std::vector<eval::EvalInput> inputs;
+    for (const auto& set : *sets) inputs.push_back({&run.adapter(), set.task_name, &set.samples});
+    auto totals = eval::score(decoder_, inputs, run.adapter().config.evaluate_batch_size, options_.pad_id,
+                              dp_.eval_shard());
+    dp_.sum_eval_totals(totals);
+    if (dp_.writes()) progress_->log_eval(i, eval::results_of(inputs, totals));
+  }
+
+  // A finished adapter is saved; every save_step steps an unfinished one is checkpointed.
+  void save_if_due(AdapterRun& run) {
+    const auto dir = adapter_dir(config_, run.name()).string();
+    if (run.done()) {
+      dp_.check_in_sync(run);
+      if (dp_.writes()) {
+        run.adapter().save(dir, options_.base_model_name, options_.export_bin);
+        spdlog::info("adapter '{}': finished after {} steps, saved to {}", run.name(), run.step(), dir);
+      }
+      dp_.barrier();
+    } else if (config_.save_step > 0 && run.step() % config_.save_step == 0) {
+      if (dp_.writes()) {
+        const auto path =
+            save_checkpoint(dir, run.step(), run.adapter(), options_.base_model_name, run.checkpoint_content());
+        spdlog::info("adapter '{}': checkpoint {}", run.name(), path);
+      }
+      dp_.barrier();
+    }
+  }
+
+  // A stop must wait for a step boundary: a checkpoint taken mid-accumulation would lose the
+  // micro-batches already summed into the gradients.
+  bool at_step_boundary() const {
+    return std::none_of(runs_.begin(), runs_.end(), [](const auto& run) { return !run->done() && run->mid_step(); });
+  }
+
+  // Checkpoints every unfinished adapter that has taken a step since its last checkpoint.
+  void checkpoint_unfinished() const {
+    for (const auto& run : runs_) {
+      const auto dir = adapter_dir(config_, run->name());
+      if (run->done() || run->step() == 0 || fs::exists(dir / fmt::format("checkpoint-{}", run->step()))) continue;
+      const auto path = save_checkpoint(dir.string(), run->step(), run->adapter(), options_.base_model_name,
+                                        run->checkpoint_content());
+      spdlog::info("adapter '{}': checkpoint {}", run->name(), path);
+    }
+  }
+
+  const config::TrainConfig& config_;
+  const model::BaseModel& base_;
+  const TrainerOptions& options_;
+  const std::vector<std::vector<data::TaskData>>& eval_sets_;
+  const model::Decoder decoder_;
+  std::vector<std::unique_ptr<AdapterRun>> runs_;
+  DataParallel dp_;
+  StepGuard guard_;
+  std::unique_ptr<ProgressReporter> progress_;
+  std::vector<LossSums> pending_;  // per adapter: losses of its micro-batches of the step under way
+  std::vector<AdapterSummary> summaries_;
+  std::string stop_reason_;        // set by a fault; the run stops at the next step boundary
+};
+
+}  // namespace
+
 std::vector<AdapterSummary> train(const config::TrainConfig& config, const model::BaseModel& base,
                                   std::vector<std::vector<data::Sample>> samples,
                                   const TrainerOptions& options,
                                   const std::vector<std::vector<data::TaskData>>& eval_sets) {
-  if (!options.comm || options.comm->rank() == 0) create_output(config, options);
-  const model::Decoder decoder(base);
-  // Accepted config keys whose features have not landed yet: say so instead of pretending.
-  auto eval_set = [&](size_t i) { return i < eval_sets.size() && !eval_sets[i].empty() ? &eval_sets[i] : nullptr; };
-  for (size_t i = 0; i < config.adapters.size() && config.eval_every > 0; ++i) {
-    if (!eval_set(i)) spdlog::warn("adapter '{}': eval_every is set but it has no eval_data", config.adapters[i].name);
+  FusedTrainingRecipe recipe(config, base, std::move(samples), options, eval_sets);
+  recipe.resume();
+  for (auto active = recipe.next_adapters(); !active.empty(); active = recipe.next_adapters()) {
+    recipe.fused_step(active);
+    recipe.after_step(active);
+    recipe.stop_if_requested();
   }
-  std::vector<std::unique_ptr<AdapterRun>> runs;
-  std::vector<AdapterSummary> summaries(config.adapters.size());
-  DataParallel dp(options.comm, config.adapters.size());
-  for (size_t i = 0; i < config.adapters.size(); ++i) {
-    const auto& ac = config.adapters[i];
-    runs.push_back(std::make_unique<AdapterRun>(ac, base, std::move(samples[i]), config.seed));
-    auto& run = *runs.back();
-    summaries[i].name = ac.name;
-    summaries[i].output_dir = adapter_dir(config, ac.name).string();
-    spdlog::info("adapter '{}': {} {} parameters, {} steps ({} epochs, batch {} = {} x {})", ac.name,
-                 run.adapter().is_mixlora() ? std::string("MixLoRA ") + config::routing_strategy_name(ac.routing_strategy)
-                                            : std::string("LoRA"),
-                 run.adapter().num_parameters(), run.total_steps(), ac.num_epochs, ac.batch_size,
-                 run.accumulation(), ac.micro_batch_size);
-    if (options.resume) {
-      const auto dir = adapter_dir(config, ac.name);
-      if (is_finished(dir)) {
-        spdlog::info("adapter '{}': already finished in {}", ac.name, dir.string());
-        run.mark_finished();
-        continue;
-      }
-      if (dp.writes()) remove_incomplete(dir.string());
-      if (const auto checkpoint = newest_checkpoint(dir.string())) {
-        run.restore(load_checkpoint(*checkpoint, run.mutable_adapter(), base));
-        if (dp.writes()) trim_metrics(dir, run.step());
-        spdlog::info("adapter '{}': resumed from {} (step {})", ac.name, *checkpoint, run.step());
-      } else if (dp.writes()) {
-        trim_metrics(dir, 0);  // killed before its first checkpoint: start over
-      }
-    }
-  }
-
-  dp.synchronize_start(runs);
-  ProgressReporter progress(config, runs);
-  StepGuard guard(runs.size(), config.max_nonfinite_steps);
-  common::install_stop_handlers();
-  std::string stop_reason;  // set by a fault; the run stops at the next step boundary
-  const auto simultaneous = static_cast<size_t>(std::max<int64_t>(1, config.train_lora_simultaneously_num));
-  while (true) {
-    std::vector<size_t> active;
-    for (size_t i = 0; i < runs.size(); ++i)
-      if (!runs[i]->done()) active.push_back(i);
-    if (active.empty()) break;
-    if (config.train_strategy == "optim") {
-      // Adapters with similar sample lengths share batches: less padding.
-      std::stable_sort(active.begin(), active.end(), [&](size_t a, size_t b) {
-        return runs[a]->average_length() < runs[b]->average_length();
-      });
-    }
-    if (active.size() > simultaneous) active.resize(simultaneous);
-
-    // One fused batch: each active adapter's next micro-batch, one after the other. When
-    // data-parallel, the rank that owns this batch alone computes it (data_parallel.h).
-    std::vector<StepLosses> losses;
-    if (dp.owns_next_batch()) {
-      std::vector<const data::Sample*> rows;
-      std::vector<adapters::AdapterSegment> segments;
-      for (size_t i : active) {
-        auto micro = runs[i]->next_micro_batch();
-        segments.push_back({&runs[i]->adapter(), static_cast<int64_t>(rows.size()),
-                            static_cast<int64_t>(micro.size()), runs[i]->generator()});
-        rows.insert(rows.end(), micro.begin(), micro.end());
-      }
-      const auto batch = data::make_batch(rows, options.pad_id);
-      std::vector<int64_t> accumulation;
-      for (size_t i : active) accumulation.push_back(runs[i]->accumulation());
-      dp.before_backward(runs, active);
-      losses = forward_backward(decoder, batch, segments, accumulation,
-                                {options.ffn_path, config.gradient_checkpointing});
-    }
-
-    for (size_t k = 0; k < active.size(); ++k) {
-      auto& run = *runs[active[k]];
-      if (!losses.empty()) {
-        dp.add_micro_batch(progress, active[k], losses[k].task, losses[k].aux, losses[k].z, losses[k].tokens);
-        guard.add_loss(active[k], losses[k].task + losses[k].aux + losses[k].z);
-      }
-      if (!run.finish_micro_batch()) continue;
-      dp.reduce_step(run, active[k], progress);
-      const double lr = run.current_lr();
-      // Data-parallel ranks see different losses; only the reduced gradients (NaN on every rank
-      // alike) may decide a skip there, or the ranks' weights would part.
-      const bool poisoned = !dp.enabled() && guard.loss_poisoned(active[k]);
-      const double grad_norm = run.optimizer_step(config.max_grad_norm, poisoned);
-      if (dp.writes()) progress.finish_step(active[k], lr, grad_norm, summaries[active[k]]);
-      if (const auto* sets = eval_set(active[k]);
-          sets && config.eval_every > 0 && (run.step() % config.eval_every == 0 || run.done())) {
-        const auto results = evaluate_run(decoder, run, *sets, options.pad_id, dp);
-        if (dp.writes()) progress.log_eval(active[k], results);
-      }
-      if (guard.finish_step(active[k], run.name(), run.step(), std::isnan(grad_norm)) && stop_reason.empty()) {
-        stop_reason = fmt::format("adapter '{}': {} non-finite steps in a row (up to step {}); stopped with its "
-                                  "last finite weights checkpointed (lower lr, set max_grad_norm, or raise "
-                                  "max_nonfinite_steps)", run.name(), guard.in_row(active[k]), run.step());
-      }
-      const auto dir = adapter_dir(config, run.name()).string();
-      if (run.done()) {
-        dp.check_in_sync(run);
-        if (dp.writes()) {
-          run.adapter().save(dir, options.base_model_name, options.export_bin);
-          spdlog::info("adapter '{}': finished after {} steps, saved to {}", run.name(), run.step(), dir);
-        }
-        dp.barrier();
-      } else if (config.save_step > 0 && run.step() % config.save_step == 0) {
-        if (dp.writes()) {
-          const auto path = save_checkpoint(dir, run.step(), run.adapter(), options.base_model_name,
-                                            run.checkpoint_content());
-          spdlog::info("adapter '{}': checkpoint {}", run.name(), path);
-        }
-        dp.barrier();
-      }
-    }
-    const int signal = common::stop_signal();
-    if ((signal || !stop_reason.empty()) && stop_now(runs)) {
-      if (dp.writes()) checkpoint_unfinished(config, runs, options);
-      dp.barrier();
-      if (signal) {
-        throw common::Interrupted(signal, fmt::format("stopped by {} after the step in progress; checkpoints "
-                                                      "saved, continue with --resume", ::strsignal(signal)));
-      }
-      fail_runtime("{}", stop_reason);
-    }
-  }
-  progress.finish();
-  dp.log_overlap();
-  for (size_t i = 0; i < runs.size(); ++i) summaries[i].steps = runs[i]->step();
-  return summaries;
+  return recipe.finish();
 }
 
 }  // namespace mixlora::train

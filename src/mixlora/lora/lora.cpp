@@ -1,22 +1,22 @@
-#include "mixlora/adapters/lora.h"
+#include "mixlora/lora/lora.h"
 
 #include <cmath>
 
-namespace mixlora::adapters {
+namespace mixlora::lora {
 
-double lora_scale(const config::LoraShape& shape, bool use_rslora) {
+double lora_scale(const LoraShape& shape, bool use_rslora) {
   const double r = static_cast<double>(shape.r);
   return use_rslora ? shape.lora_alpha / std::sqrt(r) : shape.lora_alpha / r;
 }
 
-LoraWeights init_lora(int64_t in_features, int64_t out_features, const config::LoraShape& shape,
-                      bool use_rslora, const std::string& init, at::Generator& generator,
+LoraWeights init_lora(int64_t in_features, int64_t out_features, const LoraShape& shape,
+                      bool use_rslora, LoraInit init, at::Generator& generator,
                       c10::Device device, const at::Tensor& base_weight, bool use_dora) {
   LoraWeights lora;
   lora.scale = lora_scale(shape, use_rslora);
   lora.dropout = shape.lora_dropout;
   const auto f32 = at::TensorOptions(at::kFloat);
-  if (init == "gaussian") {
+  if (init == LoraInit::gaussian) {
     lora.a = at::normal(0.0, 1.0 / static_cast<double>(shape.r), {shape.r, in_features}, generator, f32);
   } else {
     // kaiming_uniform_(a=sqrt(5)) on [r, in]: gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / in)
@@ -66,10 +66,4 @@ at::Tensor apply_lora(const LoraWeights& lora, const at::Tensor& x, const at::Te
   return out.to(base_output.scalar_type());
 }
 
-std::vector<at::Tensor> lora_parameters(const LoraWeights& lora) {
-  std::vector<at::Tensor> params{lora.a, lora.b};
-  if (lora.magnitude.defined()) params.push_back(lora.magnitude);
-  return params;
-}
-
-}  // namespace mixlora::adapters
+}  // namespace mixlora::lora

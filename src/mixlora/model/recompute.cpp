@@ -1,4 +1,4 @@
-#include "mixlora/model/checkpoint.h"
+#include "mixlora/model/recompute.h"
 
 #include "mixlora/common/error.h"
 
@@ -12,7 +12,7 @@ namespace {
 
 // What backward needs besides the saved input; kept in the node through an IValue capsule.
 struct BlockState : torch::CustomClassHolder {
-  CheckpointBlock block;
+  RecomputedBlock block;
   std::vector<at::Generator> generators;
   std::vector<at::Tensor> rng_states;  // at the start of the forward run
 };
@@ -63,8 +63,8 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
 
 }  // namespace
 
-std::vector<at::Tensor> checkpoint(CheckpointBlock block, const at::Tensor& input,
-                                   std::vector<at::Generator> generators) {
+std::vector<at::Tensor> run_recomputed(RecomputedBlock block, const at::Tensor& input,
+                                       std::vector<at::Generator> generators) {
   if (!at::GradMode::is_enabled()) return block(input);
   // The node is only created when an input requires grad; frozen embeddings give one that does
   // not, and the adapter weights inside the block would then get no gradient.
