@@ -89,7 +89,8 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
 // "[[[[...]]]]" nested `depth` deep.
 inline std::string nesting_bomb(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
-// With MIXLORA_BATTERY_TABLE=FILE, each case appends a row "| input | message |" for docs/reliability.md.
+// With MIXLORA_BATTERY_TABLE=FILE, each case appends a row "| input | message |" of the
+// table in docs/reliability.md.
 inline void record_case(const std::string& what, const CommandResult& r) {
   const char* table = std::getenv("MIXLORA_BATTERY_TABLE");
   if (!table) return;
