@@ -17,7 +17,7 @@ int main(int argc, char** argv) {
   app.add_option("--base-model", job.base_model, "Hugging Face model directory")->required();
   app.add_option("--adapter", job.adapter_dirs, "adapter directory (repeatable)");
   app.add_flag("--with-base", job.with_base, "also evaluate the base model without adapter");
-  app.add_option("--data", job.data_path, "JSONL / JSON data file in any format of the README")->required();
+  app.add_option("--data", job.data_path, "JSONL / JSON data file in any format of docs/data-formats.md")->required();
   app.add_option("--task", job.task, "task of the data (default: the first adapter's task, else casual)");
   app.add_option("--batch-size", job.batch_size, "rows per adapter per batch")->capture_default_str();
   app.add_option("--cutoff-len", job.cutoff_len, "truncate samples to this many tokens (0 = the model's context)");

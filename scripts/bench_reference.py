@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch eager reference of one training step, written the way MoE-PEFT runs MixLoRA, for
-the README's comparison with mixlora-bench (same shapes, same synthetic rows, same optimizer).
+the comparison in docs/benchmarks.md with mixlora-bench (same shapes, same synthetic rows, same optimizer).
 
 MixLoRA FFN as in MoE-PEFT's mixlora module: the base W1 x and W3 x once for all tokens
 (shared), then per expert on its tokens: its LoRAs on gate/up, act * up, the base W2 applied

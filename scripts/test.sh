@@ -5,7 +5,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j "${JOBS:-$(nproc)}")
-# Reliability (README "Reliability"): the parser tests under ASan + UBSan, then a 30 s libFuzzer
+# Reliability (docs/reliability.md): the parser tests under ASan + UBSan, then a 30 s libFuzzer
 # smoke of each harness, both from build-fuzz (clang). MIXLORA_SKIP_FUZZ=1 skips them.
 if [ "${MIXLORA_SKIP_FUZZ:-0}" != 1 ]; then
   bash scripts/sanitize.sh

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Data-parallel mixlora-train on this machine through torchrun (README "Multi-GPU and
-# multi-node"): torchrun starts NPROC copies of the binary itself (--no_python, which torch >= 2
+# Data-parallel mixlora-train on this machine through torchrun (docs/distributed.md):
+# torchrun starts NPROC copies of the binary itself (--no_python, which torch >= 2
 # also spells --no-python) and gives each RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
 # MASTER_PORT, which mixlora-train reads.
 #   scripts/torchrun-example.sh [NPROC] [more mixlora-train flags]

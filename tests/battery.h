@@ -1,4 +1,4 @@
-// The bad-input battery (README "Reliability"): every case runs an executable the way a user
+// The bad-input battery (docs/reliability.md): every case runs an executable the way a user
 // would, on one broken input, and must end with exit code 2, one line on stderr naming the
 // problem, nothing on stdout, no crash, and no output directory left behind.
 #pragma once
@@ -89,7 +89,8 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
 // "[[[[...]]]]" nested `depth` deep.
 inline std::string nesting_bomb(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
 
-// With MIXLORA_BATTERY_TABLE=FILE, each case appends a README table row "| input | message |".
+// With MIXLORA_BATTERY_TABLE=FILE, each case appends a row "| input | message |" of the
+// table in docs/reliability.md.
 inline void record_case(const std::string& what, const CommandResult& r) {
   const char* table = std::getenv("MIXLORA_BATTERY_TABLE");
   if (!table) return;

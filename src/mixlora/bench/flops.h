@@ -1,4 +1,4 @@
-// Useful training FLOPs per token, the numerator of MFU (documented in the README):
+// Useful training FLOPs per token, the numerator of MFU (documented in docs/benchmarks.md):
 //   4 per frozen weight (forward + input gradient; no weight gradient),
 //   6 per trainable weight (forward + input and weight gradients),
 //   12 * layers * seq * (heads * head_dim) for attention scores and mixing (forward 4 * seq * d

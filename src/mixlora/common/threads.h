@@ -5,7 +5,7 @@
 // workers spin for a while after each matmul, as LibTorch's OpenMP workers do after each
 // element-wise op. With both pools on every core they take turns stealing the cores from each
 // other: measured on 2 cores, a training step ran 2.0-2.7x slower than with either pool alone
-// (README, Benchmarks). So with the pthreads build LibTorch's own ops run on one thread and
+// (docs/benchmarks.md). So with the pthreads build LibTorch's own ops run on one thread and
 // OpenBLAS gets the cores; with the OpenMP build both use the same threads.
 #pragma once
 
