@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
     if (adapter_dirs.empty()) with_base = true;
     const auto model = mixlora::model::load_base_model(base_model, runtime.dtype, runtime.device);
     std::optional<mixlora::data::Tokenizer> tokenizer;
-    if (std::filesystem::exists(std::filesystem::path(base_model) / "tokenizer.model")) {
+    if (mixlora::data::Tokenizer::model_dir_has_tokenizer(base_model)) {
       tokenizer = mixlora::data::Tokenizer::from_model_dir(base_model);
     }
     std::vector<mixlora::adapters::Adapter> loaded;
