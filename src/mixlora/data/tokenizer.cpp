@@ -569,5 +569,6 @@ bool Tokenizer::add_bos_default() const { return state_->add_bos; }
 bool Tokenizer::add_eos_default() const { return state_->add_eos; }
 const std::string& Tokenizer::model_path() const { return state_->path; }
 bool Tokenizer::is_tokenizer_json() const { return state_->hf != nullptr; }
+const hf::HfTokenizer* Tokenizer::tokenizer_json() const { return state_->hf.get(); }
 
 }  // namespace mixlora::data

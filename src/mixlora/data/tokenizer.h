@@ -16,6 +16,10 @@
 
 namespace mixlora::data {
 
+namespace hf {
+class HfTokenizer;
+}
+
 class Tokenizer {
  public:
   // DIR/tokenizer.json, else DIR/tokenizer.model, with DIR's special-token files. A directory
@@ -66,6 +70,9 @@ class Tokenizer {
   // tokenizer.model or tokenizer.json.
   const std::string& model_path() const;
   bool is_tokenizer_json() const;
+  // The tokenizer.json pipeline itself (tokenizers' encode/decode with every option), or
+  // nullptr for SentencePiece.
+  const hf::HfTokenizer* tokenizer_json() const;
 
   // Defined in tokenizer.cpp; public only so that its helpers can name it.
   struct State;
