@@ -7,6 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <fstream>
 #include <iostream>
 #include <string>
 
@@ -20,6 +24,39 @@ const nlohmann::json& field(const nlohmann::json& row, const char* key, size_t l
   return *it;
 }
 
+// --bench: encodes every line of FILE (without its newline) `repeats` times on one thread and
+// prints one JSON line with the encode time of each pass (loading excluded): process CPU
+// seconds ("seconds", what a loaded machine does not distort) and wall seconds.
+int run_bench(const mixlora::data::Tokenizer& tokenizer, const std::string& path, int repeats) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) mixlora::fail_input("{}: cannot read the --bench file", path);
+  std::vector<std::string> lines;
+  size_t bytes = 0;
+  for (std::string line; std::getline(in, line);) {
+    bytes += line.size() + 1;
+    lines.push_back(std::move(line));
+  }
+  auto cpu_seconds = [] {
+    timespec now{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
+    return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
+  };
+  nlohmann::json seconds = nlohmann::json::array(), wall = nlohmann::json::array();
+  size_t tokens = 0;
+  for (int r = 0; r < repeats; ++r) {
+    tokens = 0;
+    const double cpu_start = cpu_seconds();
+    const auto start = std::chrono::steady_clock::now();
+    for (const auto& line : lines) tokens += tokenizer.encode(line, false, false).size();
+    seconds.push_back(cpu_seconds() - cpu_start);
+    wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::cout << nlohmann::json{{"lines", lines.size()}, {"bytes", bytes}, {"tokens", tokens}, {"seconds", seconds},
+                              {"wall_seconds", wall}}.dump()
+            << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -31,9 +68,14 @@ int main(int argc, char** argv) {
   app.add_flag("--add-special-tokens", add_special,
                "add BOS/EOS as the model's tokenizer does by default (transformers' add_special_tokens=True)");
   app.add_flag("--decode", decode, "read {\"ids\": [...]} and write {\"text\": ...}; special tokens are skipped");
+  std::string bench_file;
+  int repeats = 3;
+  app.add_option("--bench", bench_file, "time encoding every line of FILE instead (scripts/bench_tokenizer.sh)");
+  app.add_option("--repeats", repeats, "passes over the --bench file")->capture_default_str();
 
   return mixlora::cli::run_main(app, argc, argv, [&] {
     const auto tokenizer = mixlora::data::Tokenizer::from_model_dir(base_model);
+    if (!bench_file.empty()) return run_bench(tokenizer, bench_file, std::max(repeats, 1));
     std::ios::sync_with_stdio(false);
     std::string line;
     size_t number = 0;

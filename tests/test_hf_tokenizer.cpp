@@ -4,6 +4,7 @@
 // Qwen3, Gemma-3 and LLaMA-2 fixtures of ../shared/tokenizers (tokenizers 0.22.2, Rust).
 #include "mixlora/common/error.h"
 #include "mixlora/data/hf_pretokenizers.h"
+#include "mixlora/data/hf_regex.h"
 #include "mixlora/data/hf_tokenizer.h"
 #include "mixlora/data/tokenizer.h"
 #include "mixlora/io/json_file.h"
