@@ -48,12 +48,11 @@ TEST_CASE("text rows of a tokenizer.json model are tokenized with tokenizer.json
 
 TEST_CASE("mixlora-train --config configs/tokenizer-json.json trains on text", "[cli][train][hf_tokenizer]") {
   TempDir out;
+  const std::vector<std::string> args = {"--config", "configs/tokenizer-json.json", "--output-dir", out.str(),
+                                         "--set", "cutoff_len=32", "--set", "log_every=1",
+                                         "--set", "lora[0].batch_size=100", "--set", "lora[0].micro_batch_size=100"};
   std::string line = "mixlora-train";
-  for (const std::string arg : {"--config", "configs/tokenizer-json.json", "--output-dir", out.str().c_str(), "--set",
-                                "cutoff_len=32", "--set", "log_every=1", "--set", "lora[0].batch_size=100", "--set",
-                                "lora[0].micro_batch_size=100"}) {
-    line += " " + shell_quote(arg);
-  }
+  for (const auto& arg : args) line += " " + shell_quote(arg);
   const auto result = mixlora::test::run_tool(line, kSource);
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
