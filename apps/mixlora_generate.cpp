@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
   bool print_ids = false;
   app.add_option("--base-model", base_model, "Hugging Face model directory")->required();
   app.add_option("--adapter", adapter_dir, "LoRA / MixLoRA adapter directory");
-  auto* text_option = app.add_option("--prompt", prompt, "prompt text (needs tokenizer.model)");
+  auto* text_option = app.add_option("--prompt", prompt, "prompt text (needs tokenizer.json or tokenizer.model)");
   auto* ids_option = app.add_option("--prompt-ids", prompt_ids, "prompt as token ids: 1,2,3");
   text_option->excludes(ids_option);
   app.add_option("--max-new-tokens", options.max_new_tokens, "tokens to generate")
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
 
     // Tokenizer only when text goes in or comes out; stories260K-style models have none.
     std::optional<mixlora::data::Tokenizer> tokenizer;
-    const bool has_tokenizer = std::filesystem::exists(base_model + "/tokenizer.model");
+    const bool has_tokenizer = mixlora::data::Tokenizer::model_dir_has_tokenizer(base_model);
     if (!prompt.empty() || (!print_ids && has_tokenizer)) {
       tokenizer = mixlora::data::Tokenizer::from_model_dir(base_model);
     }

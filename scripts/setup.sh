@@ -7,6 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libgloo-dev libopenblas0-openmp    # LibTorch 1.13 (CPU); OpenBLAS: ~12x faster fp32 matmul
   libsentencepiece-dev sentencepiece              # tokenizer library and the spm_encode/spm_train CLIs
+  libpcre2-dev libutf8proc-dev                    # tokenizer.json: Unicode regexes (PCRE2), normal forms (utf8proc)
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2
   python3-torch                                   # tests only: checks adapter_model.bin with torch.load(weights_only=True)
   clang-14 libclang-rt-14-dev                     # tests only: libFuzzer harnesses, ASan/UBSan build (fuzz/)

@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh
+# PyPI tokenizers for the tokenizer.json reference test; that test skips when this venv cannot be made.
+export MIXLORA_TOKENIZERS_PYTHON=${MIXLORA_TOKENIZERS_PYTHON:-$(bash scripts/setup-tokenizers-venv.sh 2>/dev/null | tail -n 1 || true)}
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j "${JOBS:-$(nproc)}")
 # Reliability (docs/reliability.md): the parser tests under ASan + UBSan, then a 30 s libFuzzer
 # smoke of each harness, both from build-fuzz (clang). MIXLORA_SKIP_FUZZ=1 skips them.

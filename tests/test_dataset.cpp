@@ -231,7 +231,7 @@ TEST_CASE("causal LM: text rows, instruction with input, pre-tokenized rows", "[
   }
   SECTION("text needs a tokenizer, even with skip_bad_rows") {
     REQUIRE_INPUT_ERROR(load_one("casual", file, cutoff(512, true), nullptr),
-                        Equals(file + ":1: this row is text, but the model has no tokenizer.model to tokenize it: give "
+                        Equals(file + ":1: this row is text, but the model has no tokenizer.json or tokenizer.model to tokenize it: give "
                                       "pre-tokenized rows {\"input_ids\": [...], \"labels\"?: [...]}"));
   }
   SECTION("ids must exist in the model") {
@@ -242,7 +242,7 @@ TEST_CASE("causal LM: text rows, instruction with input, pre-tokenized rows", "[
                                            "[0, 3000) (position 1)"));
     REQUIRE_INPUT_ERROR(load_one("casual", file, o),
                         Equals(file + ":1: token id 15043 from the tokenizer is outside the model's vocabulary "
-                                      "[0, 3000) (does tokenizer.model belong to this model?)"));
+                                      "[0, 3000) (does the tokenizer belong to this model?)"));
   }
 }
 

@@ -59,7 +59,7 @@ struct TaskContext {
 const Tokenizer& need_tokenizer(const TaskContext& ctx, const std::string& where, const char* pretokenized_form) {
   if (ctx.tokenizer) return *ctx.tokenizer;
   throw NeedsTokenizer{fmt::format(
-      "{}: this row is text, but the model has no tokenizer.model to tokenize it: give pre-tokenized rows {}", where,
+      "{}: this row is text, but the model has no tokenizer.json or tokenizer.model to tokenize it: give pre-tokenized rows {}", where,
       pretokenized_form)};
 }
 
@@ -81,7 +81,7 @@ void check_vocab(const Sample& sample, const TaskContext& ctx, const std::string
     if (id < 0 || id >= vocab) {
       fail_input(
           "{}: token id {} from the tokenizer is outside the model's vocabulary [0, {}) "
-          "(does tokenizer.model belong to this model?)",
+          "(does the tokenizer belong to this model?)",
           where, id, vocab);
     }
   };

@@ -2,6 +2,7 @@
 
 #include "mixlora/common/build_info.h"
 #include "mixlora/common/error.h"
+#include "mixlora/data/hf_tokenizer.h"
 #include "mixlora/io/json_file.h"
 
 #include <dlfcn.h>
@@ -154,6 +155,9 @@ std::vector<std::string> spm_shim_candidates() {
 struct Tokenizer::State {
   const ShimApi* api = nullptr;
   void* handle = nullptr;
+  // Set for tokenizer.json; then api/handle stay null.
+  std::shared_ptr<const hf::HfTokenizer> hf;
+  bool clean_up_spaces = false;  // tokenizer_config.json clean_up_tokenization_spaces
   std::string path;
   int64_t piece_count = 0;  // SentencePiece pieces: ids [0, piece_count)
   int64_t vocab_size = 0;   // pieces plus added tokens beyond them
@@ -172,6 +176,7 @@ struct Tokenizer::State {
   std::optional<int64_t> find(const std::string& content) const {
     // Added tokens first, as in HF: they may shadow a piece with the same text.
     if (auto it = added_by_content.find(content); it != added_by_content.end()) return it->second;
+    if (hf) return hf->token_to_id(content);
     const int32_t id = api->piece_to_id(handle, content.data(), content.size());
     if (id >= 0) return id;
     return std::nullopt;
@@ -286,16 +291,122 @@ Tokenizer Tokenizer::from_file(const std::string& model_path) {
   return Tokenizer(std::move(state));
 }
 
+bool Tokenizer::model_dir_has_tokenizer(const std::string& dir) {
+  std::error_code ec;
+  const fs::path root(dir);
+  return fs::exists(root / "tokenizer.json", ec) || fs::exists(root / "tokenizer.model", ec);
+}
+
+namespace {
+
+// config.json's bos/eos/pad_token_id where the tokenizer files name no token (transformers'
+// generation falls back to them too). A list of EOS ids gives its first.
+void apply_model_config_ids(Tokenizer::State& state, const fs::path& root) {
+  std::error_code ec;
+  const fs::path path = root / "config.json";
+  if (!fs::exists(path, ec)) return;
+  const std::string where = path.string();
+  const auto config = read_json_object(where);
+  const std::pair<const char*, int64_t*> fields[] = {
+      {"bos_token_id", &state.bos}, {"eos_token_id", &state.eos}, {"pad_token_id", &state.pad}};
+  for (const auto& [key, id] : fields) {
+    if (*id >= 0) continue;
+    auto it = config.find(key);
+    if (it == config.end() || it->is_null()) continue;
+    const nlohmann::json& value = it->is_array() && !it->empty() ? it->front() : *it;
+    if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() >= state.vocab_size) {
+      fail_input("{}: {}: expected a token id in [0, {}), got {}", where, key, state.vocab_size, io::describe(*it));
+    }
+    *id = value.get<int64_t>();
+  }
+}
+
+// transformers' clean_up_tokenization: no space before punctuation and English contractions.
+std::string clean_up_tokenization(std::string text) {
+  static const std::pair<const char*, const char*> rules[] = {
+      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+      {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
+  for (const auto& [from, to] : rules) {
+    const std::string needle(from), replacement(to);
+    std::string out;
+    size_t prev = 0;
+    for (size_t pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, prev)) {
+      out.append(text, prev, pos - prev);
+      out += replacement;
+      prev = pos + needle.size();
+    }
+    out.append(text, prev, std::string::npos);
+    text = std::move(out);
+  }
+  return text;
+}
+
+// The post-processor's ids around one sequence must be [BOS] and [EOS] (or nothing): the
+// Tokenizer API adds BOS and EOS as two switches.
+void check_post_processor(Tokenizer::State& state, const std::vector<int64_t>& ids, int64_t* token,
+                          const char* name, const char* side) {
+  if (ids.empty()) return;
+  if (*token < 0 && ids.size() == 1) *token = ids[0];
+  if (ids.size() != 1 || ids[0] != *token) {
+    fail_input("{}: post_processor adds ids [{}] {} the text, but only the {} token ({}) is supported there",
+               state.path, fmt::join(ids, ", "), side, name, *token);
+  }
+}
+
+std::shared_ptr<Tokenizer::State> load_tokenizer_json(const fs::path& root) {
+  std::error_code ec;
+  auto state = std::make_shared<Tokenizer::State>();
+  state->path = (root / "tokenizer.json").string();
+  state->hf = hf::HfTokenizer::from_file(state->path);
+  state->piece_count = state->hf->vocab_size();
+  state->vocab_size = state->piece_count;
+  state->unk = state->hf->unk_id().value_or(-1);
+
+  std::optional<bool> add_bos, add_eos;
+  const fs::path config_path = root / "tokenizer_config.json";
+  if (fs::exists(config_path, ec)) {
+    const std::string where = config_path.string();
+    const auto config = read_json_object(where);
+    add_bos = io::get_bool(config, "add_bos_token", where);
+    add_eos = io::get_bool(config, "add_eos_token", where);
+    state->clean_up_spaces = io::get_bool(config, "clean_up_tokenization_spaces", where).value_or(false);
+    apply_special_tokens(*state, config, where);
+  }
+  const fs::path map_path = root / "special_tokens_map.json";
+  if (fs::exists(map_path, ec)) {
+    const std::string where = map_path.string();
+    apply_special_tokens(*state, read_json_object(where), where);
+  }
+  apply_model_config_ids(*state, root);
+
+  // What encode(text) adds by default: tokenizer_config.json's add_bos_token / add_eos_token
+  // when given (LlamaTokenizerFast rewrites its post-processor from them), else the
+  // post-processor's own ids.
+  check_post_processor(*state, state->hf->special_prefix(), &state->bos, "BOS", "before");
+  check_post_processor(*state, state->hf->special_suffix(), &state->eos, "EOS", "after");
+  if (add_bos.value_or(false) && state->bos < 0) {
+    fail_input("{}: add_bos_token is true but the tokenizer has no BOS token", config_path.string());
+  }
+  if (add_eos.value_or(false) && state->eos < 0) {
+    fail_input("{}: add_eos_token is true but the tokenizer has no EOS token", config_path.string());
+  }
+  state->add_bos = add_bos.value_or(!state->hf->special_prefix().empty());
+  state->add_eos = add_eos.value_or(!state->hf->special_suffix().empty());
+  return state;
+}
+
+}  // namespace
+
 Tokenizer Tokenizer::from_model_dir(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) fail_input("{}: model directory not found", dir);
   const fs::path root(dir);
+  if (fs::exists(root / "tokenizer.json", ec)) return Tokenizer(load_tokenizer_json(root));
   const fs::path model = root / "tokenizer.model";
   if (!fs::exists(model, ec)) {
-    const bool has_json = fs::exists(root / "tokenizer.json", ec);
-    fail_input("{}: no tokenizer.model, so this model has no SentencePiece tokenizer{}; give "
+    fail_input("{}: no tokenizer.json and no tokenizer.model, so this model has no tokenizer; give "
                "token ids instead of text (--prompt-ids, pre-tokenized data)",
-               dir, has_json ? " (tokenizer.json alone is not supported)" : "");
+               dir);
   }
   auto state = load_model(model.string());
 
@@ -348,6 +459,12 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text, bool add_bos, bo
   const State& s = *state_;
   if (add_bos && s.bos < 0) fail_input("{}: BOS requested but the tokenizer has none", s.path);
   if (add_eos && s.eos < 0) fail_input("{}: EOS requested but the tokenizer has none", s.path);
+  if (s.hf) {
+    auto ids = s.hf->encode(text, false);
+    if (add_bos) ids.insert(ids.begin(), s.bos);
+    if (add_eos) ids.push_back(s.eos);
+    return ids;
+  }
   // At most one piece per byte plus the dummy prefix, unless normalization expands the text;
   // the shim reports the size it needs and we retry.
   std::vector<int32_t> buffer(text.size() + 4);
@@ -374,6 +491,10 @@ std::vector<int64_t> Tokenizer::encode(const std::string& text) const {
 
 std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
   const State& s = *state_;
+  if (s.hf) {
+    std::string text = s.hf->decode(ids, /*skip_special_tokens=*/true);
+    return s.clean_up_spaces ? clean_up_tokenization(std::move(text)) : text;
+  }
   std::string text;
   std::vector<int32_t> run;  // consecutive SentencePiece ids, decoded together
   auto flush = [&] {
@@ -411,6 +532,10 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
 
 std::string Tokenizer::piece(int64_t id) const {
   const State& s = *state_;
+  if (s.hf) {
+    if (auto token = s.hf->id_to_token(id)) return *token;
+    fail_input("token id {} is outside the vocabulary of {} ({} ids)", id, s.path, s.vocab_size);
+  }
   if (id >= 0 && id < s.piece_count) {
     std::string out(32, '\0');
     int64_t n = s.api->id_to_piece(s.handle, static_cast<int32_t>(id), out.data(), out.size());
@@ -431,6 +556,7 @@ std::optional<int64_t> Tokenizer::piece_to_id(const std::string& piece) const {
 
 bool Tokenizer::is_byte(int64_t id) const {
   const State& s = *state_;
+  if (s.hf) return s.hf->is_byte(id);
   return id >= 0 && id < s.piece_count && s.api->is_byte(s.handle, static_cast<int32_t>(id)) != 0;
 }
 
@@ -442,5 +568,7 @@ int64_t Tokenizer::pad_id() const { return state_->pad; }
 bool Tokenizer::add_bos_default() const { return state_->add_bos; }
 bool Tokenizer::add_eos_default() const { return state_->add_eos; }
 const std::string& Tokenizer::model_path() const { return state_->path; }
+bool Tokenizer::is_tokenizer_json() const { return state_->hf != nullptr; }
+const hf::HfTokenizer* Tokenizer::tokenizer_json() const { return state_->hf.get(); }
 
 }  // namespace mixlora::data

@@ -1,5 +1,7 @@
-// SentencePiece tokenizer of a Hugging Face model directory (tokenizer.model plus optional
-// tokenizer_config.json / special_tokens_map.json / added_tokens.json).
+// The tokenizer of a Hugging Face model directory: tokenizer.json when the directory has one
+// (hf_tokenizer.h: the Rust `tokenizers` pipeline), else the SentencePiece tokenizer.model,
+// with tokenizer_config.json / special_tokens_map.json / added_tokens.json / config.json for
+// BOS, EOS, PAD and whether BOS/EOS are added (docs/tokenizers.md).
 //
 // libsentencepiece is never linked into this library: its embedded protobuf crashes next to
 // LibTorch's. The work is done by libmixlora_spm_shim.so, loaded once per process with
@@ -14,23 +16,32 @@
 
 namespace mixlora::data {
 
+namespace hf {
+class HfTokenizer;
+}
+
 class Tokenizer {
  public:
-  // DIR/tokenizer.model with DIR's special-token files. A directory without tokenizer.model
-  // is an InputError that points to --prompt-ids.
+  // DIR/tokenizer.json, else DIR/tokenizer.model, with DIR's special-token files. A directory
+  // with neither is an InputError that points to --prompt-ids.
   static Tokenizer from_model_dir(const std::string& dir);
+  // True when DIR has tokenizer.json or tokenizer.model (text can be tokenized).
+  static bool model_dir_has_tokenizer(const std::string& dir);
   // A bare SentencePiece model: special tokens and add_bos/add_eos are the model's own and
   // the Hugging Face LlamaTokenizer defaults.
   static Tokenizer from_file(const std::string& model_path);
 
-  // Text to ids, like `spm_encode --output_format=id` plus BOS/EOS. Special-token strings
-  // inside the text ("<s>") are plain text, as in spm_encode. Asking for a BOS/EOS the
-  // tokenizer does not have is an InputError.
+  // Text to ids plus BOS/EOS. SentencePiece: like `spm_encode --output_format=id`; special-token
+  // strings inside the text ("<s>") are plain text. tokenizer.json: like tokenizers'
+  // encode(text, add_special_tokens=False); added and special tokens inside the text are
+  // matched (as transformers does). Asking for a BOS/EOS the tokenizer does not have is an
+  // InputError.
   std::vector<int64_t> encode(const std::string& text, bool add_bos, bool add_eos) const;
   // With add_bos_default() / add_eos_default().
   std::vector<int64_t> encode(const std::string& text) const;
-  // Ids to text, skipping BOS, EOS and PAD (HF skip_special_tokens). An id outside
-  // [0, vocab_size()) is an InputError (a model/tokenizer mismatch).
+  // Ids to text, skipping BOS, EOS and PAD (tokenizer.json: every special added token, and
+  // clean_up_tokenization_spaces when tokenizer_config.json asks; HF skip_special_tokens). An
+  // id outside the vocabulary is an InputError (a model/tokenizer mismatch).
   std::string decode(const std::vector<int64_t>& ids) const;
 
   // The piece of one id ("▁Hello", "<0x0A>"); InputError outside [0, vocab_size()).
@@ -50,12 +61,18 @@ class Tokenizer {
   int64_t eos_id() const;
   int64_t unk_id() const;
   int64_t pad_id() const;
-  // tokenizer_config.json add_bos_token / add_eos_token; HF LlamaTokenizer defaults
-  // (true / false) when absent. add_bos_default() is false when there is no BOS token.
+  // tokenizer_config.json add_bos_token / add_eos_token; when absent, SentencePiece: the HF
+  // LlamaTokenizer defaults (true / false), tokenizer.json: what its post-processor adds.
+  // add_bos_default() is false when there is no BOS token.
   bool add_bos_default() const;
   bool add_eos_default() const;
 
+  // tokenizer.model or tokenizer.json.
   const std::string& model_path() const;
+  bool is_tokenizer_json() const;
+  // The tokenizer.json pipeline itself (tokenizers' encode/decode with every option), or
+  // nullptr for SentencePiece.
+  const hf::HfTokenizer* tokenizer_json() const;
 
   // Defined in tokenizer.cpp; public only so that its helpers can name it.
   struct State;

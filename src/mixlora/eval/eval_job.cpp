@@ -20,7 +20,7 @@ std::vector<EvalResult> run_eval_job(EvalJob job) {
   if (job.adapter_dirs.empty()) job.with_base = true;
   const auto model = model::load_base_model(job.base_model, job.dtype, job.device);
   std::optional<data::Tokenizer> tokenizer;
-  if (std::filesystem::exists(std::filesystem::path(job.base_model) / "tokenizer.model")) {
+  if (data::Tokenizer::model_dir_has_tokenizer(job.base_model)) {
     tokenizer = data::Tokenizer::from_model_dir(job.base_model);
   }
   std::vector<adapters::Adapter> loaded;

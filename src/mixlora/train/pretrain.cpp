@@ -34,9 +34,10 @@ void copy_tokenizer_files(const std::string& source, const fs::path& out) {
   if (source.empty()) return;
   const fs::path src = fs::is_directory(source) ? fs::path(source) : fs::path(source).parent_path();
   std::error_code ec;
-  for (const char* name : {"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}) {
+  for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
     fs::path from = src / name;
     if (std::string(name) == "tokenizer.model" && !fs::is_directory(source)) from = source;
+    if (std::string(name) == "tokenizer.json" && !fs::is_directory(source)) continue;  // a tokenizer.model was named
     if (!fs::exists(from) || fs::equivalent(from.parent_path(), out, ec)) continue;
     fs::copy_file(from, out / name, fs::copy_options::overwrite_existing, ec);
     if (ec) fail_runtime("{}: cannot copy to {}: {}", from.string(), out.string(), ec.message());

@@ -32,7 +32,7 @@ PretrainSummary run_pretrain_job(const config::TrainConfig& config, const std::s
                                  job.dtype, job.device, config.seed)
                            : model::load_base_model(config.base_model, job.dtype, job.device);
   std::string tokenizer_source = job.tokenizer;
-  if (tokenizer_source.empty() && !random_init && fs::exists(fs::path(config.base_model) / "tokenizer.model")) {
+  if (tokenizer_source.empty() && !random_init && data::Tokenizer::model_dir_has_tokenizer(config.base_model)) {
     tokenizer_source = config.base_model;
   }
   std::optional<data::Tokenizer> tokenizer;

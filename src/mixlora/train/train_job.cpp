@@ -42,7 +42,7 @@ std::vector<AdapterSummary> load_and_train(const config::TrainConfig& config, co
   if (!options.comm || options.comm->rank() == 0) prepare_output(config, options);
   const auto model = model::load_base_model(config.base_model, job.dtype, job.device);
   std::optional<data::Tokenizer> tokenizer;
-  if (std::filesystem::exists(std::filesystem::path(config.base_model) / "tokenizer.model")) {
+  if (data::Tokenizer::model_dir_has_tokenizer(config.base_model)) {
     tokenizer = data::Tokenizer::from_model_dir(config.base_model);
   }
   const auto* tokens = tokenizer ? &*tokenizer : nullptr;
