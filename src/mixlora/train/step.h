@@ -6,6 +6,7 @@
 #include "mixlora/data/sample.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/moe/mixlora_ffn.h"
+#include "mixlora/moe/router_stats.h"
 
 #include <vector>
 
@@ -15,11 +16,14 @@ namespace mixlora::train {
 struct StepLosses {
   double task = 0.0, aux = 0.0, z = 0.0;
   int64_t tokens = 0;  // real tokens of its rows
+  // MixLoRA with StepOptions::router_telemetry: the routing statistics, still on the device.
+  moe::RouterBatchStats router;
 };
 
 struct StepOptions {
   moe::FfnPath ffn_path = moe::FfnPath::efficient;
   bool gradient_checkpointing = false;
+  bool router_telemetry = false;  // fill StepLosses::router (no host sync; docs/telemetry.md)
 };
 
 // Runs `batch` (segments say which rows belong to which adapter) through the decoder with the

@@ -5,6 +5,7 @@
 #include "mixlora/common/signals.h"
 #include "mixlora/io/atomic_file.h"
 #include "mixlora/model/decoder.h"
+#include "mixlora/report/html_report.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/data_parallel.h"
 #include "mixlora/train/progress.h"
@@ -210,8 +211,15 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
       std::vector<int64_t> accumulation;
       for (size_t i : active) accumulation.push_back(runs[i]->accumulation());
       dp.before_backward(runs, active);
+      // Routing statistics for the micro-batches of steps that will be logged (router_telemetry.h).
+      std::vector<bool> telemetry;
+      for (size_t i : active) telemetry.push_back(progress.router_telemetry().due(*runs[i]));
+      const bool any_telemetry = std::find(telemetry.begin(), telemetry.end(), true) != telemetry.end();
       losses = forward_backward(decoder, batch, segments, accumulation,
-                                {options.ffn_path, config.gradient_checkpointing});
+                                {options.ffn_path, config.gradient_checkpointing, any_telemetry});
+      for (size_t k = 0; k < active.size(); ++k) {
+        if (telemetry[k]) progress.router_telemetry().add(active[k], losses[k].router);
+      }
     }
 
     for (size_t k = 0; k < active.size(); ++k) {
@@ -268,6 +276,15 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
   }
   progress.finish();
   dp.log_overlap();
+  if (options.write_report && dp.writes()) {
+    // The adapters are saved: a report that cannot be written costs a warning, not the run.
+    try {
+      spdlog::info("report: {}", report::write_report({config.output_dir},
+                                                      (fs::path(config.output_dir) / "report.html").string()));
+    } catch (const std::exception& e) {
+      spdlog::warn("report: not written: {}", e.what());
+    }
+  }
   for (size_t i = 0; i < runs.size(); ++i) summaries[i].steps = runs[i]->step();
   return summaries;
 }
