@@ -23,6 +23,7 @@ h3 { font-size: 14px; margin: 0 0 6px 0; }
 .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 .card { background: #fff; border: 1px solid #d8dadf; border-radius: 6px; padding: 10px; }
 .card .sub { color: #555; font-size: 12px; margin-bottom: 6px; }
+.adapter { width: 392px; }
 svg text { font-family: "DejaVu Sans", Arial, sans-serif; }
 svg .title { font-size: 12px; font-weight: bold; fill: #333; }
 svg .tick { font-size: 10px; fill: #555; }
@@ -34,6 +35,12 @@ table.alarms th { background: #f0f0f0; }
 .snapshots { display: flex; flex-wrap: wrap; gap: 4px; }
 </style>
 )";
+
+LineChartOptions no_legend() {
+  LineChartOptions o;
+  o.legend = false;
+  return o;
+}
 
 std::string label_of(const AdapterMetrics& a, bool several_runs) {
   return several_runs ? a.run + " / " + a.name : a.name;
@@ -108,7 +115,7 @@ std::string eval_chart(const AdapterMetrics& a) {
 }
 
 std::string adapter_card(const AdapterMetrics& a, bool several_runs) {
-  std::string html = fmt::format("<div class=\"card\">\n<h3>{}</h3>\n", escape(label_of(a, several_runs)));
+  std::string html = fmt::format("<div class=\"card adapter\">\n<h3>{}</h3>\n", escape(label_of(a, several_runs)));
   std::string kind = "LoRA";
   if (a.is_mixlora()) {
     const auto& last = a.router.back().second;
@@ -124,10 +131,10 @@ std::string adapter_card(const AdapterMetrics& a, bool several_runs) {
   html += fmt::format("<div class=\"sub\">{} | {} logged steps of {} | final loss {:.4f}</div>\n", escape(kind),
                       a.loss.steps.size(), a.total_steps, final_loss);
   html += alarms_html(a);
-  html += line_chart("training loss", {{"loss", palette(0), &a.loss}}, {380, 210, false});
+  html += line_chart("training loss", {{"loss", palette(0), &a.loss}}, no_legend());
   if (!a.eval.empty()) html += eval_chart(a);
-  html += line_chart("learning rate", {{"lr", palette(2), &a.lr}}, {380, 210, false});
-  html += line_chart("gradient norm (before clipping)", {{"grad norm", palette(3), &a.grad_norm}}, {380, 210, false});
+  html += line_chart("learning rate", {{"lr", palette(2), &a.lr}}, no_legend());
+  html += line_chart("gradient norm (before clipping)", {{"grad norm", palette(3), &a.grad_norm}}, no_legend());
   if (a.is_mixlora()) {
     std::vector<LineSeries> router_losses = {{"aux loss", palette(4), &a.aux_loss}};
     if (std::any_of(a.z_loss.values.begin(), a.z_loss.values.end(), [](double v) { return std::isfinite(v) && v != 0.0; })) {
@@ -144,8 +151,8 @@ std::string adapter_card(const AdapterMetrics& a, bool several_runs) {
         for (double v : row) max_share = std::max(max_share, v);
     }
     HeatmapOptions big;
-    big.cell_width = std::max(10, std::min(36, 300 / std::max(1, experts)));
-    big.cell_height = std::max(6, std::min(16, 320 / std::max<int>(1, static_cast<int>(final_shares.size()))));
+    big.cell_width = std::max(10, std::min(64, 280 / std::max(1, experts)));
+    big.cell_height = std::max(6, std::min(24, 320 / std::max<int>(1, static_cast<int>(final_shares.size()))));
     html += heatmap(fmt::format("token share per layer x expert, step {}", a.router.back().first), final_shares,
                     max_share, big);
     // Over time: up to six snapshots at evenly spaced logged steps, on the same colour scale.

@@ -99,7 +99,7 @@ std::string line_chart(const std::string& title, const std::vector<LineSeries>& 
     x_hi += 1.0;
   }
   const int legend_lines = o.legend ? static_cast<int>(series.size()) : (o.legend_note.empty() ? 0 : 1);
-  const int left = 56, right = 12, top = 24, bottom = 34 + 14 * legend_lines;
+  const int left = 56, right = 12, top = 24;
   const int plot_w = o.width - left - right, plot_h = o.height - top - 34;
   const int height = o.height + 14 * legend_lines;
   auto px = [&](double x) { return left + (x - x_lo) / (x_hi - x_lo) * plot_w; };
@@ -107,8 +107,8 @@ std::string line_chart(const std::string& title, const std::vector<LineSeries>& 
   std::string svg = fmt::format(
       "<svg class=\"chart\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\">\n"
       "<rect x=\"0\" y=\"0\" width=\"{}\" height=\"{}\" fill=\"#ffffff\"/>\n"
-      "<text x=\"{}\" y=\"15\" class=\"title\">{}</text>\n",
-      o.width, height, o.width, height, o.width, height, left, escape(title));
+      "<text x=\"6\" y=\"15\" class=\"title\">{}</text>\n",
+      o.width, height, o.width, height, o.width, height, escape(title));
   svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"#fafafa\" stroke=\"#cccccc\"/>\n", left,
                      top, plot_w, plot_h);
   for (double t : nice_ticks(y_lo, y_hi, 4)) {
@@ -169,12 +169,14 @@ std::string heatmap(const std::string& title, const std::vector<std::vector<doub
   if (values.empty() || values.front().empty()) return "";
   const int rows = static_cast<int>(values.size()), cols = static_cast<int>(values.front().size());
   const int left = o.labels ? 52 : 4, top = 22, bar = o.labels ? 54 : 0;
-  const int width = left + cols * o.cell_width + bar + 6;
+  // Wide enough for the title (about 6.5 px per character at the title's size).
+  const int title_width = static_cast<int>(6.5 * static_cast<double>(title.size())) + (o.labels ? 8 : 2);
+  const int width = std::max(left + cols * o.cell_width + bar + 6, title_width);
   const int height = top + rows * o.cell_height + (o.labels ? 26 : 4);
   std::string svg = fmt::format(
       "<svg class=\"heatmap\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" viewBox=\"0 0 {} {}\">\n"
       "<text x=\"{}\" y=\"14\" class=\"title\">{}</text>\n",
-      width, height, width, height, left, escape(title));
+      width, height, width, height, o.labels ? 6 : 1, escape(title));
   const double scale = max_value > 0.0 ? max_value : 1.0;
   for (int r = 0; r < rows; ++r) {
     for (int c = 0; c < cols && c < static_cast<int>(values[r].size()); ++c) {
