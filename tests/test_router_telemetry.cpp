@@ -71,7 +71,9 @@ TEST_CASE("router telemetry: per-layer statistics equal the hand-computed ones",
   CHECK(layer.expert_share[0] == Approx(2.0 / 3.0));
   CHECK(layer.expert_share[1] == Approx(1.0 / 3.0));
   CHECK(layer.top1_share[0] == Approx(1.0 / 3.0));  // only the 0.9 row prefers expert 0
-  CHECK(layer.top1_share[1] == Approx(1.0 / 3.0 * 1.0 + 1.0 / 3.0));
+  CHECK(layer.top1_share[1] == Approx(2.0 / 3.0));
+  CHECK(layer.prob_share[0] == Approx((0.9 + 0.6 + 0.2) / 3.0));
+  CHECK(layer.prob_share[1] == Approx((0.1 + 0.4 + 0.8) / 3.0));
   CHECK(layer.load_imbalance == Approx(4.0 / 3.0));
   CHECK(layer.entropy == Approx((entropy({0.9, 0.1}) + entropy({0.6, 0.4}) + entropy({0.2, 0.8})) / 3.0));
   CHECK(layer.top1_prob == Approx((0.9 + 0.6 + 0.8) / 3.0));
@@ -107,11 +109,12 @@ TEST_CASE("router telemetry: switch drop rate and z loss", "[telemetry]") {
 }
 
 TEST_CASE("router alarms: each condition once, none for a balanced router", "[telemetry]") {
-  auto layer = [](std::vector<double> share, std::vector<double> top1, double entropy,
+  auto layer = [](std::vector<double> share, std::vector<double> probability, double entropy,
                   std::optional<double> drop = std::nullopt) {
     moe::RouterLayerStats s;
     s.expert_share = std::move(share);
-    s.top1_share = std::move(top1);
+    s.top1_share = {1.0, 0.0, 0.0, 0.0};  // a fresh router's argmax can be this skewed: no alarm
+    s.prob_share = std::move(probability);
     s.entropy = entropy;
     s.drop_rate = drop;
     return s;
@@ -120,7 +123,7 @@ TEST_CASE("router alarms: each condition once, none for a balanced router", "[te
   balanced.num_experts = 4;
   balanced.layers = {layer({0.25, 0.25, 0.25, 0.25}, {0.3, 0.2, 0.25, 0.25}, 1.3, 0.05)};
   moe::RouterSummary failing = balanced;
-  // Expert 3 below 0.25 / 4; expert 0 the top choice of 60% of tokens; entropy under
+  // Expert 3 below 0.25 / 4; expert 0 holds 60% of the router probability; entropy under
   // 0.1 * log 4 = 0.139; a fifth of the tokens dropped.
   failing.layers = {layer({0.5, 0.3, 0.18, 0.02}, {0.6, 0.3, 0.1, 0.0}, 0.1, 0.2)};
 

@@ -11,7 +11,8 @@ namespace mixlora::moe {
 
 namespace {
 
-// One layer's device row: [tokens, entropy sum, top-1 probability sum, aux, z, top-1 counts (E)].
+// One layer's device row: [tokens, entropy sum, top-1 probability sum, aux, z, top-1 counts (E),
+// probability sums (E)].
 at::Tensor layer_row(const RouterRecord& record, const config::AdapterConfig& config) {
   const auto probs = record.probs.detach().to(at::kDouble);
   const int64_t num_experts = probs.size(1);
@@ -30,7 +31,9 @@ at::Tensor layer_row(const RouterRecord& record, const config::AdapterConfig& co
       z = router_z_loss(one).detach().to(at::kDouble) * config.router_z_loss_coef;
     }
   }
-  return at::cat({at::stack({mask.sum(), (entropy * mask).sum(), (top_prob * mask).sum(), aux, z}), top1_counts});
+  const auto prob_sums = (probs * mask.unsqueeze(1)).sum(0);
+  return at::cat({at::stack({mask.sum(), (entropy * mask).sum(), (top_prob * mask).sum(), aux, z}), top1_counts,
+                  prob_sums});
 }
 
 }  // namespace
@@ -58,7 +61,7 @@ RouterStatSums RouterStatSums::zeros(int64_t layers, int64_t num_experts) {
 
 void RouterStatSums::add(const at::Tensor& device_sums_on_cpu, const std::vector<std::vector<int64_t>>& routed_counts) {
   const auto rows = device_sums_on_cpu.to(at::kDouble).contiguous();
-  const int64_t l = rows.size(0), e = rows.size(1) - kDeviceColumns;
+  const int64_t l = rows.size(0), e = (rows.size(1) - kDeviceColumns) / 2;
   if (empty()) *this = zeros(l, e);
   if (l != layers || e != num_experts || static_cast<int64_t>(routed_counts.size()) != l) {
     fail_runtime("router telemetry: a batch of {} layers x {} experts added to sums of {} x {}", l, e, layers,
@@ -96,7 +99,8 @@ RouterStatSums RouterStatAccumulator::read() {
   sums.add(pending_.to(at::kCPU), counts_);  // the one host transfer
   // add() counted one batch: the accumulated ones are batches_.
   const int64_t stride = RouterStatSums::columns(sums.num_experts);
-  for (int64_t l = 0; l < sums.layers; ++l) sums.values[l * stride + kDeviceColumns + sums.num_experts] = batches_;
+  const int64_t batches_column = RouterStatSums::device_columns(sums.num_experts);
+  for (int64_t l = 0; l < sums.layers; ++l) sums.values[l * stride + batches_column] = batches_;
   pending_ = at::Tensor();
   counts_.clear();
   batches_ = 0;
@@ -111,9 +115,10 @@ RouterSummary summarize(const RouterStatSums& sums, const config::AdapterConfig&
   const bool is_switch = config.routing_strategy == config::RoutingStrategy::mixlora_switch;
   for (int64_t l = 0; l < sums.layers; ++l) {
     const double* row = sums.values.data() + l * stride;
-    const double tokens = row[kTokens], batches = row[kDeviceColumns + e];
+    const double tokens = row[kTokens], batches = row[kDeviceColumns + 2 * e];
     const double* top1 = row + kDeviceColumns;
-    const double* routed = row + kDeviceColumns + e + 1;
+    const double* probs = row + kDeviceColumns + e;
+    const double* routed = row + kDeviceColumns + 2 * e + 1;
     double routed_total = 0.0;
     for (int64_t x = 0; x < e; ++x) routed_total += routed[x];
     RouterLayerStats layer;
@@ -121,6 +126,7 @@ RouterSummary summarize(const RouterStatSums& sums, const config::AdapterConfig&
     for (int64_t x = 0; x < e; ++x) {
       layer.expert_share.push_back(ratio(routed[x], routed_total));
       layer.top1_share.push_back(ratio(top1[x], tokens));
+      layer.prob_share.push_back(ratio(probs[x], tokens));
     }
     const double max_share = e > 0 ? *std::max_element(layer.expert_share.begin(), layer.expert_share.end()) : 0.0;
     layer.load_imbalance = max_share * static_cast<double>(e);  // max / mean, mean = 1/E
@@ -144,6 +150,7 @@ nlohmann::json router_json(const RouterSummary& summary) {
     nlohmann::json layer = {{"layer", l},
                             {"expert_share", s.expert_share},
                             {"top1_share", s.top1_share},
+                            {"prob_share", s.prob_share},
                             {"load_imbalance", s.load_imbalance},
                             {"entropy", s.entropy},
                             {"top1_prob", s.top1_prob},

@@ -27,8 +27,9 @@ enum RouterColumn : int64_t { kTokens = 0, kEntropySum, kTop1ProbSum, kAuxSum, k
 
 // One batch of one adapter, not yet read back.
 struct RouterBatchStats {
-  // [L, kDeviceColumns + E] fp64 on the router's device: real tokens, summed entropy, summed
-  // top-1 probability, aux loss, z loss (coefficients applied), then the top-1 counts per expert.
+  // [L, kDeviceColumns + 2E] fp64 on the router's device: real tokens, summed entropy, summed
+  // top-1 probability, aux loss, z loss (coefficients applied), then the top-1 counts per expert
+  // and the summed router probability per expert.
   at::Tensor device_sums;
   std::vector<std::vector<int64_t>> routed_counts;  // [L][E] host: (token, slot) assignments
   bool defined() const { return device_sums.defined(); }
@@ -37,13 +38,14 @@ struct RouterBatchStats {
 // No gradients, no host sync. `records` one per MoE layer, as AdapterHooks kept them.
 RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records, const config::AdapterConfig& config);
 
-// Sums over batches, on the host: per layer [device columns..., top1 counts (E), batches,
-// routed counts (E)], flattened. Element-wise addable (data-parallel eval shards).
+// Sums over batches, on the host: per layer [device columns..., top1 counts (E), probability
+// sums (E), batches, routed counts (E)], flattened. Element-wise addable (data-parallel eval).
 struct RouterStatSums {
   int64_t layers = 0, num_experts = 0;
   std::vector<double> values;
 
-  static int64_t columns(int64_t num_experts) { return kDeviceColumns + 2 * num_experts + 1; }
+  static int64_t device_columns(int64_t num_experts) { return kDeviceColumns + 2 * num_experts; }
+  static int64_t columns(int64_t num_experts) { return device_columns(num_experts) + 1 + num_experts; }
   static RouterStatSums zeros(int64_t layers, int64_t num_experts);
   bool empty() const { return layers == 0; }
   // Adds one batch already on the host: `device_sums` read to the CPU.
@@ -67,6 +69,7 @@ class RouterStatAccumulator {
 struct RouterLayerStats {
   std::vector<double> expert_share;  // fraction of routed (token, slot) assignments; sums to 1
   std::vector<double> top1_share;    // fraction of real tokens whose highest probability is e
+  std::vector<double> prob_share;    // mean router probability of e over real tokens (soft share)
   double load_imbalance = 0.0;       // max expert_share / mean expert_share (1 = balanced)
   double entropy = 0.0;              // mean over real tokens of -sum_e p log p (nats), before top-k
   double top1_prob = 0.0;            // mean over real tokens of max_e p

@@ -32,10 +32,10 @@ std::vector<RouterAlarm> RouterAlarms::check(int64_t step, const moe::RouterSumm
         raise({"dead_expert", step, l, static_cast<int64_t>(e), layer.expert_share[e], dead_below});
       }
     }
-    if (!layer.top1_share.empty()) {
-      const auto top = std::max_element(layer.top1_share.begin(), layer.top1_share.end());
+    if (!layer.prob_share.empty()) {
+      const auto top = std::max_element(layer.prob_share.begin(), layer.prob_share.end());
       if (*top > thresholds_.collapse_share) {
-        raise({"collapse", step, l, static_cast<int64_t>(top - layer.top1_share.begin()), *top,
+        raise({"collapse", step, l, static_cast<int64_t>(top - layer.prob_share.begin()), *top,
                thresholds_.collapse_share});
       }
     }
@@ -67,7 +67,7 @@ std::string alarm_line(const std::string& adapter, const std::vector<RouterAlarm
   if (first.kind == "dead_expert") {
     what = fmt::format("dead expert: share of routed tokens below {:.3g} for the last logged steps", first.threshold);
   } else if (first.kind == "collapse") {
-    what = fmt::format("router collapse: one expert is the top choice of more than {:.0f}% of tokens",
+    what = fmt::format("router collapse: one expert holds more than {:.0f}% of the router probability of the tokens",
                        100.0 * first.threshold);
   } else if (first.kind == "low_entropy") {
     what = fmt::format("router entropy below {:.3g} nats", first.threshold);

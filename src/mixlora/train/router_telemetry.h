@@ -22,7 +22,7 @@ class AdapterRun;
 struct AlarmThresholds {
   double dead_share_factor = 0.25;  // dead: expert_share < factor / E ...
   int64_t dead_steps = 3;           // ... for this many logged steps in a row
-  double collapse_share = 0.5;      // collapse: max top1_share > this
+  double collapse_share = 0.5;      // collapse: max prob_share > this
   double entropy_ratio = 0.1;       // low entropy: entropy < ratio * log(E)
   double drop_rate = 0.1;           // switch: drop_rate > this
   static AlarmThresholds of(const config::TrainConfig& config);
