@@ -39,7 +39,7 @@ moe::RouterRecord hand_record(std::vector<int64_t> routed_counts) {
   r.probs = at::tensor({0.9, 0.1, 0.6, 0.4, 0.2, 0.8, 0.5, 0.5}, at::kFloat).view({4, 2});
   r.logits = at::log(r.probs);
   r.slot_experts = at::tensor({0, 0, 1, 0}, at::kLong).view({4, 1});
-  r.token_mask = at::tensor({1, 1, 1, 0}, at::kBool);
+  r.token_mask = at::tensor({1, 1, 1, 0}, at::kLong).to(at::kBool);
   r.routed_counts = std::move(routed_counts);
   return r;
 }
@@ -70,8 +70,8 @@ TEST_CASE("router telemetry: per-layer statistics equal the hand-computed ones",
   const auto& layer = summary.layers[1];
   CHECK(layer.expert_share[0] == Approx(2.0 / 3.0));
   CHECK(layer.expert_share[1] == Approx(1.0 / 3.0));
-  CHECK(layer.top1_share[0] == Approx(1.0 / 3.0));  // only the 0.9 row prefers expert 0
-  CHECK(layer.top1_share[1] == Approx(2.0 / 3.0));
+  CHECK(layer.top1_share[0] == Approx(2.0 / 3.0));  // the 0.9 and 0.6 rows prefer expert 0
+  CHECK(layer.top1_share[1] == Approx(1.0 / 3.0));
   CHECK(layer.prob_share[0] == Approx((0.9 + 0.6 + 0.2) / 3.0));
   CHECK(layer.prob_share[1] == Approx((0.1 + 0.4 + 0.8) / 3.0));
   CHECK(layer.load_imbalance == Approx(4.0 / 3.0));
