@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
                                          "mixlora-dynamic, mixlora-switch, fused-2, sequential-2")
       ->delimiter(',');
   app.add_flag("--gradient-checkpointing", options.gradient_checkpointing, "recompute each layer in backward");
+  app.add_flag("--router-telemetry", options.router_telemetry,
+               "gather and read router telemetry every step, as training with log_every 1 does (docs/telemetry.md)");
   app.add_option("--profile", options.profile_prefix,
                  "record one extra step per run with LibTorch's profiler into PREFIX<run>.trace.json");
   app.add_option("--json", json_path, "also write the results as JSON to this file");

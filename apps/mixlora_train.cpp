@@ -31,6 +31,8 @@ int main(int argc, char** argv) {
   app.add_flag("--resume", options.resume, "continue from the newest complete checkpoints");
   app.add_flag("--overwrite", options.overwrite, "replace finished or unfinished runs in the output directory");
   app.add_flag("--export-bin", options.export_bin, "also write adapter_model.bin (torch.load-able)");
+  bool no_report = false;
+  app.add_flag("--no-report", no_report, "do not write OUTPUT_DIR/report.html at the end (mixlora-report)");
   app.add_flag("--skip-bad-rows", skip_bad_rows, "skip and count malformed data rows instead of failing");
   app.add_flag("--naive-moe", naive_moe, "use the naive per-expert MixLoRA FFN (reference, slower)");
   app.add_flag("--pretrain", pretrain_mode,
@@ -75,6 +77,7 @@ int main(int argc, char** argv) {
     if (options.resume && options.overwrite) mixlora::fail_input("--resume and --overwrite exclude each other");
     const auto runtime = mixlora::cli::apply_common_options(common);
     options.base_model_name = config.base_model;
+    options.write_report = !no_report;
     options.ffn_path = naive_moe ? mixlora::moe::FfnPath::naive : mixlora::moe::FfnPath::efficient;
     mixlora::train::TrainJob job{options, skip_bad_rows, runtime.dtype, runtime.device, ranks, dist_backend,
                                  dist_timeout};

@@ -11,6 +11,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2
   python3-torch                                   # tests only: checks adapter_model.bin with torch.load(weights_only=True)
   clang-14 libclang-rt-14-dev                     # tests only: libFuzzer harnesses, ASan/UBSan build (fuzz/)
+  chromium                                        # tests only: renders mixlora-report's HTML headless (cli_report_chromium.sh)
 )
 
 SUDO=""

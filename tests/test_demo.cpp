@@ -76,6 +76,21 @@ TEST_CASE("demo.json trains on the embedded base and eval_every agrees with mixl
   INFO(trained.err);
   REQUIRE(trained.exit_code == 0);
 
+  // The run report is written, and the MixLoRA adapters' records carry router telemetry
+  // (docs/telemetry.md): the last training record of mixlora-spam has every layer of tiny-llama.
+  CHECK(mixlora::test::slurp(out + "/report.html").find("class=\"heatmap\"") != std::string::npos);
+  {
+    std::ifstream in(fs::path(out) / "mixlora-spam" / "metrics.jsonl");
+    nlohmann::json router;
+    for (std::string line; std::getline(in, line);) {
+      const auto record = nlohmann::json::parse(line);
+      if (record.contains("router")) router = record["router"];
+    }
+    REQUIRE(router.is_object());
+    CHECK(router["layers"].size() == 4);
+    CHECK(router["num_experts"] == 4);
+  }
+
   // Spam: the in-training score of the finished adapter is mixlora-eval's score.
   const auto spam_eval = last_eval(fs::path(out) / "mixlora-spam" / "metrics.jsonl");
   REQUIRE(spam_eval["step"] == 1);
@@ -91,6 +106,7 @@ TEST_CASE("demo.json trains on the embedded base and eval_every agrees with mixl
   REQUIRE(evaluated.exit_code == 0);
   const auto after = nlohmann::json::parse(mixlora::test::slurp(report)).at(0);
   CHECK(after["metrics"]["accuracy"].get<double>() == Approx(during["metrics"]["accuracy"].get<double>()));
+  CHECK(after["router"]["layers"].size() == 4);  // mixlora-eval's router object, the schema of metrics.jsonl
   CHECK(after["metrics"]["loss"].get<double>() == Approx(during["metrics"]["loss"].get<double>()).epsilon(1e-5));
 
   // Quiz: answers only (train_on_inputs false in the config, --responses-only in mixlora-eval).

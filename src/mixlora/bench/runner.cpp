@@ -8,6 +8,8 @@
 #include "mixlora/model/base_linear.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/step.h"
+#include "mixlora/moe/router_stats.h"
+#include <nlohmann/json.hpp>
 
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -132,9 +134,10 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
         o.seed));
   }
   const double static_mem_mb = current_memory_mb(base.device);
-  const train::StepOptions step_options{spec.path, o.gradient_checkpointing};
+  const train::StepOptions step_options{spec.path, o.gradient_checkpointing, o.router_telemetry};
   double loss_sum = 0.0;
   int64_t loss_count = 0;
+  size_t telemetry_bytes = 0;  // keeps the telemetry work observable
   // One training step of the given adapters in one fused batch, exactly as the trainer does it.
   auto fused_step = [&](const std::vector<train::AdapterRun*>& group) {
     std::vector<const data::Sample*> rows;
@@ -148,6 +151,15 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
     const auto batch = data::make_batch(rows, /*pad_id=*/0);
     const std::vector<int64_t> accumulation(group.size(), 1);
     const auto losses = train::forward_backward(decoder, batch, segments, accumulation, step_options);
+    if (o.router_telemetry) {
+      // As a step the trainer logs with log_every = 1: one read, the summary and its JSON.
+      for (size_t k = 0; k < group.size(); ++k) {
+        if (!losses[k].router.defined()) continue;
+        moe::RouterStatAccumulator pending;
+        pending.add(losses[k].router);
+        telemetry_bytes += moe::router_json(moe::summarize(pending.read(), group[k]->adapter().config)).dump().size();
+      }
+    }
     for (auto* run : group) {
       run->finish_micro_batch();
       run->optimizer_step(/*max_grad_norm=*/0.0);
@@ -188,6 +200,7 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
     torch::autograd::profiler::RecordProfile profile(o.profile_prefix + name + ".trace.json");
     step();
   }
+  if (o.router_telemetry) spdlog::debug("{}: router telemetry wrote {} bytes of JSON", name, telemetry_bytes);
   RunResult r;
   r.name = name;
   const double s = median(seconds);

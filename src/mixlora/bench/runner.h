@@ -21,6 +21,7 @@ struct BenchOptions {
   int64_t warmup = 2;
   int64_t steps = 5;  // timed steps; the median is reported
   bool gradient_checkpointing = false;
+  bool router_telemetry = false;  // every step gathers and reads router telemetry (log_every = 1)
   std::vector<std::string> runs;  // names to run; empty = all (run_names())
   double matmul_seconds = 1.0;    // time spent measuring the matmul peak
   int64_t matmul_size = 1024;

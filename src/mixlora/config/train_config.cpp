@@ -26,7 +26,9 @@ const std::vector<std::string> kTopLevelKeys = {
     "eval_rollback_retrying_steps", "evaluate_result",
     // ours
     "base_model", "output_dir", "seed", "dtype", "gradient_checkpointing", "max_grad_norm",
-    "log_every", "eval_every", "max_nonfinite_steps"};
+    "log_every", "eval_every", "max_nonfinite_steps",
+    "router_telemetry", "router_alarm_dead_share_factor", "router_alarm_dead_steps", "router_alarm_collapse_share",
+    "router_alarm_entropy_ratio", "router_alarm_drop_rate"};
 
 const std::vector<std::string> kIgnoredTopLevelKeys = {
     "inference_lora_simultaneously_num", "eval_lora_simultaneously_num",
@@ -213,6 +215,33 @@ AdapterConfig parse_adapter(const JsonObjectReader& in) {
   return a;
 }
 
+// Router telemetry switch and alarm thresholds (docs/telemetry.md).
+void read_router_alarms(const JsonObjectReader& in, TrainConfig& c) {
+  if (auto v = in.get_bool("router_telemetry")) c.router_telemetry = *v;
+  if (auto v = in.get_number("router_alarm_dead_share_factor")) {
+    require(*v >= 0.0 && *v <= 1.0, in, "router_alarm_dead_share_factor",
+            "must be in [0, 1] (a fraction of the uniform share 1/num_experts; 0 = off)");
+    c.router_alarm_dead_share_factor = *v;
+  }
+  if (auto v = in.get_int("router_alarm_dead_steps")) {
+    require(*v >= 1, in, "router_alarm_dead_steps", "must be >= 1 (logged steps in a row)");
+    c.router_alarm_dead_steps = *v;
+  }
+  if (auto v = in.get_number("router_alarm_collapse_share")) {
+    require(*v > 0.0 && *v <= 1.0, in, "router_alarm_collapse_share", "must be in (0, 1] (1 = off)");
+    c.router_alarm_collapse_share = *v;
+  }
+  if (auto v = in.get_number("router_alarm_entropy_ratio")) {
+    require(*v >= 0.0 && *v <= 1.0, in, "router_alarm_entropy_ratio",
+            "must be in [0, 1] (a fraction of log(num_experts); 0 = off)");
+    c.router_alarm_entropy_ratio = *v;
+  }
+  if (auto v = in.get_number("router_alarm_drop_rate")) {
+    require(*v >= 0.0 && *v <= 1.0, in, "router_alarm_drop_rate", "must be in [0, 1] (1 = off)");
+    c.router_alarm_drop_rate = *v;
+  }
+}
+
 void read_top_level(const JsonObjectReader& in, TrainConfig& c) {
   if (auto v = in.get_int("cutoff_len")) {
     require(*v == -1 || *v >= 2, in, "cutoff_len", "must be >= 2 (or -1: the model's maximum)");
@@ -261,6 +290,7 @@ void read_top_level(const JsonObjectReader& in, TrainConfig& c) {
     require(*v >= 0, in, "eval_every", "must be >= 0 (0 = never)");
     c.eval_every = *v;
   }
+  read_router_alarms(in, c);
   for (const auto& key : kIgnoredTopLevelKeys) {
     if (in.has(key)) {
       spdlog::warn("{}: {}: accepted for MoE-PEFT compatibility but ignored (it configures "

@@ -106,6 +106,13 @@ struct TrainConfig {
   int64_t log_every = 10;
   int64_t eval_every = 0;                 // 0 = never during training
   int64_t max_nonfinite_steps = 10;       // stop after this many skipped non-finite steps in a row; 0 = never
+  // Router telemetry and its alarms (docs/telemetry.md).
+  bool router_telemetry = true;              // per-layer "router" records in metrics.jsonl
+  double router_alarm_dead_share_factor = 0.25;  // dead expert: share < factor / num_experts ...
+  int64_t router_alarm_dead_steps = 3;       // ... for this many logged steps in a row
+  double router_alarm_collapse_share = 0.5;  // collapse: one expert holds more of the router probability
+  double router_alarm_entropy_ratio = 0.1;   // entropy below this fraction of log(num_experts)
+  double router_alarm_drop_rate = 0.1;       // switch: more tokens over capacity than this
 };
 
 // The projection names target_modules accepts, in the order we store them.

@@ -48,6 +48,7 @@ EvalTotals empty_totals(const adapters::Adapter* adapter) {
   for (const auto& layer : adapter->layers) {
     if (layer.mixlora) t.expert_counts.push_back(at::zeros({adapter->config.num_experts}, at::kDouble));
   }
+  t.router = moe::RouterStatSums::zeros(static_cast<int64_t>(t.expert_counts.size()), adapter->config.num_experts);
   return t;
 }
 
@@ -59,12 +60,14 @@ std::vector<double> EvalTotals::flatten() const {
   for (const auto& counts : expert_counts) {
     values.insert(values.end(), counts.data_ptr<double>(), counts.data_ptr<double>() + counts.numel());
   }
+  values.insert(values.end(), router.values.begin(), router.values.end());
   return values;
 }
 
 void EvalTotals::assign(const std::vector<double>& values) {
   size_t expected = 7;
   for (const auto& counts : expert_counts) expected += static_cast<size_t>(counts.numel());
+  expected += router.values.size();
   if (values.size() != expected) fail_runtime("eval totals: {} values for {}", values.size(), expected);
   // Counts are whole numbers far below 2^53: exact in a double, and after summing.
   loss_sum = values[0];
@@ -79,6 +82,7 @@ void EvalTotals::assign(const std::vector<double>& values) {
     std::copy(values.begin() + at, values.begin() + at + counts.numel(), counts.data_ptr<double>());
     at += counts.numel();
   }
+  std::copy(values.begin() + at, values.begin() + at + router.values.size(), router.values.begin());
 }
 
 std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
@@ -141,6 +145,8 @@ std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<E
       t.aux_sum += losses.aux.item<double>();
       t.z_sum += losses.z.item<double>();
       add_router_profile(hooks.routings(k), adapter->config.num_experts, t);
+      const auto stats = moe::router_batch_stats(hooks.router_records(k), adapter->config);
+      if (stats.defined()) t.router.add(stats.device_sums.to(at::kCPU), stats.routed_counts);
     }
   }
   return totals;
@@ -169,6 +175,7 @@ std::vector<EvalResult> results_of(const std::vector<EvalInput>& inputs, const s
         auto fractions = counts / counts.sum().clamp_min(1.0);
         r.router_profile.emplace_back(fractions.data_ptr<double>(), fractions.data_ptr<double>() + fractions.numel());
       }
+      if (!t.router.empty()) r.router = moe::summarize(t.router, adapter->config);
     }
   }
   return results;
@@ -189,6 +196,7 @@ nlohmann::json report_json(const std::vector<EvalResult>& results) {
     if (r.z_loss) metrics["z_loss"] = *r.z_loss;
     nlohmann::json entry = {{"adapter_name", r.adapter_name}, {"task_name", r.task_name}, {"metrics", metrics}};
     if (!r.router_profile.empty()) entry["router_profile"] = r.router_profile;
+    if (r.router) entry["router"] = moe::router_json(*r.router);
     report.push_back(entry);
   }
   return report;

@@ -7,6 +7,7 @@
 #include "mixlora/adapters/adapter.h"
 #include "mixlora/data/sample.h"
 #include "mixlora/model/decoder.h"
+#include "mixlora/moe/router_stats.h"
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -33,8 +34,11 @@ struct EvalResult {
   std::optional<double> z_loss;
   int64_t samples = 0;
   int64_t tokens = 0;  // target tokens scored
-  // [layer][expert] fraction of routed (token, slot) assignments; MixLoRA only.
+  // [layer][expert] fraction of routed (token, slot) assignments; MixLoRA only. The same as
+  // router->layers[l].expert_share (kept for readers of the older report).
   std::vector<std::vector<double>> router_profile;
+  // MixLoRA: router telemetry over the scored tokens, the schema of training's metrics.jsonl.
+  std::optional<moe::RouterSummary> router;
 };
 
 // Running sums of one input over the batches scored: what the results are computed from, and
@@ -46,6 +50,7 @@ struct EvalTotals {
   double aux_sum = 0.0, z_sum = 0.0;  // router losses summed over batches
   int64_t batches = 0;
   std::vector<at::Tensor> expert_counts;  // MixLoRA: per layer [num_experts], double, CPU
+  moe::RouterStatSums router;             // MixLoRA: router telemetry sums (router_stats.h)
 
   // The sums as one row of doubles (for an all-reduce), and back from such a row.
   std::vector<double> flatten() const;

@@ -157,6 +157,7 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
   }
 
   const auto assignment = assign(routing, num_experts);
+  result.record.routed_counts = assignment.counts;
   auto output = path == FfnPath::efficient
                     ? efficient_experts(flat, x.scalar_type(), mlp, weights, options, assignment, training, generator)
                     : naive_experts(flat, mlp, weights, options, assignment, training, generator);

@@ -16,6 +16,9 @@ struct RouterRecord {
   at::Tensor probs;        // [N, E] probabilities the routing used
   at::Tensor slot_experts; // [N, S] chosen expert per slot (-1 = none), for the balance fractions
   at::Tensor token_mask;   // [N] bool, true for real tokens; undefined = all real
+  // [E] real tokens' (token, slot) assignments per expert, after capacity dropping: the counts
+  // the routing already read to the host (router telemetry, router_stats.h).
+  std::vector<int64_t> routed_counts;
 };
 
 // Mixtral load balancing: E * sum_{slot} sum_e f[slot, e] * P[e], with f the fraction of real

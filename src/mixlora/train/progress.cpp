@@ -26,7 +26,8 @@ std::string clock_text(double seconds) {
 ProgressReporter::ProgressReporter(const config::TrainConfig& config,
                                    const std::vector<std::unique_ptr<AdapterRun>>& runs)
     : config_(config), runs_(runs), windows_(runs.size()), first_logged_(runs.size(), false),
-      start_(std::chrono::steady_clock::now()), terminal_(::isatty(STDERR_FILENO) != 0) {
+      start_(std::chrono::steady_clock::now()), terminal_(::isatty(STDERR_FILENO) != 0),
+      router_telemetry_(config, runs.size()) {
   for (const auto& run : runs) {
     steps_total_ += run->total_steps();
     steps_at_start_ += run->step();
@@ -68,10 +69,11 @@ void ProgressReporter::finish_step(size_t adapter, double lr, double grad_norm, 
                "{:.0f} tok/s | {} elapsed | ETA {}",
                run.name(), run.step(), run.total_steps(), run.epoch() + (run.done() ? 0 : 1), loss, aux, z, lr,
                grad_norm, tokens_per_s, clock_text(elapsed), clock_text(eta));
-  const nlohmann::json record = {{"adapter", run.name()}, {"step", run.step()}, {"total_steps", run.total_steps()},
+  nlohmann::json record = {{"adapter", run.name()}, {"step", run.step()}, {"total_steps", run.total_steps()},
                                  {"epoch", run.epoch()},  {"loss", loss},       {"aux_loss", aux},
                                  {"z_loss", z},           {"lr", lr},           {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json(nullptr)},
                                  {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed}};
+  if (auto router = router_telemetry_.take(adapter, run); !router.is_null()) record["router"] = std::move(router);
   const auto dir = std::filesystem::path(config_.output_dir) / run.name();
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "metrics.jsonl", std::ios::app) << record.dump() << "\n";

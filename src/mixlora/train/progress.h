@@ -5,6 +5,7 @@
 
 #include "mixlora/config/train_config.h"
 #include "mixlora/eval/evaluator.h"
+#include "mixlora/train/router_telemetry.h"
 #include "mixlora/train/step.h"
 
 #include <chrono>
@@ -27,6 +28,8 @@ class ProgressReporter {
   // After adapter `adapter` was scored on its eval_data (trainer's eval_every).
   void log_eval(size_t adapter, const std::vector<eval::EvalResult>& results);
   void finish();
+  // Routing statistics of the logged steps: finish_step adds them as the record's "router".
+  RouterTelemetry& router_telemetry() { return router_telemetry_; }
 
  private:
   struct Window {
@@ -45,6 +48,7 @@ class ProgressReporter {
   int64_t steps_at_start_ = 0;   // already done before (resume)
   int64_t steps_total_ = 0;
   bool terminal_ = false;
+  RouterTelemetry router_telemetry_;
 };
 
 }  // namespace mixlora::train

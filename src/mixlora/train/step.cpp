@@ -59,7 +59,11 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
                                             options.gradient_checkpointing);
   at::Tensor total;
   std::vector<SegmentLoss> losses;
+  std::vector<moe::RouterBatchStats> router_stats(segments.size());
   for (size_t k = 0; k < segments.size(); ++k) {
+    if (options.router_telemetry) {
+      router_stats[k] = moe::router_batch_stats(hooks.router_records(k), segments[k].adapter->config);
+    }
     losses.push_back(segment_loss(decoder, *segments[k].adapter, hidden, batch, segments[k],
                                   hooks.router_records(k)));
     auto scaled = losses.back().total / static_cast<double>(accumulation[k]);
@@ -73,7 +77,9 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
   const auto values = at::stack(parts).to(at::kCPU, at::kDouble);
   const auto* v = values.data_ptr<double>();
   std::vector<StepLosses> out;
-  for (size_t k = 0; k < losses.size(); ++k) out.push_back({v[3 * k], v[3 * k + 1], v[3 * k + 2], losses[k].tokens});
+  for (size_t k = 0; k < losses.size(); ++k) {
+    out.push_back({v[3 * k], v[3 * k + 1], v[3 * k + 2], losses[k].tokens, std::move(router_stats[k])});
+  }
   return out;
 }
 

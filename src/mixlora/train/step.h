@@ -6,6 +6,7 @@
 #include "mixlora/data/sample.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/moe/mixlora_ffn.h"
+#include "mixlora/moe/router_stats.h"
 
 #include <vector>
 
@@ -15,6 +16,8 @@ namespace mixlora::train {
 struct StepLosses {
   double task = 0.0, aux = 0.0, z = 0.0;
   int64_t tokens = 0;  // real tokens of its rows
+  // MixLoRA with StepOptions::router_telemetry: the routing statistics, still on the device.
+  moe::RouterBatchStats router;
 };
 
 // Losses of several micro-batches (and, data-parallel, of every rank's) summed: what the
@@ -34,6 +37,7 @@ struct LossSums {
 struct StepOptions {
   moe::FfnPath ffn_path = moe::FfnPath::efficient;
   bool gradient_checkpointing = false;
+  bool router_telemetry = false;  // fill StepLosses::router (no host sync; docs/telemetry.md)
 };
 
 // Runs `batch` (segments say which rows belong to which adapter) through the decoder with the

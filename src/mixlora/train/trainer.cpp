@@ -5,6 +5,7 @@
 #include "mixlora/common/signals.h"
 #include "mixlora/io/atomic_file.h"
 #include "mixlora/model/decoder.h"
+#include "mixlora/report/html_report.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/data_parallel.h"
 #include "mixlora/train/progress.h"
@@ -189,9 +190,14 @@ class FusedTrainingRecipe {
     }
     if (!dp_.owns_next_batch()) return;
     dp_.before_backward(runs_, active);
+    // Routing statistics for the micro-batches of steps that will be logged (router_telemetry.h).
+    std::vector<bool> telemetry;
+    for (size_t i : active) telemetry.push_back(progress_->router_telemetry().due(*runs_[i]));
+    const bool any_telemetry = std::find(telemetry.begin(), telemetry.end(), true) != telemetry.end();
     const auto losses = forward_backward(decoder_, data::make_batch(rows, options_.pad_id), segments, accumulation,
-                                         {options_.ffn_path, config_.gradient_checkpointing});
+                                         {options_.ffn_path, config_.gradient_checkpointing, any_telemetry});
     for (size_t k = 0; k < active.size(); ++k) {
+      if (telemetry[k]) progress_->router_telemetry().add(active[k], losses[k].router);
       pending_[active[k]].add(losses[k]);
       guard_.add_loss(active[k], losses[k].task + losses[k].aux + losses[k].z);
     }
@@ -240,6 +246,15 @@ class FusedTrainingRecipe {
   std::vector<AdapterSummary> finish() {
     progress_->finish();
     dp_.log_overlap();
+    if (options_.write_report && dp_.writes()) {
+      // The adapters are saved: a report that cannot be written costs a warning, not the run.
+      try {
+        spdlog::info("report: {}", report::write_report({config_.output_dir},
+                                                        (fs::path(config_.output_dir) / "report.html").string()));
+      } catch (const std::exception& e) {
+        spdlog::warn("report: not written: {}", e.what());
+      }
+    }
     for (size_t i = 0; i < runs_.size(); ++i) summaries_[i].steps = runs_[i]->step();
     return summaries_;
   }

@@ -21,6 +21,7 @@ struct TrainerOptions {
   bool resume = false;
   bool overwrite = false;
   bool export_bin = false;
+  bool write_report = true;  // OUTPUT_DIR/report.html at the end (mixlora-report; --no-report)
   moe::FfnPath ffn_path = moe::FfnPath::efficient;
   int64_t pad_id = 0;
   // Data-parallel ranks (train/data_parallel.h); null for a single process.
