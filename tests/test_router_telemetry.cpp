@@ -61,8 +61,8 @@ TEST_CASE("router telemetry: per-layer statistics equal the hand-computed ones",
   const auto record = hand_record({2, 1});
   // Two batches of the same two layers, summed on the device and read once.
   moe::RouterStatAccumulator pending;
-  for (int batch = 0; batch < 2; ++batch) pending.add(moe::router_batch_stats({record, record}, c));
-  const auto summary = moe::summarize(pending.read(), c);
+  for (int batch = 0; batch < 2; ++batch) pending.add(moe::router_batch_stats({record, record}, c.moe_options()));
+  const auto summary = moe::summarize(pending.read(), c.moe_options());
   REQUIRE(pending.empty());
   REQUIRE(summary.layers.size() == 2);
   CHECK(summary.tokens == 6);  // padding excluded
@@ -97,8 +97,8 @@ TEST_CASE("router telemetry: switch drop rate and z loss", "[telemetry]") {
   const auto c = moe_config(config::RoutingStrategy::mixlora_switch);
   const auto record = hand_record({1, 1});  // one of the three real tokens over capacity
   moe::RouterStatAccumulator pending;
-  pending.add(moe::router_batch_stats({record}, c));
-  const auto summary = moe::summarize(pending.read(), c);
+  pending.add(moe::router_batch_stats({record}, c.moe_options()));
+  const auto summary = moe::summarize(pending.read(), c.moe_options());
   const auto& layer = summary.layers.at(0);
   CHECK(layer.experts_per_token == Approx(2.0 / 3.0));
   REQUIRE(layer.drop_rate);

@@ -157,7 +157,7 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
         if (!losses[k].router.defined()) continue;
         moe::RouterStatAccumulator pending;
         pending.add(losses[k].router);
-        telemetry_bytes += moe::router_json(moe::summarize(pending.read(), group[k]->adapter().config)).dump().size();
+        telemetry_bytes += moe::router_json(moe::summarize(pending.read(), group[k]->adapter().config.moe_options())).dump().size();
       }
     }
     for (auto* run : group) {

@@ -317,6 +317,9 @@ moe::MoeOptions AdapterConfig::moe_options() const {
   o.capacity_factor = capacity_factor;
   o.ffn_dropout = ffn_dropout;
   o.act_fn = act_fn;
+  o.router_loss = router_loss;
+  o.router_aux_loss_coef = router_aux_loss_coef;
+  o.router_z_loss_coef = router_z_loss_coef;
   return o;
 }
 

@@ -145,7 +145,7 @@ std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<E
       t.aux_sum += losses.aux.item<double>();
       t.z_sum += losses.z.item<double>();
       add_router_profile(hooks.routings(k), adapter->config.num_experts, t);
-      const auto stats = moe::router_batch_stats(hooks.router_records(k), adapter->config);
+      const auto stats = moe::router_batch_stats(hooks.router_records(k), adapter->config.moe_options());
       if (stats.defined()) t.router.add(stats.device_sums.to(at::kCPU), stats.routed_counts);
     }
   }
@@ -175,7 +175,7 @@ std::vector<EvalResult> results_of(const std::vector<EvalInput>& inputs, const s
         auto fractions = counts / counts.sum().clamp_min(1.0);
         r.router_profile.emplace_back(fractions.data_ptr<double>(), fractions.data_ptr<double>() + fractions.numel());
       }
-      if (!t.router.empty()) r.router = moe::summarize(t.router, adapter->config);
+      if (!t.router.empty()) r.router = moe::summarize(t.router, adapter->config.moe_options());
     }
   }
   return results;

@@ -11,6 +11,15 @@ namespace mixlora::moe {
 
 enum class RoutingStrategy { mixlora, mixlora_dynamic, mixlora_switch };
 
+// The config spelling: "mixlora", "mixlora-dynamic", "mixlora-switch".
+inline const char* strategy_name(RoutingStrategy strategy) {
+  switch (strategy) {
+    case RoutingStrategy::mixlora_dynamic: return "mixlora-dynamic";
+    case RoutingStrategy::mixlora_switch: return "mixlora-switch";
+    default: return "mixlora";
+  }
+}
+
 struct MoeOptions {
   RoutingStrategy routing_strategy = RoutingStrategy::mixlora;
   int64_t num_experts = 8;
@@ -22,6 +31,10 @@ struct MoeOptions {
   std::optional<double> capacity_factor;  // capacity = ceil(f * tokens_per_seq / E) when set
   double ffn_dropout = 0.0;
   model::Activation act_fn = model::Activation::silu;
+  // Router losses (their values also feed the router telemetry).
+  bool router_loss = true;
+  double router_aux_loss_coef = 0.001;
+  double router_z_loss_coef = 0.001;
 };
 
 }  // namespace mixlora::moe

@@ -13,7 +13,7 @@ namespace {
 
 // One layer's device row: [tokens, entropy sum, top-1 probability sum, aux, z, top-1 counts (E),
 // probability sums (E)].
-at::Tensor layer_row(const RouterRecord& record, const config::AdapterConfig& config) {
+at::Tensor layer_row(const RouterRecord& record, const MoeOptions& config) {
   const auto probs = record.probs.detach().to(at::kDouble);
   const int64_t num_experts = probs.size(1);
   const auto mask = record.token_mask.defined()
@@ -27,7 +27,7 @@ at::Tensor layer_row(const RouterRecord& record, const config::AdapterConfig& co
   if (config.router_loss) {
     const std::vector<RouterRecord> one = {record};
     aux = load_balancing_loss(one).detach().to(at::kDouble) * config.router_aux_loss_coef;
-    if (config.routing_strategy == config::RoutingStrategy::mixlora_switch) {
+    if (config.routing_strategy == RoutingStrategy::mixlora_switch) {
       z = router_z_loss(one).detach().to(at::kDouble) * config.router_z_loss_coef;
     }
   }
@@ -38,7 +38,7 @@ at::Tensor layer_row(const RouterRecord& record, const config::AdapterConfig& co
 
 }  // namespace
 
-RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records, const config::AdapterConfig& config) {
+RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records, const MoeOptions& config) {
   RouterBatchStats stats;
   if (records.empty()) return stats;
   at::NoGradGuard no_grad;
@@ -107,12 +107,12 @@ RouterStatSums RouterStatAccumulator::read() {
   return sums;
 }
 
-RouterSummary summarize(const RouterStatSums& sums, const config::AdapterConfig& config) {
+RouterSummary summarize(const RouterStatSums& sums, const MoeOptions& config) {
   RouterSummary s;
   s.strategy = config.routing_strategy;
   s.num_experts = sums.num_experts;
   const int64_t e = sums.num_experts, stride = RouterStatSums::columns(e);
-  const bool is_switch = config.routing_strategy == config::RoutingStrategy::mixlora_switch;
+  const bool is_switch = config.routing_strategy == RoutingStrategy::mixlora_switch;
   for (int64_t l = 0; l < sums.layers; ++l) {
     const double* row = sums.values.data() + l * stride;
     const double tokens = row[kTokens], batches = row[kDeviceColumns + 2 * e];
@@ -160,7 +160,7 @@ nlohmann::json router_json(const RouterSummary& summary) {
     if (s.z_loss) layer["z_loss"] = *s.z_loss;
     layers.push_back(std::move(layer));
   }
-  return {{"strategy", config::routing_strategy_name(summary.strategy)},
+  return {{"strategy", strategy_name(summary.strategy)},
           {"num_experts", summary.num_experts},
           {"max_entropy", summary.num_experts > 0 ? std::log(static_cast<double>(summary.num_experts)) : 0.0},
           {"tokens", summary.tokens},

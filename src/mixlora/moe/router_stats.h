@@ -11,7 +11,7 @@
 // tensor per batch, summed there, and read by the caller in one transfer when it is due.
 #pragma once
 
-#include "mixlora/config/train_config.h"
+#include "mixlora/moe/moe_options.h"
 #include "mixlora/moe/router_loss.h"
 
 #include <ATen/ATen.h>
@@ -36,7 +36,7 @@ struct RouterBatchStats {
 };
 
 // No gradients, no host sync. `records` one per MoE layer, as AdapterHooks kept them.
-RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records, const config::AdapterConfig& config);
+RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records, const MoeOptions& config);
 
 // Sums over batches, on the host: per layer [device columns..., top1 counts (E), probability
 // sums (E), batches, routed counts (E)], flattened. Element-wise addable (data-parallel eval).
@@ -80,14 +80,14 @@ struct RouterLayerStats {
 };
 
 struct RouterSummary {
-  config::RoutingStrategy strategy = config::RoutingStrategy::mixlora;
+  RoutingStrategy strategy = RoutingStrategy::mixlora;
   int64_t num_experts = 0;
   int64_t tokens = 0;   // real tokens seen per layer
   int64_t batches = 0;
   std::vector<RouterLayerStats> layers;
 };
 
-RouterSummary summarize(const RouterStatSums& sums, const config::AdapterConfig& config);
+RouterSummary summarize(const RouterStatSums& sums, const MoeOptions& config);
 
 // The "router" object of metrics.jsonl and mixlora-eval's report (docs/telemetry.md).
 nlohmann::json router_json(const RouterSummary& summary);

@@ -91,7 +91,7 @@ void RouterTelemetry::add(size_t adapter, const moe::RouterBatchStats& stats) { 
 
 nlohmann::json RouterTelemetry::take(size_t adapter, const AdapterRun& run) {
   if (pending_[adapter].empty()) return nullptr;
-  const auto summary = moe::summarize(pending_[adapter].read(), run.adapter().config);
+  const auto summary = moe::summarize(pending_[adapter].read(), run.adapter().config.moe_options());
   auto record = moe::router_json(summary);
   const auto alarms = alarms_[adapter].check(run.step(), summary);
   if (alarms.empty()) return record;

@@ -62,7 +62,7 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
   std::vector<moe::RouterBatchStats> router_stats(segments.size());
   for (size_t k = 0; k < segments.size(); ++k) {
     if (options.router_telemetry) {
-      router_stats[k] = moe::router_batch_stats(hooks.router_records(k), segments[k].adapter->config);
+      router_stats[k] = moe::router_batch_stats(hooks.router_records(k), segments[k].adapter->config.moe_options());
     }
     losses.push_back(segment_loss(decoder, *segments[k].adapter, hidden, batch, segments[k],
                                   hooks.router_records(k)));
