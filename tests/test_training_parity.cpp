@@ -347,3 +347,36 @@ TEST_CASE("training matches the PyTorch reference step for step (tests/reference
     }
   }
 }
+
+TEST_CASE("mixlora-train --init-adapter starts from the adapter; a mismatched config is exit 2 naming the key",
+          "[cli][train][init-adapter]") {
+  test::TempDir ws;
+  const std::string source = MIXLORA_TEST_SOURCE_DIR;
+  auto config = config::load_train_config(source + "/configs/lora.json").adapters[0];
+  auto start = adapters::Adapter::create(config, stories(), 11);
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [name, t] : start.state_dict()) t.normal_(0.0, 0.05);
+  }
+  const auto start_dir = ws / "start";
+  start.save(start_dir, test::stories_dir());
+  auto train = [&](const std::vector<std::string>& extra) {
+    std::string line = "mixlora-train";
+    std::vector<std::string> args = {"--config", "configs/lora.json", "--base-model", test::stories_dir(),
+                                     "--output-dir", ws / "out", "--init-adapter", start_dir,
+                                     "--set", "lora[0].lr=0", "--set", "lora[0].batch_size=256",
+                                     "--set", "lora[0].micro_batch_size=256", "--set", "cutoff_len=12"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    for (const auto& a : args) line += " " + test::shell_quote(a);
+    return test::run_tool(line, source);
+  };
+  const auto ok = train({});
+  INFO(ok.err);
+  REQUIRE(ok.exit_code == 0);
+  // lr 0: AdamW leaves every weight as it started.
+  CHECK(test::slurp(ws / "out/lora/adapter_model.safetensors") == test::slurp(start_dir + "/adapter_model.safetensors"));
+
+  const auto wrong = train({"--set", "lora[0].r=4", "--overwrite"});
+  CHECK(wrong.exit_code == 2);
+  CHECK_THAT(wrong.err, Catch::Contains("init adapter has r 8 but adapter 'lora' is configured with 4"));
+}
