@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 MODEL_DIR = os.path.join(ROOT, "data", "stories260K")
 
 STEPS = 10
-LR = 0.01
+LR = 0.002
 WEIGHT_DECAY = 0.01
 BETAS = (0.9, 0.999)
 EPS = 1e-8
@@ -57,7 +57,7 @@ CASES = [
      "top_p": 0.7, "temperature": 0.5, "router_aux_loss_coef": 0.05, "router_z_loss_coef": 0.01,
      "router_std": 0.3},
     {"name": "mixlora-switch", "peft_type": "MIXLORA", "routing_strategy": "mixlora-switch",
-     "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"] + MLP, "num_experts": 4,
+     "r": 4, "lora_alpha": 8, "target_modules": ["q_proj"] + MLP, "num_experts": 8,
      "expert_capacity": 4, "router_aux_loss_coef": 0.05, "router_z_loss_coef": 0.01,
      "router_std": 0.6},
 ]
