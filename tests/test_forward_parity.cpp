@@ -44,6 +44,7 @@ TEST_CASE("LLaMA, Mistral and Qwen2 forwards equal transformers' (tests/referenc
     const double error = (logits - expected).abs().max().item<double>() / expected.abs().max().item<double>();
     INFO("logits: max error relative to max |logit| " << error);
     CHECK(error < 1e-4);
+    std::cout << fmt::format("forward parity {}: logits max relative error {:.1e}\n", name, error);
 
     const auto prompt = reference.load("prompt");
     const auto greedy = reference.load("greedy");

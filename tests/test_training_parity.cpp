@@ -302,6 +302,7 @@ TEST_CASE("training matches the PyTorch reference step for step (tests/reference
       auto adapter = adapters::Adapter::create(config, base, /*seed=*/0);
       adapters::init_from_adapter(adapter, adapter_dir, base);
       const std::vector<adapters::AdapterSegment> segments = {{&adapter, 0, batch_rows, c10::nullopt}};
+      double worst_logits = 0.0;
 
       {
         torch::NoGradGuard no_grad;
@@ -311,9 +312,11 @@ TEST_CASE("training matches the PyTorch reference step for step (tests/reference
         const double error = relative_error(logits, reference.load(name + ".logits"));
         INFO("logits: max error relative to max |logit|: " << error);
         CHECK(error < 1e-4);
+        worst_logits = error;
       }
 
       const auto losses = reference.load(name + ".losses");  // [steps + 1, 4] total, task, aux, z
+      double worst_grad = 0.0, worst_loss = 0.0;
       auto optimizer = train::make_adamw(adapter.parameters(), {0.9, 0.999, 1e-8, weight_decay});
       for (int64_t step = 0; step <= steps; ++step) {
         const auto got = train::forward_backward(decoder, batch, segments, {1}, {})[0];
@@ -325,6 +328,7 @@ TEST_CASE("training matches the PyTorch reference step for step (tests/reference
         CHECK(std::abs(got.task - expected[1]) <= 1e-5 * std::abs(expected[1]));
         CHECK(std::abs(got.aux - expected[2]) <= 1e-5 * std::abs(expected[2]) + 1e-9);
         CHECK(std::abs(got.z - expected[3]) <= 1e-5 * std::abs(expected[3]) + 1e-9);
+        worst_loss = std::max(worst_loss, std::abs(got.task + got.aux + got.z - expected[0]) / std::abs(expected[0]));
         if (step == steps) break;
         std::set<std::string> idle;
         for (const auto& [tensor_name, t] : adapter.state_dict())
@@ -339,11 +343,14 @@ TEST_CASE("training matches the PyTorch reference step for step (tests/reference
             const double error = relative_error(t.grad(), reference.load(key));
             INFO(tensor_name << ": gradient error " << error);
             CHECK(error < 1e-4);
+            worst_grad = std::max(worst_grad, error);
           }
         }
         optimizer->step(lr);
         optimizer->zero_grad();
       }
+      std::cout << fmt::format("training parity {}: logits {:.1e}, gradients {:.1e}, losses over {} steps {:.1e} "
+                               "(max relative errors)\n", name, worst_logits, worst_grad, steps, worst_loss);
     }
   }
 }
