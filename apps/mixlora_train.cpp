@@ -16,7 +16,7 @@ int main(int argc, char** argv) {
   mixlora::cli::CommonOptions common;
   mixlora::cli::add_common_options(app, common);
   std::string config_path, base_model, output_dir;
-  std::vector<std::string> overrides;
+  std::vector<std::string> overrides, init_adapters;
   mixlora::train::TrainerOptions options;
   bool skip_bad_rows = false, naive_moe = false;
   mixlora::train::PretrainJob pretrain;
@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
   app.add_option("--base-model", base_model, "Hugging Face model directory (overrides base_model)");
   app.add_option("--output-dir", output_dir, "where adapters go (overrides output_dir)");
   app.add_option("--set", overrides, "override a config value: lora[0].lr=1e-4 (repeatable)");
+  app.add_option("--init-adapter", init_adapters,
+                 "start from this adapter's weights: DIR (one adapter in the config) or NAME=DIR (repeatable)");
   app.add_flag("--resume", options.resume, "continue from the newest complete checkpoints");
   app.add_flag("--overwrite", options.overwrite, "replace finished or unfinished runs in the output directory");
   app.add_flag("--export-bin", options.export_bin, "also write adapter_model.bin (torch.load-able)");
@@ -53,6 +55,7 @@ int main(int argc, char** argv) {
   return mixlora::cli::run_main(app, argc, argv, [&] {
     auto config = mixlora::config::load_train_config(config_path, overrides);
     if (!base_model.empty()) config.base_model = base_model;
+    mixlora::config::apply_init_adapters(config, init_adapters);
     if (!output_dir.empty()) config.output_dir = output_dir;
     if (app.count("--seed")) config.seed = common.seed;
     if (!app.count("--dtype")) common.dtype = config.dtype;

@@ -97,7 +97,7 @@ TEST_CASE("AdamW and SGD follow PyTorch's update rules", "[train][optim]") {
   CHECK(p[0].item<double>() == Approx(1.0 * (1 - 0.001) - 0.1).epsilon(1e-6));
   CHECK(p[1].item<double>() == Approx(-2.0 * (1 - 0.001) + 0.1).epsilon(1e-6));
   const auto state = adamw->state();
-  CHECK(state.size() == 3);  // step, exp_avg.0, exp_avg_sq.0
+  CHECK(state.size() == 5);  // format_version, step, step.0, exp_avg.0, exp_avg_sq.0
 
   auto q = at::tensor(std::vector<float>{1.0f}).requires_grad_(true);
   auto sgd = train::make_sgd({q}, {0.9, 0.1});

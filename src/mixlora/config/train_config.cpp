@@ -48,6 +48,8 @@ const std::vector<std::string> kAdapterKeys = {
     "routing_strategy", "num_experts", "top_k", "top_p", "temperature", "router_aux_loss_coef",
     "router_z_loss_coef", "router_loss", "router_init_range", "jitter_noise", "expert_capacity",
     "capacity_factor", "ffn_dropout", "act_fn", "expert_lora",
+    // ours
+    "init_adapter",
     // MoE-PEFT keys without an effect here (see kIgnoredAdapterKeys)
     "sparse_step", "router_dyn_loss_coef", "entropy_index", "entropy_type", "entropy_eps"};
 
@@ -201,6 +203,10 @@ AdapterConfig parse_adapter(const JsonObjectReader& in) {
   }
   if (auto v = in.get_string("prompt")) a.prompt = *v;
   if (auto v = in.get_bool("train_on_inputs")) a.train_on_inputs = *v;
+  if (auto v = in.get_string("init_adapter")) {
+    if (v->empty()) in.fail("init_adapter", "must name an adapter directory");
+    a.init_adapter = *v;
+  }
 
   read_optimisation(in, a);
   read_lora_fields(in, a, KeySource::train_config);
@@ -378,6 +384,28 @@ TrainConfig parse_train_config(const nlohmann::json& json, const std::string& so
     config.adapters.push_back(std::move(adapter));
   }
   return config;
+}
+
+void apply_init_adapters(TrainConfig& config, const std::vector<std::string>& values) {
+  for (const auto& value : values) {
+    const auto eq = value.find('=');
+    AdapterConfig* named = nullptr;
+    if (eq != std::string::npos) {
+      for (auto& a : config.adapters)
+        if (a.name == value.substr(0, eq)) named = &a;
+    }
+    if (named) {
+      if (eq + 1 == value.size()) fail_input("--init-adapter {}: no directory after '='", value);
+      named->init_adapter = value.substr(eq + 1);
+    } else if (config.adapters.size() == 1) {
+      config.adapters[0].init_adapter = value;
+    } else {
+      std::vector<std::string> names;
+      for (const auto& a : config.adapters) names.push_back(a.name);
+      fail_input("--init-adapter {}: the config has {} adapters ({}); say which: --init-adapter NAME=DIR", value,
+                 config.adapters.size(), fmt::join(names, ", "));
+    }
+  }
 }
 
 TrainConfig load_train_config(const std::string& path, const std::vector<std::string>& overrides) {

@@ -79,6 +79,10 @@ struct AdapterConfig {
   model::Activation act_fn = model::Activation::silu;
   std::optional<LoraShape> expert_lora;   // overrides `lora` for the experts
 
+  // ours: an adapter directory whose weights training starts from instead of a fresh init
+  // (adapters/adapter_init.h); --init-adapter sets it from the command line.
+  std::string init_adapter;
+
   // Projections of the MLP that carry expert LoRAs, and of attention that carry plain LoRAs.
   bool targets(const std::string& module) const;
   const LoraShape& expert_shape() const { return expert_lora ? *expert_lora : lora; }
@@ -135,6 +139,11 @@ int64_t resolve_cutoff_len(const TrainConfig& config, const std::string& source,
 // What training needs beyond a valid config and the reference configs leave to the command line:
 // a base model and each adapter's data. InputError naming the key and the flag that sets it.
 void require_training_inputs(const TrainConfig& config, const std::string& source);
+
+// Applies mixlora-train's --init-adapter values: "NAME=DIR" sets adapter NAME's init_adapter,
+// a plain "DIR" that of the only adapter. InputError for an unknown NAME or a plain DIR with
+// several adapters.
+void apply_init_adapters(TrainConfig& config, const std::vector<std::string>& values);
 
 // Applies one PATH=VALUE override to a JSON document (creating missing object keys).
 void apply_override(nlohmann::json& json, const std::string& assignment);

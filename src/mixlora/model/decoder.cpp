@@ -158,7 +158,10 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
   // dtype's lowest finite value, so a row with no visible key (a left-pad query) stays finite.
   auto query_index = at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
   auto key_index = at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
-  auto visible = (key_index <= query_index).unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
+  auto causal = key_index <= query_index;
+  // Mistral's sliding window: keys at or before query - window are out of sight.
+  if (c.sliding_window > 0) causal = causal & (key_index > query_index - c.sliding_window);
+  auto visible = causal.unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
   const double blocked_value = model_.dtype == at::kHalf ? -65504.0 : -1e30;
   auto additive_mask = at::zeros(visible.sizes(), at::TensorOptions(model_.dtype).device(device))
                            .masked_fill(visible.logical_not(), blocked_value)

@@ -127,6 +127,20 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& so
   config.rope_scaling = parse_rope_scaling(json, source);
   config.tie_word_embeddings = io::get_bool(json, "tie_word_embeddings", source).value_or(false);
   config.attention_bias = is_qwen2 || io::get_bool(json, "attention_bias", source).value_or(false);
+  // transformers 4.46 masks keys at or before (query - sliding_window) for Mistral whenever
+  // sliding_window is set, and for Qwen2 only with use_sliding_window (its config drops the
+  // window otherwise); LLaMA has none.
+  const bool window_applies = config.architecture == "MistralForCausalLM" ||
+                              (is_qwen2 && io::get_bool(json, "use_sliding_window", source).value_or(false));
+  if (window_applies) {
+    const auto window = json.find("sliding_window");
+    if (window != json.end() && !window->is_null()) {
+      if (!window->is_number_integer() || window->get<int64_t>() <= 0) {
+        fail_input("{}: sliding_window: expected a positive integer or null, got {}", source, io::describe(*window));
+      }
+      config.sliding_window = window->get<int64_t>();
+    }
+  }
   const auto hidden_act = io::get_string(json, "hidden_act", source).value_or("silu");
   const auto activation = activation_from_name(hidden_act);
   if (!activation) {

@@ -36,6 +36,9 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (Qwen2 always, LLaMA when attention_bias: true)
+  // Keys at or before query position - sliding_window are masked (Mistral's sliding_window,
+  // Qwen2's when use_sliding_window is true, as transformers' masks do); 0 = no window.
+  int64_t sliding_window = 0;
   Activation hidden_act = Activation::silu;
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;

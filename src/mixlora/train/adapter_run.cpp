@@ -1,8 +1,10 @@
 #include "mixlora/train/adapter_run.h"
 
+#include "mixlora/adapters/adapter_init.h"
 #include "mixlora/common/error.h"
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <cmath>
@@ -25,6 +27,10 @@ AdapterRun::AdapterRun(const config::AdapterConfig& config, const model::BaseMod
       generator_(at::make_generator<at::CPUGeneratorImpl>(adapter_seed(seed, config.name) + 1)),
       data_seed_(adapter_seed(seed, config.name) + 2) {
   if (samples_.empty()) fail_input("adapter '{}': no training samples", config.name);
+  if (!config.init_adapter.empty()) {
+    adapters::init_from_adapter(adapter_, config.init_adapter, base);
+    spdlog::info("adapter '{}': starts from the weights of {}", config.name, config.init_adapter);
+  }
   accumulation_ = config.batch_size / config.micro_batch_size;
   const int64_t micro_batches = (static_cast<int64_t>(samples_.size()) + config.micro_batch_size - 1) /
                                 config.micro_batch_size;
@@ -97,7 +103,7 @@ CheckpointContent AdapterRun::checkpoint_content() const {
   CheckpointContent c;
   c.trainer_state = {{"adapter", name()},        {"step", step_},   {"epoch", epoch_},
                      {"cursor", cursor_},         {"total_steps", schedule_.total_steps},
-                     {"samples", samples_.size()}, {"format", "mixlora-cpp checkpoint 1"}};
+                     {"samples", samples_.size()}, {"format", "mixlora-cpp checkpoint 2"}};
   c.optimizer_state = optimizer_->state();
   c.rng_state = generator_.get_state();
   return c;

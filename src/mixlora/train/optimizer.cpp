@@ -4,6 +4,7 @@
 
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace mixlora::train {
@@ -22,7 +23,10 @@ at::Tensor& Optimizer::buffer(const std::string& kind, size_t index) {
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
-  std::vector<std::pair<std::string, at::Tensor>> out{{"step", at::tensor(steps_, at::kLong)}};
+  std::vector<std::pair<std::string, at::Tensor>> out{{"format_version", at::tensor(kStateFormat, at::kLong)},
+                                                      {"step", at::tensor(steps_, at::kLong)}};
+  for (size_t i = 0; i < param_steps_.size(); ++i)
+    if (param_steps_[i] > 0) out.emplace_back(fmt::format("step.{}", i), at::tensor(param_steps_[i], at::kLong));
   for (const auto& [kind, list] : buffers_)
     for (size_t i = 0; i < list.size(); ++i)
       if (list[i].defined()) out.emplace_back(fmt::format("{}.{}", kind, i), list[i]);
@@ -31,8 +35,18 @@ std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
 
 void Optimizer::load_state(const std::vector<std::pair<std::string, at::Tensor>>& state) {
   buffers_.clear();
+  std::fill(param_steps_.begin(), param_steps_.end(), 0);
   bool has_step = false;
+  int64_t format = 1;  // format 1 had no version entry
   for (const auto& [name, tensor] : state) {
+    if (name == "format_version") format = tensor.item<int64_t>();
+  }
+  if (format < 1 || format > kStateFormat) {
+    fail_input("optimizer state has format_version {}; this build reads 1..{} (checkpoint from a newer "
+               "mixlora-cpp?)", format, kStateFormat);
+  }
+  for (const auto& [name, tensor] : state) {
+    if (name == "format_version") continue;
     if (name == "step") {
       steps_ = tensor.item<int64_t>();
       has_step = true;
@@ -44,14 +58,30 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, at::Tensor>>
       fail_input("optimizer state has an unknown entry '{}'", name);
     }
     const size_t index = std::stoul(index_text);
+    const auto kind = name.substr(0, dot);
+    if (kind == "step" && format >= 2) {
+      if (index >= params_.size() || tensor.numel() != 1) {
+        fail_input("optimizer state '{}' does not fit parameter {} of this adapter (checkpoint from "
+                   "another config?)", name, index);
+      }
+      param_steps_[index] = tensor.item<int64_t>();
+      continue;
+    }
     if (index >= params_.size() || tensor.sizes() != params_[index].sizes()) {
       fail_input("optimizer state '{}' does not fit parameter {} of this adapter (checkpoint from "
                  "another config?)", name, index);
     }
     torch::NoGradGuard no_grad;
-    buffer(name.substr(0, dot), index).copy_(tensor);
+    buffer(kind, index).copy_(tensor);
   }
   if (!has_step) fail_input("optimizer state has no 'step' entry");
+  if (format == 1) {
+    // Format 1 counted steps globally and used that count for every parameter's bias
+    // correction: continuing with it keeps the run's trajectory as it was begun.
+    for (const auto& [kind, list] : buffers_)
+      for (size_t i = 0; i < list.size(); ++i)
+        if (list[i].defined()) param_steps_[i] = steps_;
+  }
 }
 
 namespace {
@@ -64,12 +94,15 @@ class AdamW : public Optimizer {
   void step(double lr) override {
     torch::NoGradGuard no_grad;
     ++steps_;
-    const double bias1 = 1.0 - std::pow(options_.beta1, static_cast<double>(steps_));
-    const double bias2 = 1.0 - std::pow(options_.beta2, static_cast<double>(steps_));
     for (size_t i = 0; i < params_.size(); ++i) {
       auto& p = params_[i];
       const auto& grad = p.grad();
-      if (!grad.defined()) continue;
+      if (!grad.defined()) continue;  // torch.optim skips p.grad is None: no decay, no step
+      // torch.optim.AdamW keeps state['step'] per parameter: bias corrections count only the
+      // updates this parameter has had.
+      const auto t = static_cast<double>(++param_steps_[i]);
+      const double bias1 = 1.0 - std::pow(options_.beta1, t);
+      const double bias2 = 1.0 - std::pow(options_.beta2, t);
       auto& exp_avg = buffer("exp_avg", i);
       auto& exp_avg_sq = buffer("exp_avg_sq", i);
       // torch.optim.AdamW (decoupled weight decay), step for step.
@@ -97,11 +130,12 @@ class Sgd : public Optimizer {
       auto& p = params_[i];
       if (!p.grad().defined()) continue;
       auto grad = p.grad();
+      const bool first = ++param_steps_[i] == 1;
       if (options_.weight_decay != 0.0) grad = grad.add(p, options_.weight_decay);
       if (options_.momentum != 0.0) {
-        // torch.optim.SGD: the first step's buffer is the gradient itself.
+        // torch.optim.SGD: the buffer of a parameter's first update is the gradient itself.
         auto& momentum = buffer("momentum_buffer", i);
-        if (steps_ == 1) momentum.copy_(grad);
+        if (first) momentum.copy_(grad);
         else momentum.mul_(options_.momentum).add_(grad);
         grad = momentum;
       }

@@ -1,5 +1,8 @@
 // AdamW and SGD with PyTorch's exact update rules, over a fixed list of fp32 parameters, with
 // their state as named tensors so that checkpoints are plain safetensors (we never unpickle).
+// As in torch.optim, each parameter counts its own steps and a parameter without a gradient
+// (an expert that got no tokens) is skipped: no decay, no moment update, no step counted. Its
+// first update, whenever it comes, is then a first step (AdamW bias corrections of step 1).
 #pragma once
 
 #include <ATen/ATen.h>
@@ -16,21 +19,31 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
   // One update with learning rate `lr` from the gradients in param.grad(); params without a
-  // gradient are skipped.
+  // gradient (undefined, as autograd leaves a parameter that took no part) are skipped.
   virtual void step(double lr) = 0;
-  // State tensors under stable names ("step", "exp_avg.3"), for checkpoints.
+  // State tensors under stable names, for checkpoints (format kStateFormat): "format_version",
+  // "step" (calls of step()), and per parameter i that has been updated "step.i" (its own
+  // update count), "exp_avg.i", "exp_avg_sq.i" (AdamW) or "momentum_buffer.i" (SGD).
   std::vector<std::pair<std::string, at::Tensor>> state() const;
-  // Restores what state() returned; shapes are checked (InputError naming the tensor).
+  // Restores what state() returned; shapes are checked (InputError naming the tensor). State
+  // without "format_version" is format 1 (one global step count): every parameter that has a
+  // buffer gets the global step as its own, which is what format 1 used for its updates.
   void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state);
   void zero_grad();
+  // How many updates parameter i has had (tests).
+  int64_t parameter_steps(size_t index) const { return param_steps_.at(index); }
+
+  static constexpr int64_t kStateFormat = 2;
 
  protected:
-  explicit Optimizer(std::vector<at::Tensor> params) : params_(std::move(params)) {}
+  explicit Optimizer(std::vector<at::Tensor> params)
+      : params_(std::move(params)), param_steps_(params_.size(), 0) {}
   // The per-parameter buffer `kind` of parameter `index`, zeros on first use.
   at::Tensor& buffer(const std::string& kind, size_t index);
 
   std::vector<at::Tensor> params_;
-  int64_t steps_ = 0;
+  int64_t steps_ = 0;                 // calls of step()
+  std::vector<int64_t> param_steps_;  // updates of each parameter (torch.optim's state['step'])
 
  private:
   std::map<std::string, std::vector<at::Tensor>> buffers_;
