@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <vector>
 
 namespace mixlora::model {
@@ -19,7 +20,11 @@ const char* projection_name(Projection projection);
 // RMSNorm in fp32 whatever the input dtype (as HF does), scaled by `weight`.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
-// silu / gelu / gelu_new / relu, by config.json name.
+// The model's RMSNorm: rms_norm, or for Gemma (config.norm_weight_offset) the normalised x times
+// (1 + weight) in fp32, cast back at the end, as Gemma's RMSNorm does.
+at::Tensor model_norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& config);
+
+// silu / gelu / gelu_new / gelu_pytorch_tanh / relu, by config.json name.
 at::Tensor activation(const at::Tensor& x, const std::string& name);
 
 // The frozen SwiGLU block: down(act(gate x) * up x).
@@ -91,6 +96,8 @@ class Decoder {
 
   const BaseModel& model_;
   RotaryEmbedding rope_;
+  // Gemma-3's windowed layers rotate with their own base (rope_local_theta), unscaled.
+  std::optional<RotaryEmbedding> rope_local_;
 };
 
 }  // namespace mixlora::model
