@@ -60,7 +60,8 @@ double max_abs_difference(const at::Tensor& a, const at::Tensor& b) {
 }
 
 // Our logits on the reference batch equal transformers' at every real position (1e-4, fp32) and
-// greedy decoding with our KV cache yields transformers' ids.
+// greedy decoding with our KV cache yields transformers' greedy ids (its full-forward ones; its
+// HybridCache departs from them past Gemma's sliding window, see make_tiny_arch.py).
 void check_parity(const std::string& arch, const std::string& architecture) {
   const auto dir = reference_model(arch);
   if (dir.empty()) return;
@@ -91,7 +92,7 @@ void check_parity(const std::string& arch, const std::string& architecture) {
   INFO("max |logit difference| = " << difference);
   CHECK(difference < 1e-4);
   // The logits are not trivially small: the check above has something to compare.
-  CHECK(expected.abs().max().item<double>() > 0.5);
+  CHECK(expected.abs().max().item<double>() > 0.1);
 
   generate::GenerationOptions options;
   options.max_new_tokens = 20;

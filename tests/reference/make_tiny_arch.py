@@ -6,7 +6,7 @@ C++ decoder must reproduce (tests/test_architectures.cpp).
 
 OUT_ROOT/ARCH gets the model (config.json + model.safetensors, save_pretrained with safetensors) and
 reference.json: the fp32 logits of a fixed batch (one row right-padded), a prompt and its 20-token
-greedy continuation (transformers' generate with its own KV cache), and the transformers version.
+greedy continuation (transformers' generate without a cache: see build()), and the version.
 
 transformers 4.46.3 (requirements/python-refs.txt) predates Qwen3 and Gemma-3; for those the newer
 transformers of scripts/setup-transformers-new.sh is put first on sys.path (MIXLORA_TRANSFORMERS_NEW
@@ -96,9 +96,16 @@ def build(transformers, arch, out_dir):
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits.float()
         prompt = torch.randint(3, VOCAB, (1, 6), generator=gen)
-        generated = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
-                                   max_new_tokens=20, min_new_tokens=20, eos_token_id=None,
-                                   pad_token_id=0)
+        # The model's own greedy continuation is the one without a cache (each step a full
+        # forward): transformers' HybridCache (Gemma-2 in 4.46.3, Gemma-3 in 4.51.3) departs from
+        # it once the sequence passes the sliding window; its ids are kept for the record.
+        def greedy(use_cache):
+            out = model.generate(prompt, attention_mask=torch.ones_like(prompt), do_sample=False,
+                                 max_new_tokens=20, min_new_tokens=20, eos_token_id=None,
+                                 pad_token_id=0, use_cache=use_cache)
+            return out[0, prompt.shape[1]:].tolist()
+        generated = greedy(False)
+        generated_cached = greedy(True)
     reference = {
         "transformers": transformers.__version__,
         "architecture": model_name,
@@ -106,7 +113,8 @@ def build(transformers, arch, out_dir):
         "mask": mask.tolist(),
         "logits": logits.tolist(),
         "prompt": prompt[0].tolist(),
-        "greedy": generated[0, prompt.shape[1]:].tolist(),
+        "greedy": generated,
+        "greedy_transformers_cache": generated_cached,
     }
     with open(os.path.join(out_dir, "reference.json"), "w") as f:
         json.dump(reference, f)
