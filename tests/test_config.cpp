@@ -514,7 +514,7 @@ TEST_CASE("rule: expert_capacity, capacity_factor and act_fn", "[config]") {
   CHECK(parse_adapter(with(j, "act_fn", "gelu_new")).act_fn == model::Activation::gelu_tanh);
   CHECK(parse_adapter(with(j, "act_fn", nullptr)).act_fn == model::Activation::silu);
   REQUIRE_INPUT_ERROR(parse(with(j, "act_fn", "gelu-new")),
-                      Equals("cfg.json: lora[0].act_fn: must be one of silu, gelu, gelu_new, relu, got "
+                      Equals("cfg.json: lora[0].act_fn: must be one of silu, gelu, gelu_new, gelu_pytorch_tanh, relu, got "
                              "\"gelu-new\"; did you mean 'gelu_new'?"));
 }
 

@@ -69,8 +69,17 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
                "MixLoRA experts (drop gate/up/down_proj from target_modules or set use_dora false)",
                config.name);
   }
+  if (base.config.fused_projections) {
+    // PEFT and MoE-PEFT target Phi-3's fused qkv_proj / gate_up_proj; adapters on them are not
+    // written yet, and q_proj-style ones would not load in Python.
+    fail_input("adapter '{}': adapters on {} (fused qkv_proj / gate_up_proj) are not supported yet; "
+               "the base model runs (generate, eval without an adapter)", config.name,
+               base.config.architecture);
+  }
   Adapter adapter;
   adapter.config = config;
+  // Unset act_fn: the experts use the base FFN's activation, as MoE-PEFT and the plugin do.
+  if (!config.act_fn_given) adapter.config.act_fn = base.config.hidden_act;
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   const auto device = base.device;
   const bool mixlora = config.peft_type == config::PeftType::mixlora;

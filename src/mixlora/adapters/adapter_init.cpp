@@ -41,7 +41,7 @@ void require_same_structure(const config::AdapterConfig& want, const config::Ada
   check("routing_strategy", config::routing_strategy_name(want.routing_strategy),
         config::routing_strategy_name(have.routing_strategy));
   check("num_experts", std::to_string(want.num_experts), std::to_string(have.num_experts));
-  check("act_fn", want.act_fn, have.act_fn);
+  check("act_fn", model::activation_name(want.act_fn), model::activation_name(have.act_fn));
   // expert_lora absent = the adapter's own shape
   const auto expert = [](const config::AdapterConfig& c) { return std::optional<config::LoraShape>(c.expert_shape()); };
   check("expert_lora", shape_text(expert(want)), shape_text(expert(have)));

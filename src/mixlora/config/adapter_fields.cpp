@@ -342,9 +342,11 @@ void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, Key
     require(*v >= 0.0 && *v < 1.0, in, "ffn_dropout", "must be in [0, 1)");
     adapter.ffn_dropout = *v;
   }
-  // Absent or null: MoE-PEFT uses the FFN's own activation, SiLU for every supported model.
+  // Absent or null: MoE-PEFT uses the FFN's own activation (act_fn_given stays false and
+  // Adapter::create takes the base model's).
   if (auto v = read_choice(in, "act_fn", model::activation_names())) {
     adapter.act_fn = *model::activation_from_name(*v);
+    adapter.act_fn_given = true;
   }
   read_expert_lora(in, adapter, source);
 

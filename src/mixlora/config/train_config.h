@@ -77,6 +77,9 @@ struct AdapterConfig {
   std::optional<double> capacity_factor;  // ours: capacity = ceil(f * tokens_per_seq / E)
   double ffn_dropout = 0.0;
   model::Activation act_fn = model::Activation::silu;
+  // False when the file leaves act_fn out (or null): like MoE-PEFT and the plugin, the experts then
+  // use the base FFN's own activation, which Adapter::create puts into act_fn (Gemma: gelu_pytorch_tanh).
+  bool act_fn_given = false;
   std::optional<LoraShape> expert_lora;   // overrides `lora` for the experts
 
   // ours: an adapter directory whose weights training starts from instead of a fresh init

@@ -8,9 +8,10 @@
 
 namespace mixlora::model {
 
-enum class Activation { silu, gelu, gelu_tanh, relu };
+enum class Activation { silu, gelu, gelu_tanh, gelu_pytorch_tanh, relu };
 
-// "silu", "gelu", "gelu_new" (tanh approximation), "relu"; nullopt for any other name.
+// "silu", "gelu", "gelu_new" and "gelu_pytorch_tanh" (both the tanh approximation), "relu";
+// nullopt for any other name.
 std::optional<Activation> activation_from_name(const std::string& name);
 const char* activation_name(Activation activation);
 // Every accepted name, in the order error messages list them.

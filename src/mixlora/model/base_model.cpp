@@ -105,11 +105,25 @@ BaseModel load_base_model(const std::string& dir, c10::ScalarType dtype, c10::De
     const std::string p = layer_prefix(i);
     DecoderLayerWeights layer;
     layer.input_norm = loader.take(p + "input_layernorm.weight", {c.hidden_size});
-    layer.post_attention_norm = loader.take(p + "post_attention_layernorm.weight", {c.hidden_size});
+    if (c.sandwich_norms) {
+      // Gemma-2/3 name the norm on the attention output post_attention_layernorm.
+      layer.attention_output_norm = loader.take(p + "post_attention_layernorm.weight", {c.hidden_size});
+      layer.post_attention_norm = loader.take(p + "pre_feedforward_layernorm.weight", {c.hidden_size});
+      layer.feed_forward_output_norm = loader.take(p + "post_feedforward_layernorm.weight", {c.hidden_size});
+    } else {
+      layer.post_attention_norm = loader.take(p + "post_attention_layernorm.weight", {c.hidden_size});
+    }
     auto& a = layer.attention;
-    a.q_proj = loader.take(p + "self_attn.q_proj.weight", {q_out, c.hidden_size});
-    a.k_proj = loader.take(p + "self_attn.k_proj.weight", {kv_out, c.hidden_size});
-    a.v_proj = loader.take(p + "self_attn.v_proj.weight", {kv_out, c.hidden_size});
+    if (c.fused_projections) {
+      auto qkv = loader.take(p + "self_attn.qkv_proj.weight", {q_out + 2 * kv_out, c.hidden_size});
+      a.q_proj = qkv.narrow(0, 0, q_out).contiguous();
+      a.k_proj = qkv.narrow(0, q_out, kv_out).contiguous();
+      a.v_proj = qkv.narrow(0, q_out + kv_out, kv_out).contiguous();
+    } else {
+      a.q_proj = loader.take(p + "self_attn.q_proj.weight", {q_out, c.hidden_size});
+      a.k_proj = loader.take(p + "self_attn.k_proj.weight", {kv_out, c.hidden_size});
+      a.v_proj = loader.take(p + "self_attn.v_proj.weight", {kv_out, c.hidden_size});
+    }
     a.o_proj = loader.take(p + "self_attn.o_proj.weight", {c.hidden_size, q_out});
     if (c.attention_bias) {
       a.q_bias = loader.take(p + "self_attn.q_proj.bias", {q_out});
@@ -120,9 +134,20 @@ BaseModel load_base_model(const std::string& dir, c10::ScalarType dtype, c10::De
         a.o_bias = loader.take(p + "self_attn.o_proj.bias", {c.hidden_size});
       }
     }
+    if (c.qk_norm) {
+      a.q_norm = loader.take(p + "self_attn.q_norm.weight", {c.head_dim});
+      a.k_norm = loader.take(p + "self_attn.k_norm.weight", {c.head_dim});
+    }
     auto& m = layer.mlp;
-    m.gate_proj = loader.take(p + "mlp.gate_proj.weight", {c.intermediate_size, c.hidden_size});
-    m.up_proj = loader.take(p + "mlp.up_proj.weight", {c.intermediate_size, c.hidden_size});
+    if (c.fused_projections) {
+      // Phi-3: gate first, then up (Phi3MLP chunks gate_up_proj's output in that order).
+      auto gate_up = loader.take(p + "mlp.gate_up_proj.weight", {2 * c.intermediate_size, c.hidden_size});
+      m.gate_proj = gate_up.narrow(0, 0, c.intermediate_size).contiguous();
+      m.up_proj = gate_up.narrow(0, c.intermediate_size, c.intermediate_size).contiguous();
+    } else {
+      m.gate_proj = loader.take(p + "mlp.gate_proj.weight", {c.intermediate_size, c.hidden_size});
+      m.up_proj = loader.take(p + "mlp.up_proj.weight", {c.intermediate_size, c.hidden_size});
+    }
     m.down_proj = loader.take(p + "mlp.down_proj.weight", {c.hidden_size, c.intermediate_size});
     model.layers.push_back(std::move(layer));
   }
@@ -145,7 +170,10 @@ BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c1
     return at::normal(0.0, 0.02, shape, generator, at::TensorOptions(at::kFloat))
         .to(device, dtype);
   };
-  auto ones = [&](int64_t n) { return at::ones({n}, at::TensorOptions(dtype).device(device)); };
+  // Identity norms: weight 1, or 0 where the norm scales by (1 + w).
+  auto ones = [&](int64_t n) {
+    return at::full({n}, config.norm_weight_offset ? 0.0 : 1.0, at::TensorOptions(dtype).device(device));
+  };
   BaseModel model;
   model.config = config;
   model.dtype = dtype;
@@ -159,6 +187,14 @@ BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c1
     DecoderLayerWeights layer;
     layer.input_norm = ones(c.hidden_size);
     layer.post_attention_norm = ones(c.hidden_size);
+    if (c.sandwich_norms) {
+      layer.attention_output_norm = ones(c.hidden_size);
+      layer.feed_forward_output_norm = ones(c.hidden_size);
+    }
+    if (c.qk_norm) {
+      layer.attention.q_norm = ones(c.head_dim);
+      layer.attention.k_norm = ones(c.head_dim);
+    }
     layer.attention.q_proj = normal({q_out, c.hidden_size});
     layer.attention.k_proj = normal({kv_out, c.hidden_size});
     layer.attention.v_proj = normal({kv_out, c.hidden_size});
@@ -181,8 +217,7 @@ BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c1
 nlohmann::json model_config_json(const ModelConfig& c) {
   nlohmann::json json = {
       {"architectures", {c.architecture}},
-      {"model_type", c.architecture == "Qwen2ForCausalLM" ? "qwen2"
-                     : c.architecture == "MistralForCausalLM" ? "mistral" : "llama"},
+      {"model_type", c.model_type},
       {"hidden_act", activation_name(c.hidden_act)},
       {"hidden_size", c.hidden_size},
       {"intermediate_size", c.intermediate_size},
@@ -200,6 +235,26 @@ nlohmann::json model_config_json(const ModelConfig& c) {
       {"eos_token_id", c.eos_token_id},
       {"torch_dtype", "float32"}};
   if (c.pad_token_id >= 0) json["pad_token_id"] = c.pad_token_id;
+  // The family keys parse_model_config reads back (model_config.cpp).
+  if (c.norm_weight_offset) json["hidden_activation"] = c.hidden_act;
+  if (c.query_pre_attn_scalar > 0) {
+    json["query_pre_attn_scalar"] = c.query_pre_attn_scalar;
+    auto cap = [](double v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
+    json["attn_logit_softcapping"] = cap(c.attn_logit_softcapping);
+    json["final_logit_softcapping"] = cap(c.final_logit_softcapping);
+  }
+  if (c.sliding_window > 0) {
+    json["sliding_window"] = c.sliding_window;
+    if (c.model_type != "phi3") {
+      auto types = nlohmann::json::array();
+      for (int64_t i = 0; i < c.num_layers; ++i)
+        types.push_back(c.layer_is_sliding(i) ? "sliding_attention" : "full_attention");
+      json["layer_types"] = types;
+    }
+  } else if (c.query_pre_attn_scalar > 0) {
+    json["sliding_window"] = nullptr;
+  }
+  if (c.rope_local_theta > 0) json["rope_local_base_freq"] = c.rope_local_theta;
   const auto& s = c.rope_scaling;
   if (s.type == RopeScaling::Type::linear) json["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.factor}};
   if (s.type == RopeScaling::Type::llama3) {
@@ -221,17 +276,31 @@ void save_base_model(const BaseModel& model, const std::string& dir) {
     const auto p = layer_prefix(static_cast<int64_t>(i));
     const auto& l = model.layers[i];
     add(p + "input_layernorm.weight", l.input_norm);
-    add(p + "post_attention_layernorm.weight", l.post_attention_norm);
-    add(p + "self_attn.q_proj.weight", l.attention.q_proj);
-    add(p + "self_attn.k_proj.weight", l.attention.k_proj);
-    add(p + "self_attn.v_proj.weight", l.attention.v_proj);
+    if (model.config.sandwich_norms) {
+      add(p + "post_attention_layernorm.weight", l.attention_output_norm);
+      add(p + "pre_feedforward_layernorm.weight", l.post_attention_norm);
+      add(p + "post_feedforward_layernorm.weight", l.feed_forward_output_norm);
+    } else {
+      add(p + "post_attention_layernorm.weight", l.post_attention_norm);
+    }
+    if (model.config.fused_projections) {
+      add(p + "self_attn.qkv_proj.weight",
+          at::cat({l.attention.q_proj, l.attention.k_proj, l.attention.v_proj}, 0));
+      add(p + "mlp.gate_up_proj.weight", at::cat({l.mlp.gate_proj, l.mlp.up_proj}, 0));
+    } else {
+      add(p + "self_attn.q_proj.weight", l.attention.q_proj);
+      add(p + "self_attn.k_proj.weight", l.attention.k_proj);
+      add(p + "self_attn.v_proj.weight", l.attention.v_proj);
+      add(p + "mlp.gate_proj.weight", l.mlp.gate_proj);
+      add(p + "mlp.up_proj.weight", l.mlp.up_proj);
+    }
+    add(p + "self_attn.q_norm.weight", l.attention.q_norm);
+    add(p + "self_attn.k_norm.weight", l.attention.k_norm);
     add(p + "self_attn.o_proj.weight", l.attention.o_proj);
     add(p + "self_attn.q_proj.bias", l.attention.q_bias);
     add(p + "self_attn.k_proj.bias", l.attention.k_bias);
     add(p + "self_attn.v_proj.bias", l.attention.v_bias);
     add(p + "self_attn.o_proj.bias", l.attention.o_bias);
-    add(p + "mlp.gate_proj.weight", l.mlp.gate_proj);
-    add(p + "mlp.up_proj.weight", l.mlp.up_proj);
     add(p + "mlp.down_proj.weight", l.mlp.down_proj);
   }
   add("model.norm.weight", model.final_norm);

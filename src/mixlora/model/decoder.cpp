@@ -32,11 +32,20 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
   return weight * normed.to(x.scalar_type());
 }
 
+at::Tensor model_norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& config) {
+  if (!config.norm_weight_offset) return rms_norm(x, weight, config.rms_norm_eps);
+  auto x32 = x.to(at::kFloat);
+  auto normed = x32 * at::rsqrt(x32.pow(2).mean(-1, /*keepdim=*/true) + config.rms_norm_eps);
+  return (normed * (1.0 + weight.to(at::kFloat))).to(x.scalar_type());
+}
+
 at::Tensor activation(const at::Tensor& x, Activation act) {
   switch (act) {
     case Activation::silu: return at::silu(x);
     case Activation::gelu: return at::gelu(x);
-    case Activation::gelu_tanh: return at::gelu(x, "tanh");
+    // Both are the tanh approximation (HF's NewGELU and PytorchGELUTanh).
+    case Activation::gelu_tanh:
+    case Activation::gelu_pytorch_tanh: return at::gelu(x, "tanh");
     case Activation::relu: return at::relu(x);
   }
   return at::silu(x);
@@ -69,7 +78,21 @@ KVCache::KVCache(const ModelConfig& config, int64_t batch_size, int64_t capacity
   key_mask_ = at::zeros({batch_size, capacity}, at::TensorOptions(at::kLong).device(device));
 }
 
-Decoder::Decoder(const BaseModel& model) : model_(model), rope_(model.config, model.device) {}
+namespace {
+
+// The config of Gemma-3's local rotary embedding: base rope_local_theta, no scaling.
+ModelConfig local_rope_config(const ModelConfig& config) {
+  ModelConfig local = config;
+  local.rope_theta = config.rope_local_theta;
+  local.rope_scaling = RopeScaling{};
+  return local;
+}
+
+}  // namespace
+
+Decoder::Decoder(const BaseModel& model) : model_(model), rope_(model.config, model.device) {
+  if (model.config.rope_local_theta > 0) rope_local_.emplace(local_rope_config(model.config), model.device);
+}
 
 namespace {
 
@@ -81,16 +104,19 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
   return x.unsqueeze(2).expand({b, h, groups, s, d}).reshape({b, h * groups, s, d});
 }
 
+// softmax(q k^T * scale (soft-capped) + mask) v. `scale` 0 means 1/sqrt(head_dim); `softcap` 0
+// means none. Gemma-2/3's scale and soft-capping take the eager path, as in HF.
 at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                            const at::Tensor& additive_mask) {
+                            const at::Tensor& additive_mask, double scale = 0, double softcap = 0) {
 #if TORCH_VERSION_MAJOR >= 2
-  return at::scaled_dot_product_attention(q, k, v, additive_mask);
-#else
+  if (scale == 0 && softcap == 0) return at::scaled_dot_product_attention(q, k, v, additive_mask);
+#endif
   // The math of SDPA: softmax in fp32 for low-precision models, as HF does.
-  auto scores = activation_matmul(q, k.transpose(-1, -2)) * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  if (scale == 0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  auto scores = activation_matmul(q, k.transpose(-1, -2)) * scale;
+  if (softcap > 0) scores = at::tanh(scores / softcap) * softcap;
   auto probs = at::softmax(scores + additive_mask, /*dim=*/-1, at::kFloat).to(q.scalar_type());
   return activation_matmul(probs, v);
-#endif
 }
 
 }  // namespace
@@ -110,6 +136,10 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
                .view({batch, steps, c.num_kv_heads, c.head_dim}).transpose(1, 2);
   auto v = project(Projection::v_proj, w.v_proj, w.v_bias)
                .view({batch, steps, c.num_kv_heads, c.head_dim}).transpose(1, 2);
+  if (c.qk_norm) {
+    q = model_norm(q, w.q_norm, c);
+    k = model_norm(k, w.k_norm, c);
+  }
   q = apply_rotary(q, cos, sin);
   k = apply_rotary(k, cos, sin);
   if (cache) {
@@ -120,7 +150,9 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
     v = cache->values_[layer].narrow(2, 0, past + steps);
   }
   const int64_t groups = c.num_heads / c.num_kv_heads;
-  auto out = scaled_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), additive_mask);
+  const double scale = c.query_pre_attn_scalar > 0 ? 1.0 / std::sqrt(c.query_pre_attn_scalar) : 0.0;
+  auto out = scaled_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), additive_mask, scale,
+                              c.attn_logit_softcapping);
   out = out.transpose(1, 2).reshape({batch, steps, c.num_heads * c.head_dim});
   return hooks.attention_projection(layer, Projection::o_proj, out, base_linear(out, w.o_proj, w.o_bias),
                                     w.o_proj, w.o_bias);
@@ -153,30 +185,50 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
   // Positions count real tokens only, so left padding does not shift them.
   auto positions = (key_mask.cumsum(1) - 1).clamp_min(0).narrow(1, past, steps);
   auto [cos, sin] = rope_.at_positions(positions, model_.dtype);
+  at::Tensor local_cos = cos, local_sin = sin;
+  if (rope_local_) std::tie(local_cos, local_sin) = rope_local_->at_positions(positions, model_.dtype);
 
   // Additive mask [B, 1, T, S]: a query sees earlier-or-equal real keys. Blocked entries get the
   // dtype's lowest finite value, so a row with no visible key (a left-pad query) stays finite.
   auto query_index = at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
   auto key_index = at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
-  auto causal = key_index <= query_index;
-  // Mistral's sliding window: keys at or before query - window are out of sight.
-  if (c.sliding_window > 0) causal = causal & (key_index > query_index - c.sliding_window);
-  auto visible = causal.unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
+  auto visible = (key_index <= query_index).unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
   const double blocked_value = model_.dtype == at::kHalf ? -65504.0 : -1e30;
-  auto additive_mask = at::zeros(visible.sizes(), at::TensorOptions(model_.dtype).device(device))
-                           .masked_fill(visible.logical_not(), blocked_value)
-                           .unsqueeze(1);
+  auto to_additive = [&](const at::Tensor& visible) {
+    return at::zeros(visible.sizes(), at::TensorOptions(model_.dtype).device(device))
+        .masked_fill(visible.logical_not(), blocked_value)
+        .unsqueeze(1);
+  };
+  auto additive_mask = to_additive(visible);
+  // Windowed layers (Gemma-2/3, Phi-3) also hide keys `sliding_window` or more slots back, counted
+  // in cache slots as HF counts cache positions.
+  at::Tensor sliding_mask = additive_mask;
+  if (c.sliding_window > 0) {
+    sliding_mask = to_additive(visible & (query_index - key_index < c.sliding_window).unsqueeze(0));
+  }
 
   auto h = at::embedding(model_.embed_tokens, ids);
+  if (c.scale_embeddings) {
+    // Gemma: x sqrt(hidden), the factor rounded to the model dtype first as HF does.
+    h = h * at::scalar_tensor(std::sqrt(static_cast<double>(c.hidden_size)),
+                              at::TensorOptions(model_.dtype).device(device));
+  }
   // Captures by value: a checkpointed layer runs again in backward, after this call returned.
   DecoderHooks* layer_hooks = &active;
-  auto run_layer = [this, cos, sin, additive_mask, cache, layer_hooks](int64_t layer, at::Tensor h) {
+  auto run_layer = [this, cos, sin, local_cos, local_sin, additive_mask, sliding_mask, cache,
+                    layer_hooks](int64_t layer, at::Tensor h) {
     const auto& c = model_.config;
     auto& active = *layer_hooks;
     const auto& w = model_.layers[layer];
-    h = h + attention(layer, rms_norm(h, w.input_norm, c.rms_norm_eps), cos, sin, additive_mask,
-                      cache, active);
-    return h + active.feed_forward(layer, rms_norm(h, w.post_attention_norm, c.rms_norm_eps), w.mlp, c);
+    const bool sliding = c.layer_is_sliding(layer);
+    auto attended = attention(layer, model_norm(h, w.input_norm, c), sliding ? local_cos : cos,
+                              sliding ? local_sin : sin, sliding ? sliding_mask : additive_mask,
+                              cache, active);
+    if (c.sandwich_norms) attended = model_norm(attended, w.attention_output_norm, c);
+    h = h + attended;
+    auto fed = active.feed_forward(layer, model_norm(h, w.post_attention_norm, c), w.mlp, c);
+    if (c.sandwich_norms) fed = model_norm(fed, w.feed_forward_output_norm, c);
+    return h + fed;
   };
   const bool checkpointing = checkpoint_layers && !cache && at::GradMode::is_enabled();
   auto generators = checkpointing ? active.generators() : std::vector<at::Generator>{};
@@ -196,11 +248,14 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
     active.restore_layer_outputs({outputs.begin() + 1, outputs.end()});
   }
   if (cache) cache->length_ = past + steps;
-  return rms_norm(h, model_.final_norm, c.rms_norm_eps);
+  return model_norm(h, model_.final_norm, c);
 }
 
 at::Tensor Decoder::logits(const at::Tensor& hidden) const {
-  return base_linear(hidden, model_.lm_head).to(at::kFloat);
+  auto logits = base_linear(hidden, model_.lm_head).to(at::kFloat);
+  const double cap = model_.config.final_logit_softcapping;
+  if (cap > 0) logits = at::tanh(logits / cap) * cap;  // Gemma-2
+  return logits;
 }
 
 }  // namespace mixlora::model

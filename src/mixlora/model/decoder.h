@@ -9,6 +9,7 @@
 
 #include <ATen/ATen.h>
 
+#include <optional>
 #include <vector>
 
 namespace mixlora::model {
@@ -18,6 +19,10 @@ const char* projection_name(Projection projection);
 
 // RMSNorm in fp32 whatever the input dtype (as HF does), scaled by `weight`.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// The model's RMSNorm: rms_norm, or for Gemma (config.norm_weight_offset) the normalised x times
+// (1 + weight) in fp32, cast back at the end, as Gemma's RMSNorm does.
+at::Tensor model_norm(const at::Tensor& x, const at::Tensor& weight, const ModelConfig& config);
 
 // The activation of a feed-forward block (model/activation.h).
 at::Tensor activation(const at::Tensor& x, Activation act);
@@ -91,6 +96,8 @@ class Decoder {
 
   const BaseModel& model_;
   RotaryEmbedding rope_;
+  // Gemma-3's windowed layers rotate with their own base (rope_local_theta), unscaled.
+  std::optional<RotaryEmbedding> rope_local_;
 };
 
 }  // namespace mixlora::model

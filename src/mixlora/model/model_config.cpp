@@ -12,7 +12,106 @@ namespace mixlora::model {
 namespace {
 
 constexpr const char* kSupportedArchitectures =
-    "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM";
+    "LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, GemmaForCausalLM, "
+    "Gemma2ForCausalLM, Gemma3ForCausalLM, Phi3ForCausalLM";
+
+// Each supported architecture and its Hugging Face model_type.
+struct Family {
+  const char* architecture;
+  const char* model_type;
+};
+constexpr Family kFamilies[] = {
+    {"LlamaForCausalLM", "llama"},   {"MistralForCausalLM", "mistral"},
+    {"Qwen2ForCausalLM", "qwen2"},   {"Qwen3ForCausalLM", "qwen3"},
+    {"GemmaForCausalLM", "gemma"},   {"Gemma2ForCausalLM", "gemma2"},
+    {"Gemma3ForCausalLM", "gemma3_text"}, {"Phi3ForCausalLM", "phi3"},
+};
+
+// A number whose config class has a non-zero default that `null` switches off (Gemma-2's
+// softcaps): absent -> `fallback`, null -> 0, else the number.
+double number_null_is_zero(const nlohmann::json& json, const std::string& key,
+                           const std::string& source, double fallback) {
+  if (!json.contains(key)) return fallback;
+  return io::get_number(json, key, source).value_or(0.0);
+}
+
+// Which layers use the sliding window: `layer_types` (newer exports) when present, else the
+// family's fixed pattern.
+std::vector<bool> parse_sliding_layers(const nlohmann::json& json, const ModelConfig& c,
+                                       const std::string& source) {
+  std::vector<bool> sliding(static_cast<size_t>(c.num_layers), false);
+  auto types = json.find("layer_types");
+  if (types != json.end() && !types->is_null()) {
+    if (!types->is_array() || static_cast<int64_t>(types->size()) != c.num_layers) {
+      fail_input("{}: layer_types: expected a list of {} entries (one per layer), got {}", source,
+                 c.num_layers, io::describe(*types));
+    }
+    for (int64_t i = 0; i < c.num_layers; ++i) {
+      const auto& t = (*types)[i];
+      if (t == "sliding_attention") sliding[i] = true;
+      else if (t != "full_attention") {
+        fail_input("{}: layer_types[{}]: expected \"sliding_attention\" or \"full_attention\", got {}",
+                   source, i, io::describe(t));
+      }
+    }
+    return sliding;
+  }
+  if (c.model_type == "gemma2") {
+    for (int64_t i = 0; i < c.num_layers; ++i) sliding[i] = i % 2 == 0;  // even layers local
+  } else if (c.model_type == "gemma3_text") {
+    const int64_t pattern = io::get_int(json, "sliding_window_pattern", source).value_or(6);
+    if (pattern <= 0) fail_input("{}: sliding_window_pattern must be positive, got {}", source, pattern);
+    for (int64_t i = 0; i < c.num_layers; ++i) sliding[i] = (i + 1) % pattern != 0;  // every pattern-th global
+  } else {
+    sliding.assign(sliding.size(), true);  // Phi-3: every layer
+  }
+  return sliding;
+}
+
+// The family-specific keys of config.json (ModelConfig's second block).
+void parse_family_numerics(const nlohmann::json& json, ModelConfig& c, const std::string& source) {
+  const std::string& type = c.model_type;
+  const bool gemma = type == "gemma" || type == "gemma2" || type == "gemma3_text";
+  c.qk_norm = type == "qwen3" || type == "gemma3_text";
+  c.norm_weight_offset = gemma;
+  c.scale_embeddings = gemma;
+  c.sandwich_norms = type == "gemma2" || type == "gemma3_text";
+  c.fused_projections = type == "phi3";
+  if (gemma) {
+    // Gemma ignores hidden_act (its original configs say "gelu") for hidden_activation,
+    // defaulting to the tanh approximation.
+    const auto name = io::get_string(json, "hidden_activation", source).value_or("gelu_pytorch_tanh");
+    const auto activation = activation_from_name(name);
+    if (!activation) {
+      fail_input("{}: hidden_activation '{}' is not supported ({})", source, name, fmt::join(activation_names(), ", "));
+    }
+    c.hidden_act = *activation;
+  }
+  if (type == "gemma2" || type == "gemma3_text") {
+    c.query_pre_attn_scalar = io::get_number(json, "query_pre_attn_scalar", source).value_or(256.0);
+    if (c.query_pre_attn_scalar <= 0) fail_input("{}: query_pre_attn_scalar must be positive", source);
+    const bool gemma2 = type == "gemma2";
+    c.attn_logit_softcapping = number_null_is_zero(json, "attn_logit_softcapping", source, gemma2 ? 50.0 : 0.0);
+    c.final_logit_softcapping = number_null_is_zero(json, "final_logit_softcapping", source, gemma2 ? 30.0 : 0.0);
+    if (c.attn_logit_softcapping < 0 || c.final_logit_softcapping < 0) {
+      fail_input("{}: logit softcapping values must not be negative", source);
+    }
+    c.sliding_window = static_cast<int64_t>(number_null_is_zero(json, "sliding_window", source, 4096));
+  } else if (type == "phi3") {
+    c.sliding_window = io::get_int(json, "sliding_window", source).value_or(0);
+    const double partial = io::get_number(json, "partial_rotary_factor", source).value_or(1.0);
+    if (partial != 1.0) {
+      fail_input("{}: partial_rotary_factor {} is not supported (Phi-3 with full rotary only)", source,
+                 partial);
+    }
+  }
+  if (c.sliding_window < 0) fail_input("{}: sliding_window must not be negative", source);
+  if (c.sliding_window > 0) c.sliding_layers = parse_sliding_layers(json, c, source);
+  if (type == "gemma3_text") {
+    c.rope_local_theta = io::get_number(json, "rope_local_base_freq", source).value_or(10000.0);
+    if (c.rope_local_theta <= 0) fail_input("{}: rope_local_base_freq must be positive", source);
+  }
+}
 
 int64_t require_positive(const nlohmann::json& json, const std::string& key,
                          const std::string& source) {
@@ -77,18 +176,24 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& so
   } else {
     // Some exports omit "architectures"; model_type still identifies the family.
     const auto model_type = io::get_string(json, "model_type", source).value_or("");
-    if (model_type == "llama") config.architecture = "LlamaForCausalLM";
-    else if (model_type == "mistral") config.architecture = "MistralForCausalLM";
-    else if (model_type == "qwen2") config.architecture = "Qwen2ForCausalLM";
-    else fail_input("{}: no 'architectures' entry and model_type '{}' is unknown (supported: {})",
-                    source, model_type, kSupportedArchitectures);
+    for (const auto& family : kFamilies) {
+      if (model_type == family.model_type) config.architecture = family.architecture;
+    }
+    if (config.architecture.empty()) {
+      fail_input("{}: no 'architectures' entry and model_type '{}' is unknown (supported: {})",
+                 source, model_type, kSupportedArchitectures);
+    }
   }
-  const bool is_qwen2 = config.architecture == "Qwen2ForCausalLM";
-  if (config.architecture != "LlamaForCausalLM" && config.architecture != "MistralForCausalLM" &&
-      !is_qwen2) {
+  const Family* family = nullptr;
+  for (const auto& f : kFamilies) {
+    if (config.architecture == f.architecture) family = &f;
+  }
+  if (!family) {
     fail_input("{}: architecture '{}' is not supported (supported: {})", source,
                config.architecture, kSupportedArchitectures);
   }
+  config.model_type = family->model_type;
+  const bool is_qwen2 = config.model_type == "qwen2";
 
   config.vocab_size = require_positive(json, "vocab_size", source);
   config.hidden_size = require_positive(json, "hidden_size", source);
@@ -125,11 +230,22 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& so
   config.rope_theta = io::get_number(json, "rope_theta", source).value_or(10000.0);
   if (config.rope_theta <= 0) fail_input("{}: rope_theta must be positive", source);
   config.rope_scaling = parse_rope_scaling(json, source);
-  config.tie_word_embeddings = io::get_bool(json, "tie_word_embeddings", source).value_or(false);
+  // transformers' default when the key is absent: Gemma's config classes tie, the others do not.
+  const bool ties_by_default = config.model_type.rfind("gemma", 0) == 0;
+  config.tie_word_embeddings =
+      io::get_bool(json, "tie_word_embeddings", source).value_or(ties_by_default);
   config.attention_bias = is_qwen2 || io::get_bool(json, "attention_bias", source).value_or(false);
+  const auto hidden_act = io::get_string(json, "hidden_act", source).value_or("silu");
+  const auto activation = activation_from_name(hidden_act);
+  if (!activation) {
+    fail_input("{}: hidden_act '{}' is not supported ({})", source, hidden_act,
+               fmt::join(activation_names(), ", "));
+  }
+  config.hidden_act = *activation;
+  parse_family_numerics(json, config, source);
   // transformers 4.46 masks keys at or before (query - sliding_window) for Mistral whenever
   // sliding_window is set, and for Qwen2 only with use_sliding_window (its config drops the
-  // window otherwise); LLaMA has none.
+  // window otherwise), in every layer; LLaMA has none.
   const bool window_applies = config.architecture == "MistralForCausalLM" ||
                               (is_qwen2 && io::get_bool(json, "use_sliding_window", source).value_or(false));
   if (window_applies) {
@@ -139,15 +255,9 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& so
         fail_input("{}: sliding_window: expected a positive integer or null, got {}", source, io::describe(*window));
       }
       config.sliding_window = window->get<int64_t>();
+      config.sliding_layers.assign(static_cast<size_t>(config.num_layers), true);
     }
   }
-  const auto hidden_act = io::get_string(json, "hidden_act", source).value_or("silu");
-  const auto activation = activation_from_name(hidden_act);
-  if (!activation) {
-    fail_input("{}: hidden_act '{}' is not supported ({})", source, hidden_act,
-               fmt::join(activation_names(), ", "));
-  }
-  config.hidden_act = *activation;
   config.bos_token_id = token_id(json, "bos_token_id", source, 1);
   config.eos_token_id = token_id(json, "eos_token_id", source, 2);
   config.pad_token_id = token_id(json, "pad_token_id", source, -1);

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace mixlora::model {
 
@@ -22,7 +23,10 @@ struct RopeScaling {
 };
 
 struct ModelConfig {
-  std::string architecture;  // LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM
+  std::string architecture;  // LlamaForCausalLM, ..., Gemma3ForCausalLM (docs/base-models.md)
+  // The Hugging Face model_type of the family: llama, mistral, qwen2, qwen3, gemma, gemma2,
+  // gemma3_text, phi3 (what the MixLoRA plugin and MoE-PEFT dispatch on).
+  std::string model_type = "llama";
   int64_t vocab_size = 0;
   int64_t hidden_size = 0;
   int64_t intermediate_size = 0;
@@ -36,14 +40,29 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
   bool attention_bias = false;  // q/k/v biases (Qwen2 always, LLaMA when attention_bias: true)
-  // Keys at or before query position - sliding_window are masked (Mistral's sliding_window,
-  // Qwen2's when use_sliding_window is true, as transformers' masks do); 0 = no window.
-  int64_t sliding_window = 0;
   Activation hidden_act = Activation::silu;
   int64_t bos_token_id = 1;
   int64_t eos_token_id = 2;
   int64_t pad_token_id = -1;  // -1: none declared
   std::string torch_dtype = "float32";
+
+  // Numerics of the families beyond LLaMA (docs/base-models.md); the defaults are LLaMA's.
+  bool qk_norm = false;             // RMSNorm over each head of q and k before RoPE (Qwen3, Gemma-3)
+  bool norm_weight_offset = false;  // RMSNorm scales by (1 + w) in fp32 (Gemma, Gemma-2/3)
+  bool scale_embeddings = false;    // embeddings x sqrt(hidden_size) (Gemma, Gemma-2/3)
+  bool sandwich_norms = false;      // also norms on the attention and FFN outputs (Gemma-2/3)
+  bool fused_projections = false;   // qkv_proj and gate_up_proj stored fused (Phi-3)
+  double query_pre_attn_scalar = 0;    // scores scaled by its ^-1/2; 0: by head_dim^-1/2 (Gemma-2/3)
+  double attn_logit_softcapping = 0;   // scores = cap * tanh(scores / cap); 0: none (Gemma-2)
+  double final_logit_softcapping = 0;  // the same on the logits (Gemma-2)
+  int64_t sliding_window = 0;          // a query sees the last `sliding_window` keys; 0: none
+  std::vector<bool> sliding_layers;    // per layer: windowed (and local rope on Gemma-3); empty: none
+  double rope_local_theta = 0;         // rope base of windowed layers, no scaling; 0: rope_theta (Gemma-3)
+
+  bool layer_is_sliding(int64_t layer) const {
+    return sliding_window > 0 && layer < static_cast<int64_t>(sliding_layers.size()) &&
+           sliding_layers[layer];
+  }
 };
 
 // Parses and validates config.json content; `source` names the file in error messages.

@@ -61,8 +61,11 @@ std::vector<at::Tensor> make_trainable(model::BaseModel& model) {
   for (auto& layer : model.layers) {
     own(layer.input_norm);
     own(layer.post_attention_norm);
+    own(layer.attention_output_norm);     // Gemma-2/3 only
+    own(layer.feed_forward_output_norm);  // Gemma-2/3 only
     auto& a = layer.attention;
-    for (auto* t : {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &a.q_bias, &a.k_bias, &a.v_bias, &a.o_bias}) own(*t);
+    for (auto* t : {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &a.q_bias, &a.k_bias, &a.v_bias, &a.o_bias,
+                    &a.q_norm, &a.k_norm}) own(*t);
     for (auto* t : {&layer.mlp.gate_proj, &layer.mlp.up_proj, &layer.mlp.down_proj}) own(*t);
   }
   own(model.final_norm);
