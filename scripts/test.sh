@@ -3,7 +3,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
+bash scripts/build.sh ${CI:+-DMIXLORA_WERROR=ON}   # CI: a compiler warning fails the build
+# The Python reference stack (torch 2.x, transformers, PEFT, MixLoRA plugin, MoE-PEFT; and a newer
+# transformers for Qwen3 / Gemma-3) that the parity and interop tests compare against; tests that
+# need it skip when MIXLORA_PYTHON is unset.
+MIXLORA_PYTHON=$(bash scripts/setup-python-refs.sh | tail -n 1)
+export MIXLORA_PYTHON
+MIXLORA_TRANSFORMERS_NEW=$(bash scripts/setup-transformers-new.sh | tail -n 1)
+export MIXLORA_TRANSFORMERS_NEW
 # PyPI tokenizers for the tokenizer.json reference test; that test skips when this venv cannot be made.
 export MIXLORA_TOKENIZERS_PYTHON=${MIXLORA_TOKENIZERS_PYTHON:-$(bash scripts/setup-tokenizers-venv.sh 2>/dev/null | tail -n 1 || true)}
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j "${JOBS:-$(nproc)}")

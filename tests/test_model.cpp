@@ -112,10 +112,13 @@ TEST_CASE("left padding and the KV cache leave the logits unchanged", "[model]")
   SECTION("prefill four tokens, then one token at a time") {
     model::KVCache cache(stories().config, 1, 7, at::kFloat, c10::Device(c10::kCPU));
     auto first = decoder.logits(decoder.hidden_states(sequence.narrow(1, 0, 4), at::Tensor(), &cache));
-    CHECK((first - full.narrow(1, 0, 4)).abs().max().item<double>() < 1e-5);
+    // Relative to the logits' scale: one-row (matrix-vector) and many-row products take different
+    // kernels and summation orders (AVX512 CPUs differ by ~2e-5 on logits of magnitude ~10).
+    const double tolerance = 1e-5 * full.abs().max().item<double>();
+    CHECK((first - full.narrow(1, 0, 4)).abs().max().item<double>() < tolerance);
     for (int64_t t = 4; t < 7; ++t) {
       auto step = decoder.logits(decoder.hidden_states(sequence.narrow(1, t, 1), at::Tensor(), &cache));
-      CHECK((step - full.narrow(1, t, 1)).abs().max().item<double>() < 1e-5);
+      CHECK((step - full.narrow(1, t, 1)).abs().max().item<double>() < tolerance);
     }
     CHECK(cache.length() == 7);
   }
