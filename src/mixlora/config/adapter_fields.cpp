@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <set>
 
 namespace mixlora::config {
@@ -117,12 +118,32 @@ void read_lora_shape(const JsonObjectReader& in, LoraShape& shape) {
   }
 }
 
+// Values that the MixLoRA plugin and MoE-PEFT assert on (LoraConfig.check: lora_alpha must be
+// an int, lora_dropout a float). We accept them, but say so while the config is read.
+void warn_python_traps(const JsonObjectReader& in) {
+  if (const auto* alpha = in.find("lora_alpha"); alpha && alpha->is_number() && !alpha->is_number_integer()) {
+    const double value = alpha->get<double>();
+    if (value != std::floor(value)) {
+      spdlog::warn("{}: {}: {} is not an integer: the adapter trains here, but the MixLoRA plugin and "
+                   "MoE-PEFT refuse its adapter_config.json (they assert an int lora_alpha)",
+                   in.source(), in.path_of("lora_alpha"), value);
+    }
+  }
+  if (const auto* dropout = in.find("lora_dropout"); dropout && dropout->is_number_integer()) {
+    spdlog::warn("{}: {}: written as the integer {}: MoE-PEFT and the MixLoRA plugin refuse this config "
+                 "(they assert a float); write {}.0. The adapter_config.json written here says {}.0",
+                 in.source(), in.path_of("lora_dropout"), dropout->get<int64_t>(),
+                 dropout->get<int64_t>(), dropout->get<int64_t>());
+  }
+}
+
 void read_expert_lora(const JsonObjectReader& in, AdapterConfig& adapter, KeySource source) {
   const auto* value = in.find("expert_lora");
   if (!value) return;
   const JsonObjectReader expert(*value, in.source(), in.path_of("expert_lora"));
   if (source == KeySource::train_config) {
     expert.reject_unknown_keys({"r", "lora_alpha", "lora_dropout", "bias"});
+    warn_python_traps(expert);
   }
   // MoE-PEFT merges expert_lora over the adapter's keys: what it leaves out is inherited.
   LoraShape shape = adapter.lora;
@@ -241,6 +262,7 @@ void read_task_fields(const JsonObjectReader& in, AdapterConfig& adapter) {
 }
 
 void read_lora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySource source) {
+  if (source == KeySource::train_config) warn_python_traps(in);
   read_lora_shape(in, adapter.lora);
   read_target_modules(in, adapter, source);
   if (auto v = in.get_bool("use_rslora")) adapter.use_rslora = *v;

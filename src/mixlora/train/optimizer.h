@@ -23,16 +23,22 @@ class Optimizer {
   // Restores what state() returned; shapes are checked (InputError naming the tensor).
   void load_state(const std::vector<std::pair<std::string, at::Tensor>>& state);
   void zero_grad();
+  // Per-parameter learning-rate factors (LoRA+: lora_B and 1-D parameters train with
+  // lr * loraplus_lr_ratio); empty = 1 for every parameter. Weight decay uses the scaled lr too,
+  // as in a torch param group with its own lr.
+  void set_lr_scales(std::vector<double> scales);
 
  protected:
   explicit Optimizer(std::vector<at::Tensor> params) : params_(std::move(params)) {}
   // The per-parameter buffer `kind` of parameter `index`, zeros on first use.
   at::Tensor& buffer(const std::string& kind, size_t index);
+  double lr_scale(size_t index) const { return index < lr_scales_.size() ? lr_scales_[index] : 1.0; }
 
   std::vector<at::Tensor> params_;
   int64_t steps_ = 0;
 
  private:
+  std::vector<double> lr_scales_;
   std::map<std::string, std::vector<at::Tensor>> buffers_;
 };
 
@@ -48,6 +54,11 @@ std::unique_ptr<Optimizer> make_sgd(std::vector<at::Tensor> params, SgdOptions o
 
 // The global L2 norm of all gradients; when max_norm > 0 and the norm exceeds it, scales the
 // gradients down to max_norm (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
+// MoE-PEFT's LoRA+ grouping (trainer.py _optimizer_grouped_parameters): a parameter whose name
+// contains "lora_B" or that is 1-D (DoRA magnitudes) gets `ratio`, every other one 1.
+std::vector<double> loraplus_lr_scales(const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                       double ratio);
+
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
 }  // namespace mixlora::train
