@@ -155,7 +155,7 @@ def make(base, out_dir):
         weights = model.get_adapter_weight_dict(name)
         with torch.no_grad():
             for key, tensor in weights.items():
-                scale = 1.0 if "moe_gate" in key else (0.5 if key == "classifier" else 0.2)
+                scale = 1.0 if "moe_gate" in key else (0.5 if key == "classifier" else 0.05)
                 tensor.copy_(torch.randn(tensor.shape, generator=generator) * scale)
         # As moe_peft.trainer.save_adapter_weight writes them.
         exported = model.adapter_configs_[name].export()

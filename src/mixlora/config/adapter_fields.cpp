@@ -118,22 +118,21 @@ void read_lora_shape(const JsonObjectReader& in, LoraShape& shape) {
   }
 }
 
-// Values that the MixLoRA plugin and MoE-PEFT assert on (LoraConfig.check: lora_alpha must be
-// an int, lora_dropout a float). We accept them, but say so while the config is read.
+// Values that the MixLoRA plugin and MoE-PEFT assert on (LoraConfig.check: lora_alpha must be an
+// int; their LoRA layers: lora_dropout > 0). We accept them, but say so while the config is read.
 void warn_python_traps(const JsonObjectReader& in) {
   if (const auto* alpha = in.find("lora_alpha"); alpha && alpha->is_number() && !alpha->is_number_integer()) {
     const double value = alpha->get<double>();
     if (value != std::floor(value)) {
       spdlog::warn("{}: {}: {} is not an integer: the adapter trains here, but the MixLoRA plugin and "
-                   "MoE-PEFT refuse its adapter_config.json (they assert an int lora_alpha)",
+                   "MoE-PEFT refuse it (they assert an int lora_alpha)",
                    in.source(), in.path_of("lora_alpha"), value);
     }
   }
-  if (const auto* dropout = in.find("lora_dropout"); dropout && dropout->is_number_integer()) {
-    spdlog::warn("{}: {}: written as the integer {}: MoE-PEFT and the MixLoRA plugin refuse this config "
-                 "(they assert a float); write {}.0. The adapter_config.json written here says {}.0",
-                 in.source(), in.path_of("lora_dropout"), dropout->get<int64_t>(),
-                 dropout->get<int64_t>(), dropout->get<int64_t>());
+  if (const auto* dropout = in.find("lora_dropout"); dropout && dropout->is_number() && dropout->get<double>() == 0.0) {
+    spdlog::warn("{}: {}: 0: the adapter trains here, but the MixLoRA plugin and MoE-PEFT refuse it (their "
+                 "LoRA layers assert lora_dropout > 0); use e.g. 0.05 to load it there",
+                 in.source(), in.path_of("lora_dropout"));
   }
 }
 
