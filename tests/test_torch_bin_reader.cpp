@@ -1,5 +1,6 @@
 // The restricted adapter_model.bin reader: what torch.save writes (ours and Python's) reads back
 // bit for bit; what it does not write is an InputError, never code run or memory overrun.
+#include "mixlora/adapters/adapter.h"
 #include "mixlora/common/error.h"
 #include "mixlora/io/restricted_pickle.h"
 #include "mixlora/io/safetensors.h"
@@ -7,9 +8,14 @@
 #include "mixlora/io/torch_bin_reader.h"
 
 #include "battery.h"
+#include "stories_model.h"
 #include "test_helpers.h"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <filesystem>
 
 using namespace mixlora;
 using namespace mixlora::io;
@@ -105,4 +111,38 @@ TEST_CASE("the restricted pickle reader refuses everything but tensor records", 
              Contains("too large to address"));
   CHECK(pickle_error(test::battery::float_tensor_pickle("x", 4, 0, {2, 2}, {2, 1})) == "(accepted)");
   CHECK(pickle_error(test::battery::float_tensor_pickle("x", 0, 0, {0, 3}, {3, 1})) == "(accepted)");
+}
+
+TEST_CASE("Adapter::load reads adapter_model.bin alone, infers a classifier from its head, accepts classifier.weight",
+          "[torch_bin][reader][adapters]") {
+  config::AdapterConfig c;
+  c.name = "cls";
+  c.task_name = "classification";
+  c.num_labels = 3;
+  c.lora.r = 2;
+  c.target_modules = {"q_proj", "v_proj"};
+  const auto made = adapters::Adapter::create(c, test::stories(), 7);
+  TempDir dir;
+  made.save(dir.str(), "stories", /*export_bin=*/true);
+  std::filesystem::remove(dir / "adapter_model.safetensors");
+  // As MoE-PEFT writes it: no task_name, no num_labels.
+  auto json = nlohmann::json::parse(test::slurp(dir / "adapter_config.json"));
+  json.erase("task_name");
+  json.erase("num_labels");
+  test::write_file(dir / "adapter_config.json", json.dump());
+  const auto loaded = adapters::Adapter::load(dir.str(), test::stories());
+  CHECK(loaded.config.task_name == "classification");
+  CHECK(loaded.config.num_labels == 3);
+  CHECK(at::equal(loaded.classifier, made.classifier));
+  const auto made_state = made.state_dict();
+  const auto loaded_state = loaded.state_dict();
+  REQUIRE(made_state.size() == loaded_state.size());
+  for (size_t i = 0; i < made_state.size(); ++i) CHECK(at::equal(made_state[i].second, loaded_state[i].second));
+
+  // Our older files named the head classifier.weight.
+  std::vector<std::pair<std::string, at::Tensor>> renamed;
+  for (const auto& [name, tensor] : made_state) renamed.emplace_back(name == "classifier" ? "classifier.weight" : name, tensor.detach());
+  std::filesystem::remove(dir / "adapter_model.bin");
+  save_safetensors(dir / "adapter_model.safetensors", renamed);
+  CHECK(at::equal(adapters::Adapter::load(dir.str(), test::stories()).classifier, made.classifier));
 }
