@@ -32,8 +32,10 @@ int main(int argc, char** argv) {
                  "start from this adapter's weights: DIR (one adapter in the config) or NAME=DIR (repeatable)");
   app.add_flag("--resume", options.resume, "continue from the newest complete checkpoints");
   app.add_flag("--overwrite", options.overwrite, "replace finished or unfinished runs in the output directory");
-  app.add_flag("--export-bin", options.export_bin, "also write adapter_model.bin (torch.load-able)");
-  bool no_report = false;
+  // adapter_model.bin is written by default: the MixLoRA plugin and MoE-PEFT read only that file.
+  bool no_bin = false, export_bin = false, no_report = false;
+  app.add_flag("--no-bin", no_bin, "do not write adapter_model.bin beside adapter_model.safetensors");
+  app.add_flag("--export-bin", export_bin, "write adapter_model.bin (the default; kept for old scripts)");
   app.add_flag("--no-report", no_report, "do not write OUTPUT_DIR/report.html at the end (mixlora-report)");
   app.add_flag("--skip-bad-rows", skip_bad_rows, "skip and count malformed data rows instead of failing");
   app.add_flag("--naive-moe", naive_moe, "use the naive per-expert MixLoRA FFN (reference, slower)");
@@ -53,6 +55,8 @@ int main(int argc, char** argv) {
       ->capture_default_str();
 
   return mixlora::cli::run_main(app, argc, argv, [&] {
+    if (no_bin && export_bin) mixlora::fail_input("--no-bin and --export-bin contradict each other; give one");
+    options.export_bin = !no_bin;
     auto config = mixlora::config::load_train_config(config_path, overrides);
     if (!base_model.empty()) config.base_model = base_model;
     mixlora::config::apply_init_adapters(config, init_adapters);

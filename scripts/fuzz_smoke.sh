@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 BUILD=${FUZZ_BUILD_DIR:-build-fuzz}
 RUN_SECONDS=${FUZZ_SECONDS:-30}
 CC=clang-14 CXX=clang++-14 cmake -S . -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMIXLORA_FUZZ=ON >/dev/null
-cmake --build "$BUILD" -j "${JOBS:-$(nproc)}" --target fuzz_safetensors fuzz_config fuzz_dataset fuzz_hf_tokenizer
+cmake --build "$BUILD" -j "${JOBS:-$(nproc)}" --target fuzz_safetensors fuzz_config fuzz_dataset fuzz_hf_tokenizer fuzz_torch_bin
 mkdir -p "$BUILD/findings"
 # LibTorch is not instrumented and keeps a few allocations for the life of the process.
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
 harnesses=("$@")
-[ ${#harnesses[@]} -gt 0 ] || harnesses=(fuzz_safetensors fuzz_config fuzz_dataset fuzz_hf_tokenizer)
+[ ${#harnesses[@]} -gt 0 ] || harnesses=(fuzz_safetensors fuzz_config fuzz_dataset fuzz_hf_tokenizer fuzz_torch_bin)
 for name in "${harnesses[@]}"; do
   new=$(mktemp -d)  # inputs found on the way; the committed corpus is only read
   log="$BUILD/findings/$name.log"

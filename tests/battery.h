@@ -4,6 +4,8 @@
 #pragma once
 
 #include "cli_runner.h"
+#include "mixlora/io/pickle_writer.h"
+#include "mixlora/io/zip_writer.h"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -84,6 +86,51 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
   std::string bytes(8, '\0');
   for (int i = 0; i < 8; ++i) bytes[i] = static_cast<char>((n >> (8 * i)) & 0xff);
   return bytes + header + data;
+}
+
+// A torch.save-style zip (stored records under "archive/") holding the given records.
+inline std::string torch_zip_bytes(const std::vector<std::pair<std::string, std::string>>& records) {
+  std::string bytes;
+  io::StoredZipWriter zip([&bytes](const void* data, size_t size) { bytes.append(static_cast<const char*>(data), size); });
+  for (const auto& [name, content] : records) zip.add("archive/" + name, content.data(), content.size());
+  zip.finish();
+  return bytes;
+}
+
+// data.pkl of torch.save({name: float tensor}) whose storage "0" claims `numel` elements and whose
+// view is (offset, sizes, strides): the shape a crafted file can lie about.
+inline std::string float_tensor_pickle(const std::string& name, int64_t numel, int64_t offset,
+                                       const std::vector<int64_t>& sizes, const std::vector<int64_t>& strides) {
+  io::PickleWriter p;
+  p.global("collections", "OrderedDict");
+  p.empty_tuple();
+  p.reduce();
+  p.mark();
+  p.string(name);
+  p.global("torch._utils", "_rebuild_tensor_v2");
+  p.mark();
+  p.mark();
+  p.string("storage");
+  p.global("torch", "FloatStorage");
+  p.string("0");
+  p.string("cpu");
+  p.integer(numel);
+  p.tuple_from_mark();
+  p.persistent_id();
+  p.integer(offset);
+  for (const auto* list : {&sizes, &strides}) {
+    p.mark();
+    for (auto v : *list) p.integer(v);
+    p.tuple_from_mark();
+  }
+  p.boolean(false);
+  p.global("collections", "OrderedDict");
+  p.empty_tuple();
+  p.reduce();
+  p.tuple_from_mark();
+  p.reduce();
+  p.set_items();
+  return p.finish();
 }
 
 // "[[[[...]]]]" nested `depth` deep.

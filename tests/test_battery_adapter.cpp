@@ -46,11 +46,43 @@ TEST_CASE("battery: a bad adapter directory is exit 2, one line, no report", "[b
          save_adapter(other, dir);
        },
        {"has shape", "(wrong base model?)"}},
-      {"only adapter_model.bin (a pickle)",
+      {"adapter_model.bin that is not a zip (safetensors bytes renamed)",
        [](const std::string& dir) {
          std::filesystem::rename(dir + "/adapter_model.safetensors", dir + "/adapter_model.bin");
        },
-       {"adapter_model.bin", "never unpickle", "safetensors.torch.save_file"}},
+       {"adapter_model.bin", "not a readable torch.save zip archive"}},
+      {"adapter_model.bin whose pickle calls os.system",
+       [](const std::string& dir) {
+         std::filesystem::remove(dir + "/adapter_model.safetensors");
+         using namespace std::string_literals;
+         const std::string pickle = "\x80\x02"s + "cposix\nsystem\nX\x02\x00\x00\x00"s + "ls\x85R."s;
+         write_file(dir + "/adapter_model.bin", torch_zip_bytes({{"data.pkl", pickle}, {"version", "3\n"}}));
+       },
+       {"adapter_model.bin", "global 'posix.system' is not a tensor record", "never general pickles"}},
+      {"adapter_model.bin whose storage record is shorter than the pickle claims",
+       [](const std::string& dir) {
+         std::filesystem::remove(dir + "/adapter_model.safetensors");
+         const auto pickle = float_tensor_pickle("x", 1000, 0, {10, 100}, {100, 1});
+         write_file(dir + "/adapter_model.bin",
+                    torch_zip_bytes({{"data.pkl", pickle}, {"data/0", std::string(16, '\0')}, {"version", "3\n"}}));
+       },
+       {"adapter_model.bin", "holds 16 bytes but tensor 'x' claims 1000 elements"}},
+      {"adapter_model.bin whose tensor view runs past its storage",
+       [](const std::string& dir) {
+         std::filesystem::remove(dir + "/adapter_model.safetensors");
+         const auto pickle = float_tensor_pickle("x", 4, 2, {2, 2}, {2, 1});
+         write_file(dir + "/adapter_model.bin",
+                    torch_zip_bytes({{"data.pkl", pickle}, {"data/0", std::string(16, '\0')}, {"version", "3\n"}}));
+       },
+       {"adapter_model.bin", "a tensor view reaching element 5 of a storage of 4"}},
+      {"adapter_model.bin cut short",
+       [](const std::string& dir) {
+         std::filesystem::remove(dir + "/adapter_model.safetensors");
+         const auto pickle = float_tensor_pickle("x", 4, 0, {4}, {1});
+         const auto bytes = torch_zip_bytes({{"data.pkl", pickle}, {"data/0", std::string(16, '\0')}, {"version", "3\n"}});
+         write_file(dir + "/adapter_model.bin", bytes.substr(0, bytes.size() / 2));
+       },
+       {"adapter_model.bin", "not a readable torch.save zip archive"}},
       {"no adapter_config.json", [](const std::string& dir) { std::filesystem::remove(dir + "/adapter_config.json"); },
        {"missing adapter_config.json"}},
       {"adapter_config.json with bias \"all\"",

@@ -5,6 +5,7 @@
 #include "mixlora/io/json_file.h"
 #include "mixlora/io/safetensors.h"
 #include "mixlora/io/torch_bin.h"
+#include "mixlora/io/torch_bin_reader.h"
 #include "mixlora/model/base_linear.h"
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -147,7 +148,8 @@ std::vector<std::pair<std::string, at::Tensor>> Adapter::state_dict() const {
       }
     }
   }
-  if (classifier.defined()) out.emplace_back("classifier.weight", classifier);
+  // MoE-PEFT's ClassificationOutputLayer reads and writes the head as "classifier".
+  if (classifier.defined()) out.emplace_back("classifier", classifier);
   return out;
 }
 
@@ -178,46 +180,94 @@ void Adapter::save(const std::string& dir, const std::string& base_model_name, b
                         config::adapter_config_to_json(config, base_model_name).dump(2) + "\n");
 }
 
+namespace {
+
+// The head's name as MoE-PEFT writes it and as we wrote it before; both are read.
+constexpr const char* kClassifier = "classifier";
+constexpr const char* kClassifierAlias = "classifier.weight";
+
+struct AdapterWeights {
+  std::string path;  // the file they came from, for messages
+  std::map<std::string, at::Tensor> tensors;
+};
+
+// adapter_model.safetensors, else adapter_model.bin (torch.save format: MoE-PEFT, the MixLoRA
+// plugin) through the restricted reader that reads tensor records only.
+AdapterWeights read_adapter_weights(const std::string& dir) {
+  const std::string safetensors = (fs::path(dir) / "adapter_model.safetensors").string();
+  const std::string bin = (fs::path(dir) / "adapter_model.bin").string();
+  std::error_code ec;
+  AdapterWeights weights;
+  if (fs::exists(safetensors, ec)) {
+    weights.path = safetensors;
+    const auto file = io::SafeTensorsFile::open(safetensors);
+    for (const auto& info : file.tensors()) weights.tensors.emplace(info.name, file.load(info.name));
+  } else if (fs::exists(bin, ec)) {
+    weights.path = bin;
+    for (auto& [name, tensor] : io::load_torch_bin(bin)) weights.tensors.emplace(name, std::move(tensor));
+  } else {
+    fail_input("{}: missing adapter_model.safetensors (or adapter_model.bin)", dir);
+  }
+  if (weights.tensors.count(kClassifierAlias)) {
+    if (weights.tensors.count(kClassifier)) {
+      fail_input("{}: both '{}' and '{}' are present; keep one classification head", weights.path,
+                 kClassifier, kClassifierAlias);
+    }
+    auto node = weights.tensors.extract(kClassifierAlias);
+    node.key() = kClassifier;
+    weights.tensors.insert(std::move(node));
+  }
+  return weights;
+}
+
+// MoE-PEFT writes no task_name into adapter_config.json: a classification head in the weights
+// says what the adapter is, and its rows how many labels it has.
+void infer_task_from_head(config::AdapterConfig& config, const AdapterWeights& weights) {
+  auto head = weights.tensors.find(kClassifier);
+  if (head == weights.tensors.end() || config.num_labels > 0) return;
+  if (head->second.dim() != 2 || head->second.size(0) < 2) {
+    fail_input("{}: tensor '{}' has shape [{}]; a classification head is [num_labels >= 2, hidden]",
+               weights.path, kClassifier, fmt::join(head->second.sizes(), ", "));
+  }
+  config.task_name = "classification";
+  config.num_labels = head->second.size(0);
+}
+
+}  // namespace
+
 Adapter Adapter::load(const std::string& dir, const model::BaseModel& base) {
   const std::string config_path = (fs::path(dir) / "adapter_config.json").string();
-  const std::string weights_path = (fs::path(dir) / "adapter_model.safetensors").string();
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) fail_input("{}: adapter directory not found", dir);
   if (!fs::exists(config_path, ec)) fail_input("{}: missing adapter_config.json", dir);
-  if (!fs::exists(weights_path, ec)) {
-    if (fs::exists(fs::path(dir) / "adapter_model.bin", ec)) {
-      fail_input("{}: only adapter_model.bin found; we never unpickle files. Convert it with "
-                 "python: safetensors.torch.save_file(torch.load('adapter_model.bin'), "
-                 "'adapter_model.safetensors')", dir);
-    }
-    fail_input("{}: missing adapter_model.safetensors", dir);
-  }
   auto config = config::parse_adapter_config_file(io::read_json_file(config_path), config_path);
   // PEFT files carry no name; the directory is the adapter's name there.
   if (config.name.empty()) config.name = fs::path(dir).lexically_normal().filename().string();
   if (config.name.empty()) config.name = fs::path(dir).lexically_normal().parent_path().filename().string();
+  const auto weights = read_adapter_weights(dir);
+  const std::string& weights_path = weights.path;
+  infer_task_from_head(config, weights);
   auto adapter = create(config, base, /*seed=*/0);
-  const auto file = io::SafeTensorsFile::open(weights_path);
   torch::NoGradGuard no_grad;
   std::set<std::string> expected;
   for (auto& [name, tensor] : adapter.state_dict()) {
     expected.insert(name);
-    const auto* info = file.find(name);
-    if (!info) {
+    const auto found = weights.tensors.find(name);
+    if (found == weights.tensors.end()) {
       fail_input("{}: missing tensor '{}' (shape [{}]) required by adapter_config.json", weights_path,
                  name, fmt::join(tensor.sizes(), ", "));
     }
-    if (info->shape != tensor.sizes().vec()) {
+    if (found->second.sizes() != tensor.sizes()) {
       fail_input("{}: tensor '{}' has shape [{}] but this base model needs [{}] (wrong base model?)",
-                 weights_path, name, fmt::join(info->shape, ", "), fmt::join(tensor.sizes(), ", "));
+                 weights_path, name, fmt::join(found->second.sizes(), ", "), fmt::join(tensor.sizes(), ", "));
     }
-    tensor.copy_(file.load(name));
+    tensor.copy_(found->second);
   }
-  for (const auto& info : file.tensors()) {
-    if (!expected.count(info.name)) {
+  for (const auto& [name, tensor] : weights.tensors) {
+    if (!expected.count(name)) {
       fail_input("{}: unexpected tensor '{}' (does adapter_config.json match the weights, and "
                  "was this adapter trained on a base model with {} layers?)",
-                 weights_path, info.name, base.config.num_layers);
+                 weights_path, name, base.config.num_layers);
     }
   }
   return adapter;

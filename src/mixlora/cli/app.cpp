@@ -27,10 +27,20 @@ void add_common_options(CLI::App& app, CommonOptions& options) {
                                         " (LibTorch " + TORCH_VERSION + ")");
 }
 
-Runtime apply_common_options(const CommonOptions& options) {
-  auto logger = spdlog::stderr_color_mt("mixlora");
-  spdlog::set_default_logger(logger);
+namespace {
+
+// Logs go to stderr (stdout carries results), from the first line on: also the warnings of
+// config reading, which come before apply_common_options.
+void log_to_stderr() {
+  if (spdlog::get("mixlora")) return;
+  spdlog::set_default_logger(spdlog::stderr_color_mt("mixlora"));
   spdlog::set_pattern("[%H:%M:%S] %^%l%$ %v");
+}
+
+}  // namespace
+
+Runtime apply_common_options(const CommonOptions& options) {
+  log_to_stderr();
   const auto level = spdlog::level::from_str(options.log_level);
   if (level == spdlog::level::off && options.log_level != "off") {
     fail_input("--log-level: expected trace, debug, info, warn, error or off, got '{}'",
@@ -54,6 +64,7 @@ int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& b
     return 2;
   }
   try {
+    log_to_stderr();
     return body();
   } catch (const common::Interrupted& e) {
     std::cerr << name << ": " << e.what() << "\n";

@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <set>
 
 namespace mixlora::config {
@@ -117,12 +118,31 @@ void read_lora_shape(const JsonObjectReader& in, LoraShape& shape) {
   }
 }
 
+// Values that the MixLoRA plugin and MoE-PEFT assert on (LoraConfig.check: lora_alpha must be an
+// int; their LoRA layers: lora_dropout > 0). We accept them, but say so while the config is read.
+void warn_python_traps(const JsonObjectReader& in) {
+  if (const auto* alpha = in.find("lora_alpha"); alpha && alpha->is_number() && !alpha->is_number_integer()) {
+    const double value = alpha->get<double>();
+    if (value != std::floor(value)) {
+      spdlog::warn("{}: {}: {} is not an integer: the adapter trains here, but the MixLoRA plugin and "
+                   "MoE-PEFT refuse it (they assert an int lora_alpha)",
+                   in.source(), in.path_of("lora_alpha"), value);
+    }
+  }
+  if (const auto* dropout = in.find("lora_dropout"); dropout && dropout->is_number() && dropout->get<double>() == 0.0) {
+    spdlog::warn("{}: {}: 0: the adapter trains here, but the MixLoRA plugin and MoE-PEFT refuse it (their "
+                 "LoRA layers assert lora_dropout > 0); use e.g. 0.05 to load it there",
+                 in.source(), in.path_of("lora_dropout"));
+  }
+}
+
 void read_expert_lora(const JsonObjectReader& in, AdapterConfig& adapter, KeySource source) {
   const auto* value = in.find("expert_lora");
   if (!value) return;
   const JsonObjectReader expert(*value, in.source(), in.path_of("expert_lora"));
   if (source == KeySource::train_config) {
     expert.reject_unknown_keys({"r", "lora_alpha", "lora_dropout", "bias"});
+    warn_python_traps(expert);
   }
   // MoE-PEFT merges expert_lora over the adapter's keys: what it leaves out is inherited.
   LoraShape shape = adapter.lora;
@@ -241,6 +261,7 @@ void read_task_fields(const JsonObjectReader& in, AdapterConfig& adapter) {
 }
 
 void read_lora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySource source) {
+  if (source == KeySource::train_config) warn_python_traps(in);
   read_lora_shape(in, adapter.lora);
   read_target_modules(in, adapter, source);
   if (auto v = in.get_bool("use_rslora")) adapter.use_rslora = *v;

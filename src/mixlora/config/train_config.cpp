@@ -123,13 +123,7 @@ void read_optimisation(const JsonObjectReader& in, AdapterConfig& a) {
   }
   if (auto v = in.get_number("loraplus_lr_ratio")) {
     require(*v >= 1.0, in, "loraplus_lr_ratio", "must be >= 1 (lr of lora_B / lr of lora_A)");
-    a.loraplus_lr_ratio = *v;
-    // The optimizer takes one learning rate for all parameters so far; drop this warning when
-    // the trainer applies the ratio to lora_B.
-    if (*v != 1.0) {
-      spdlog::warn("{}: {}: not applied yet, every parameter trains with lr", in.source(),
-                   in.path_of("loraplus_lr_ratio"));
-    }
+    a.loraplus_lr_ratio = *v;  // LoRA+: applied by AdapterRun through loraplus_lr_scales
   }
   if (auto v = in.get_number("momentum")) {
     require(*v >= 0.0, in, "momentum", "must be >= 0");

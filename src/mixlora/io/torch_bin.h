@@ -9,7 +9,7 @@
 //   archive/byteorder   "little"  (2.x reads it and would byte-swap on a big-endian host)
 //   archive/data/<i>    the bytes of the i-th tensor, contiguous
 //   archive/version     "3\n"     (the format version that torch.save writes; both readers need it)
-// There is deliberately no reader: .bin files are pickles, and we never unpickle.
+// Reading is torch_bin_reader.h: a restricted reader of tensor records, never general unpickling.
 #pragma once
 
 #include <ATen/ATen.h>

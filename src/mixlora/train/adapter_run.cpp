@@ -46,6 +46,9 @@ AdapterRun::AdapterRun(const config::AdapterConfig& config, const model::BaseMod
   } else {
     optimizer_ = make_adamw(parameters_, {0.9, 0.999, 1e-8, config.weight_decay});
   }
+  if (config.loraplus_lr_ratio != 1.0) {
+    optimizer_->set_lr_scales(loraplus_lr_scales(adapter_.state_dict(), config.loraplus_lr_ratio));
+  }
   start_epoch();
 }
 

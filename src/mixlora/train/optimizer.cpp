@@ -15,6 +15,23 @@ void Optimizer::zero_grad() {
   }
 }
 
+void Optimizer::set_lr_scales(std::vector<double> scales) {
+  if (!scales.empty() && scales.size() != params_.size()) {
+    fail_runtime("optimizer: {} learning-rate scales for {} parameters", scales.size(), params_.size());
+  }
+  lr_scales_ = std::move(scales);
+}
+
+std::vector<double> loraplus_lr_scales(const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                       double ratio) {
+  std::vector<double> scales;
+  for (const auto& [name, tensor] : named) {
+    const bool group_b = name.find("lora_B") != std::string::npos || tensor.dim() == 1;
+    scales.push_back(group_b ? ratio : 1.0);
+  }
+  return scales;
+}
+
 at::Tensor& Optimizer::buffer(const std::string& kind, size_t index) {
   auto& slot = buffers_[kind];
   if (slot.size() <= index) slot.resize(index + 1);
@@ -98,6 +115,7 @@ class AdamW : public Optimizer {
       auto& p = params_[i];
       const auto& grad = p.grad();
       if (!grad.defined()) continue;  // torch.optim skips p.grad is None: no decay, no step
+      const double lr_i = lr * lr_scale(i);
       // torch.optim.AdamW keeps state['step'] per parameter: bias corrections count only the
       // updates this parameter has had.
       const auto t = static_cast<double>(++param_steps_[i]);
@@ -106,11 +124,11 @@ class AdamW : public Optimizer {
       auto& exp_avg = buffer("exp_avg", i);
       auto& exp_avg_sq = buffer("exp_avg_sq", i);
       // torch.optim.AdamW (decoupled weight decay), step for step.
-      p.mul_(1.0 - lr * options_.weight_decay);
+      p.mul_(1.0 - lr_i * options_.weight_decay);
       exp_avg.lerp_(grad, 1.0 - options_.beta1);
       exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1.0 - options_.beta2);
       auto denom = (exp_avg_sq.sqrt() / std::sqrt(bias2)).add_(options_.eps);
-      p.addcdiv_(exp_avg, denom, -lr / bias1);
+      p.addcdiv_(exp_avg, denom, -lr_i / bias1);
     }
   }
 
@@ -139,7 +157,7 @@ class Sgd : public Optimizer {
         else momentum.mul_(options_.momentum).add_(grad);
         grad = momentum;
       }
-      p.add_(grad, -lr);
+      p.add_(grad, -lr * lr_scale(i));
     }
   }
 

@@ -32,6 +32,10 @@ class Optimizer {
   void zero_grad();
   // How many updates parameter i has had (tests).
   int64_t parameter_steps(size_t index) const { return param_steps_.at(index); }
+  // Per-parameter learning-rate factors (LoRA+: lora_B and 1-D parameters train with
+  // lr * loraplus_lr_ratio); empty = 1 for every parameter. Weight decay uses the scaled lr too,
+  // as in a torch param group with its own lr.
+  void set_lr_scales(std::vector<double> scales);
 
   static constexpr int64_t kStateFormat = 2;
 
@@ -40,12 +44,14 @@ class Optimizer {
       : params_(std::move(params)), param_steps_(params_.size(), 0) {}
   // The per-parameter buffer `kind` of parameter `index`, zeros on first use.
   at::Tensor& buffer(const std::string& kind, size_t index);
+  double lr_scale(size_t index) const { return index < lr_scales_.size() ? lr_scales_[index] : 1.0; }
 
   std::vector<at::Tensor> params_;
   int64_t steps_ = 0;                 // calls of step()
   std::vector<int64_t> param_steps_;  // updates of each parameter (torch.optim's state['step'])
 
  private:
+  std::vector<double> lr_scales_;
   std::map<std::string, std::vector<at::Tensor>> buffers_;
 };
 
@@ -61,6 +67,11 @@ std::unique_ptr<Optimizer> make_sgd(std::vector<at::Tensor> params, SgdOptions o
 
 // The global L2 norm of all gradients; when max_norm > 0 and the norm exceeds it, scales the
 // gradients down to max_norm (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
+// MoE-PEFT's LoRA+ grouping (trainer.py _optimizer_grouped_parameters): a parameter whose name
+// contains "lora_B" or that is 1-D (DoRA magnitudes) gets `ratio`, every other one 1.
+std::vector<double> loraplus_lr_scales(const std::vector<std::pair<std::string, at::Tensor>>& named,
+                                       double ratio);
+
 double clip_grad_norm(const std::vector<at::Tensor>& params, double max_norm);
 
 }  // namespace mixlora::train
