@@ -3,6 +3,8 @@
 // training loop -> adapters on disk. With --pretrain, the same config trains every weight of the
 // base model instead (train/pretrain.h, docs/pretrain.md).
 #include "mixlora/cli/app.h"
+#include "mixlora/common/build_info.h"
+#include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
 #include "mixlora/config/train_config.h"
 #include "mixlora/train/distributed.h"
@@ -10,6 +12,9 @@
 #include "mixlora/train/train_job.h"
 
 #include <torch/cuda.h>
+#if MIXLORA_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 #include <iostream>
 
@@ -83,9 +88,14 @@ int main(int argc, char** argv) {
       if (!(dist_timeout > 0)) mixlora::fail_input("--dist-timeout: must be > 0 seconds, got {}", dist_timeout);
       // One GPU per rank on a node: cuda means cuda:<local rank> (modulo the GPUs this task
       // sees, for launchers that bind one GPU per task).
-      if (runtime.device.is_cuda() && !runtime.device.has_index()) {
-        const auto gpus = std::max<int64_t>(1, static_cast<int64_t>(torch::cuda::device_count()));
-        runtime.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(ranks.local_rank % gpus));
+      if (runtime.device.is_cuda()) {
+        runtime.device = mixlora::rank_device(common.device, runtime.device, ranks.local_rank,
+                                              static_cast<int64_t>(torch::cuda::device_count()));
+#if MIXLORA_WITH_CUDA
+        // The rank's GPU becomes the current one: NCCL's communicator, cuBLAS handles and the
+        // caching allocator of this process then leave the other ranks' GPUs alone.
+        c10::cuda::set_device(runtime.device.index());
+#endif
       }
       if (ranks.rank != 0) spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));  // rank 0 speaks
       spdlog::info("rank {} of {} ({}), rendezvous at {}:{}", ranks.rank, ranks.world_size, ranks.source,

@@ -1,12 +1,11 @@
 #include "mixlora/model/decoder.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/common/torch_compat.h"
 #include "mixlora/model/base_linear.h"
 #include "mixlora/model/checkpoint.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-
-#include <torch/version.h>
 
 #include <cmath>
 #include <limits>
@@ -79,9 +78,12 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
   return x.unsqueeze(2).expand({b, h, groups, s, d}).reshape({b, h * groups, s, d});
 }
 
+// An undefined `additive_mask` means plain causal attention (no padding among the keys a real
+// query sees): SDPA's is_causal, which lets a GPU take FlashAttention, with no [B, 1, T, S] mask.
 at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& additive_mask) {
-#if TORCH_VERSION_MAJOR >= 2
+#if MIXLORA_HAS_SDPA
+  if (!additive_mask.defined()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
   return at::scaled_dot_product_attention(q, k, v, additive_mask);
 #else
   // The math of SDPA: softmax in fp32 for low-precision models, as HF does.
@@ -92,6 +94,14 @@ at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::
 }
 
 }  // namespace
+
+bool is_right_padded(const at::Tensor& attention_mask) {
+  if (!attention_mask.defined()) return true;
+  const auto mask = attention_mask.to(at::kCPU, at::kBool);
+  if (mask.dim() != 2 || mask.size(1) < 2) return mask.dim() == 2;
+  // Right padding: once a row has a 0, the rest of it is 0 too, so no 1 follows a 0.
+  return !(mask.narrow(1, 1, mask.size(1) - 1) & mask.narrow(1, 0, mask.size(1) - 1).logical_not()).any().item<bool>();
+}
 
 at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
                               const at::Tensor& sin, const at::Tensor& additive_mask,
@@ -152,15 +162,25 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
   auto positions = (key_mask.cumsum(1) - 1).clamp_min(0).narrow(1, past, steps);
   auto [cos, sin] = rope_.at_positions(positions, model_.dtype);
 
-  // Additive mask [B, 1, T, S]: a query sees earlier-or-equal real keys. Blocked entries get the
-  // dtype's lowest finite value, so a row with no visible key (a left-pad query) stays finite.
-  auto query_index = at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
-  auto key_index = at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
-  auto visible = (key_index <= query_index).unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
-  const double blocked_value = model_.dtype == at::kHalf ? -65504.0 : -1e30;
-  auto additive_mask = at::zeros(visible.sizes(), at::TensorOptions(model_.dtype).device(device))
-                           .masked_fill(visible.logical_not(), blocked_value)
-                           .unsqueeze(1);
+  // Right-padded (or unpadded) rows without a cache, as in training: every real query's
+  // earlier-or-equal keys are real, so plain causal attention gives real positions the same
+  // values as the mask below (padding positions differ, and reach no real token or loss).
+  // Decided on a host mask only: no device sync (train::forward_backward passes the host batch).
+  const bool causal_only = MIXLORA_HAS_SDPA && causal_fast_path_ && !cache &&
+                           (!attention_mask.defined() || (attention_mask.is_cpu() && is_right_padded(attention_mask)));
+  // Otherwise an additive mask [B, 1, T, S]: a query sees earlier-or-equal real keys. Blocked
+  // entries get the dtype's lowest finite value, so a row with no visible key (a left-pad query)
+  // stays finite.
+  at::Tensor additive_mask;
+  if (!causal_only) {
+    auto query_index = at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
+    auto key_index = at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
+    auto visible = (key_index <= query_index).unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
+    const double blocked_value = model_.dtype == at::kHalf ? -65504.0 : -1e30;
+    additive_mask = at::zeros(visible.sizes(), at::TensorOptions(model_.dtype).device(device))
+                        .masked_fill(visible.logical_not(), blocked_value)
+                        .unsqueeze(1);
+  }
 
   auto h = at::embedding(model_.embed_tokens, ids);
   // Captures by value: a checkpointed layer runs again in backward, after this call returned.

@@ -84,6 +84,10 @@ class Decoder {
 
   const BaseModel& model() const { return model_; }
 
+  // LibTorch 2.x: right-padded batches without a cache (training) attend with SDPA's is_causal
+  // and no mask (FlashAttention on a GPU). Off: always the additive-mask path (the reference).
+  void set_causal_fast_path(bool on) { causal_fast_path_ = on; }
+
  private:
   at::Tensor attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, const at::Tensor& additive_mask, KVCache* cache,
@@ -91,6 +95,11 @@ class Decoder {
 
   const BaseModel& model_;
   RotaryEmbedding rope_;
+  bool causal_fast_path_ = true;
 };
+
+// True when no row of a [B, T] mask has a 1 after a 0 (or the mask is undefined). Reads a device
+// mask back to the host: call it on host masks.
+bool is_right_padded(const at::Tensor& attention_mask);
 
 }  // namespace mixlora::model
