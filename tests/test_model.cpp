@@ -98,7 +98,11 @@ TEST_CASE("greedy generation reproduces the reference continuations", "[model][g
 
 TEST_CASE("left padding and the KV cache leave the logits unchanged", "[model]") {
   torch::NoGradGuard no_grad;
-  const model::Decoder decoder(stories());
+  model::Decoder decoder(stories());
+  // The masked attention of the padded and cached calls for the unpadded reference too: on
+  // LibTorch 2.x an unpadded batch would take SDPA's is_causal kernel, up to 2.2e-5 apart from
+  // the one-token cached steps in these logits (is_causal itself: tests/test_attention_paths.cpp).
+  decoder.set_causal_fast_path(false);
   const auto sequence = at::tensor(std::vector<int64_t>{1, 403, 407, 261, 378, 300, 290}, at::kLong).view({1, -1});
   const auto full = decoder.logits(decoder.hidden_states(sequence, at::Tensor()));
 
