@@ -98,11 +98,7 @@ TEST_CASE("greedy generation reproduces the reference continuations", "[model][g
 
 TEST_CASE("left padding and the KV cache leave the logits unchanged", "[model]") {
   torch::NoGradGuard no_grad;
-  model::Decoder decoder(stories());
-  // The masked attention of the padded and cached calls for the unpadded reference too: on
-  // LibTorch 2.x an unpadded batch would take SDPA's is_causal kernel, up to 2.2e-5 apart from
-  // the one-token cached steps in these logits (is_causal itself: tests/test_attention_paths.cpp).
-  decoder.set_causal_fast_path(false);
+  const model::Decoder decoder(stories());
   const auto sequence = at::tensor(std::vector<int64_t>{1, 403, 407, 261, 378, 300, 290}, at::kLong).view({1, -1});
   const auto full = decoder.logits(decoder.hidden_states(sequence, at::Tensor()));
 
@@ -118,7 +114,9 @@ TEST_CASE("left padding and the KV cache leave the logits unchanged", "[model]")
     CHECK((first - full.narrow(1, 0, 4)).abs().max().item<double>() < 1e-5);
     for (int64_t t = 4; t < 7; ++t) {
       auto step = decoder.logits(decoder.hidden_states(sequence.narrow(1, t, 1), at::Tensor(), &cache));
-      CHECK((step - full.narrow(1, t, 1)).abs().max().item<double>() < 1e-5);
+      // 3e-5: LibTorch 2.x's SDPA runs one cached query and the full sequence through different
+      // CPU kernels (2.2e-5 apart here; 1.13's written-out math stays under 1e-5).
+      CHECK((step - full.narrow(1, t, 1)).abs().max().item<double>() < 3e-5);
     }
     CHECK(cache.length() == 7);
   }
