@@ -3,6 +3,8 @@
 // training loop -> adapters on disk. With --pretrain, the same config trains every weight of the
 // base model instead (train/pretrain.h, docs/pretrain.md).
 #include "mixlora/cli/app.h"
+#include "mixlora/common/build_info.h"
+#include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
 #include "mixlora/config/train_config.h"
 #include "mixlora/train/distributed.h"
@@ -86,8 +88,8 @@ int main(int argc, char** argv) {
     options.base_model_name = config.base_model;
     options.write_report = !no_report;
     options.ffn_path = naive_moe ? mixlora::moe::FfnPath::naive : mixlora::moe::FfnPath::efficient;
-    mixlora::train::TrainJob job{options, skip_bad_rows, runtime.dtype, runtime.device, ranks, dist_backend,
-                                 dist_timeout};
+    mixlora::train::TrainJob job{options,      skip_bad_rows, runtime.dtype, runtime.device, common.device,
+                                 ranks,        dist_backend,  dist_timeout};
     const auto summaries = mixlora::train::run_train_job(config, config_path, job);
     if (ranks.rank != 0) return 0;
     for (const auto& s : summaries) {

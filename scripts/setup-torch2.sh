@@ -17,9 +17,11 @@ if [ ! -x "$VENV/bin/python" ]; then
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV"
 fi
-have=$("$VENV/bin/python" -m pip show torch 2>/dev/null | sed -n 's/^Version: //p' || true)
+# Without importing torch (seconds of loading CUDA libraries) or running pip.
+have=$("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("torch"))' 2>/dev/null || true)
 if [ "torch==$have" != "$PIN" ]; then
   echo "setup-torch2: installing $PIN into $VENV (~3 GB download)" >&2
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements/torch2.txt >&2
 fi
-"$VENV/bin/python" -c 'import torch; print(torch.utils.cmake_prefix_path)'
+"$VENV/bin/python" -c 'import importlib.util, os
+print(os.path.join(os.path.dirname(importlib.util.find_spec("torch").origin), "share", "cmake"))'

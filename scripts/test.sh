@@ -14,6 +14,16 @@ export MIXLORA_TRANSFORMERS_NEW
 # PyPI tokenizers for the tokenizer.json reference test; that test skips when this venv cannot be made.
 export MIXLORA_TOKENIZERS_PYTHON=${MIXLORA_TOKENIZERS_PYTHON:-$(bash scripts/setup-tokenizers-venv.sh 2>/dev/null | tail -n 1 || true)}
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j "${JOBS:-$(nproc)}")
+# The second variant (docs/building-cuda.md): the CUDA LibTorch 2.x of the pinned pip torch, in
+# build-torch2/, CUDA, NCCL and Gloo on, the whole suite on the CPU. MIXLORA_SKIP_TORCH2=1 skips it.
+if [ "${MIXLORA_SKIP_TORCH2:-0}" != 1 ]; then
+  BUILD_DIR=build-torch2 bash scripts/build-torch2.sh
+  for flag in CUDA NCCL GLOO; do
+    grep -q "^#define MIXLORA_WITH_$flag 1" build-torch2/generated/mixlora/common/build_info.h ||
+      { echo "test.sh: the LibTorch 2.x build has MIXLORA_WITH_$flag off" >&2; exit 1; }
+  done
+  (cd build-torch2 && ctest --output-on-failure -j "${JOBS:-$(nproc)}")
+fi
 # Reliability (docs/reliability.md): the parser tests under ASan + UBSan, then a 30 s libFuzzer
 # smoke of each harness, both from build-fuzz (clang). MIXLORA_SKIP_FUZZ=1 skips them.
 if [ "${MIXLORA_SKIP_FUZZ:-0}" != 1 ]; then

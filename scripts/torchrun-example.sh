@@ -4,6 +4,7 @@
 # also spells --no-python) and gives each RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and
 # MASTER_PORT, which mixlora-train reads.
 #   scripts/torchrun-example.sh [NPROC] [more mixlora-train flags]
+# TORCHRUN names the launcher (default: torchrun on PATH; a pip torch 2.x venv has bin/torchrun).
 # Several nodes: run on each node, with the same --master_addr/--master_port and its own rank:
 #   torchrun --nnodes 2 --node_rank 0|1 --master_addr HOST0 --master_port 29500 \
 #            --nproc_per_node 4 --no_python build/bin/mixlora-train --device cuda ...
@@ -22,6 +23,6 @@ export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-$OMP_NUM_THREADS}
 # given one ("-r 2 -t 2": each rank's stderr to a log file, teed to the console, prefixed).
 TORCHRUN_ARGS=${TORCHRUN_ARGS:--r 2 -t 2}
 # shellcheck disable=SC2086
-exec torchrun --standalone --nproc_per_node "$NPROC" $TORCHRUN_ARGS --no_python \
+exec "${TORCHRUN:-torchrun}" --standalone --nproc_per_node "$NPROC" $TORCHRUN_ARGS --no_python \
   "$BIN/mixlora-train" --config configs/mixlora.json --base-model "$MODEL_DIR" \
   --output-dir "$OUTPUT_DIR" --overwrite "$@"

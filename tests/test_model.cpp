@@ -118,6 +118,8 @@ TEST_CASE("left padding and the KV cache leave the logits unchanged", "[model]")
     CHECK((first - full.narrow(1, 0, 4)).abs().max().item<double>() < tolerance);
     for (int64_t t = 4; t < 7; ++t) {
       auto step = decoder.logits(decoder.hidden_states(sequence.narrow(1, t, 1), at::Tensor(), &cache));
+      // (LibTorch 2.x's SDPA also runs one cached query and the full sequence through different
+      // CPU kernels.)
       CHECK((step - full.narrow(1, t, 1)).abs().max().item<double>() < tolerance);
     }
     CHECK(cache.length() == 7);

@@ -1,6 +1,7 @@
 #include "mixlora/bench/device_stats.h"
 
 #include "mixlora/common/build_info.h"
+#include "mixlora/common/torch_compat.h"
 
 #include <ATen/ATen.h>
 #include <torch/cuda.h>
@@ -48,7 +49,7 @@ double peak_memory_mb(c10::Device device) {
   if (device.is_cuda()) {
 #if MIXLORA_WITH_CUDA
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    const auto all = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+    const auto all = static_cast<size_t>(MIXLORA_ALLOCATOR_STAT_TYPE::AGGREGATE);
     return static_cast<double>(stats.allocated_bytes[all].peak) / (1024.0 * 1024.0);
 #else
     return -1.0;
@@ -65,7 +66,7 @@ double current_memory_mb(c10::Device device) {
   if (device.is_cuda()) {
 #if MIXLORA_WITH_CUDA
     const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
-    const auto all = static_cast<size_t>(c10::cuda::CUDACachingAllocator::StatType::AGGREGATE);
+    const auto all = static_cast<size_t>(MIXLORA_ALLOCATOR_STAT_TYPE::AGGREGATE);
     return static_cast<double>(stats.allocated_bytes[all].current) / (1024.0 * 1024.0);
 #else
     return -1.0;

@@ -27,6 +27,12 @@ c10::Device parse_device(const std::string& text) {
   fail_input("--device: expected cpu, cuda or cuda:N, got '{}'", text);
 }
 
+c10::Device rank_device(const std::string& device_flag, c10::Device parsed, int local_rank, int64_t visible_gpus) {
+  if (!parsed.is_cuda() || device_flag.find(':') != std::string::npos) return parsed;
+  const int64_t gpus = visible_gpus > 0 ? visible_gpus : 1;
+  return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % gpus));
+}
+
 c10::ScalarType parse_dtype(const std::string& text) {
   if (text == "fp32" || text == "float32" || text == "float") return c10::kFloat;
   if (text == "bf16" || text == "bfloat16") return c10::kBFloat16;

@@ -1,12 +1,11 @@
 #include "mixlora/model/decoder.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/common/torch_compat.h"
 #include "mixlora/model/base_linear.h"
 #include "mixlora/model/recompute.h"
 
 #include <ATen/CPUGeneratorImpl.h>
-
-#include <torch/version.h>
 
 #include <cmath>
 #include <limits>
@@ -105,11 +104,16 @@ at::Tensor repeat_kv(const at::Tensor& x, int64_t groups) {
 }
 
 // softmax(q k^T * scale (soft-capped) + mask) v. `scale` 0 means 1/sqrt(head_dim); `softcap` 0
-// means none. Gemma-2/3's scale and soft-capping take the eager path, as in HF.
+// means none. Gemma-2/3's scale and soft-capping take the eager path, as in HF. An undefined
+// `additive_mask` means plain causal attention (no padding among the keys a real query sees):
+// SDPA's is_causal, which lets a GPU take FlashAttention, with no [B, 1, T, S] mask.
 at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
                             const at::Tensor& additive_mask, double scale = 0, double softcap = 0) {
-#if TORCH_VERSION_MAJOR >= 2
-  if (scale == 0 && softcap == 0) return at::scaled_dot_product_attention(q, k, v, additive_mask);
+#if MIXLORA_HAS_SDPA
+  if (scale == 0 && softcap == 0) {
+    if (!additive_mask.defined()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+    return at::scaled_dot_product_attention(q, k, v, additive_mask);
+  }
 #endif
   // The math of SDPA: softmax in fp32 for low-precision models, as HF does.
   if (scale == 0) scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
@@ -120,6 +124,14 @@ at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::
 }
 
 }  // namespace
+
+bool is_right_padded(const at::Tensor& attention_mask) {
+  if (!attention_mask.defined()) return true;
+  const auto mask = attention_mask.to(at::kCPU, at::kBool);
+  if (mask.dim() != 2 || mask.size(1) < 2) return mask.dim() == 2;
+  // Right padding: once a row has a 0, the rest of it is 0 too, so no 1 follows a 0.
+  return !(mask.narrow(1, 1, mask.size(1) - 1) & mask.narrow(1, 0, mask.size(1) - 1).logical_not()).any().item<bool>();
+}
 
 at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
                               const at::Tensor& sin, const at::Tensor& additive_mask,
@@ -188,23 +200,35 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
   at::Tensor local_cos = cos, local_sin = sin;
   if (rope_local_) std::tie(local_cos, local_sin) = rope_local_->at_positions(positions, model_.dtype);
 
-  // Additive mask [B, 1, T, S]: a query sees earlier-or-equal real keys. Blocked entries get the
-  // dtype's lowest finite value, so a row with no visible key (a left-pad query) stays finite.
-  auto query_index = at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
-  auto key_index = at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
-  auto visible = (key_index <= query_index).unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
-  const double blocked_value = model_.dtype == at::kHalf ? -65504.0 : -1e30;
-  auto to_additive = [&](const at::Tensor& visible) {
-    return at::zeros(visible.sizes(), at::TensorOptions(model_.dtype).device(device))
-        .masked_fill(visible.logical_not(), blocked_value)
-        .unsqueeze(1);
-  };
-  auto additive_mask = to_additive(visible);
-  // Windowed layers (Gemma-2/3, Phi-3) also hide keys `sliding_window` or more slots back, counted
-  // in cache slots as HF counts cache positions.
-  at::Tensor sliding_mask = additive_mask;
-  if (c.sliding_window > 0) {
-    sliding_mask = to_additive(visible & (query_index - key_index < c.sliding_window).unsqueeze(0));
+  // Right-padded (or unpadded) rows without a cache, as in training: every real query's
+  // earlier-or-equal keys are real, so plain causal attention gives real positions the same
+  // values as the mask below (padding positions differ, and reach no real token or loss).
+  // Decided on a host mask only: no device sync (train::forward_backward passes the host batch).
+  // Families with a sliding window, a custom scale or soft-capping keep the mask (eager path).
+  const bool plain_attention = c.sliding_window == 0 && c.query_pre_attn_scalar == 0 && c.attn_logit_softcapping == 0;
+  const bool causal_only = MIXLORA_HAS_SDPA && causal_fast_path_ && plain_attention && !cache &&
+                           (!attention_mask.defined() || (attention_mask.is_cpu() && is_right_padded(attention_mask)));
+  // Otherwise an additive mask [B, 1, T, S]: a query sees earlier-or-equal real keys. Blocked
+  // entries get the dtype's lowest finite value, so a row with no visible key (a left-pad query)
+  // stays finite.
+  at::Tensor additive_mask, sliding_mask;
+  if (!causal_only) {
+    auto query_index = at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
+    auto key_index = at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
+    auto visible = (key_index <= query_index).unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
+    const double blocked_value = model_.dtype == at::kHalf ? -65504.0 : -1e30;
+    auto to_additive = [&](const at::Tensor& visible) {
+      return at::zeros(visible.sizes(), at::TensorOptions(model_.dtype).device(device))
+          .masked_fill(visible.logical_not(), blocked_value)
+          .unsqueeze(1);
+    };
+    additive_mask = to_additive(visible);
+    // Windowed layers (Gemma-2/3, Phi-3, Mistral) also hide keys `sliding_window` or more slots
+    // back, counted in cache slots as HF counts cache positions.
+    sliding_mask = additive_mask;
+    if (c.sliding_window > 0) {
+      sliding_mask = to_additive(visible & (query_index - key_index < c.sliding_window).unsqueeze(0));
+    }
   }
 
   auto h = at::embedding(model_.embed_tokens, ids);

@@ -89,6 +89,10 @@ class Decoder {
 
   const BaseModel& model() const { return model_; }
 
+  // LibTorch 2.x: right-padded batches without a cache (training) attend with SDPA's is_causal
+  // and no mask (FlashAttention on a GPU). Off: always the additive-mask path (the reference).
+  void set_causal_fast_path(bool on) { causal_fast_path_ = on; }
+
  private:
   at::Tensor attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
                        const at::Tensor& sin, const at::Tensor& additive_mask, KVCache* cache,
@@ -98,6 +102,11 @@ class Decoder {
   RotaryEmbedding rope_;
   // Gemma-3's windowed layers rotate with their own base (rope_local_theta), unscaled.
   std::optional<RotaryEmbedding> rope_local_;
+  bool causal_fast_path_ = true;
 };
+
+// True when no row of a [B, T] mask has a 1 after a 0 (or the mask is undefined). Reads a device
+// mask back to the host: call it on host masks.
+bool is_right_padded(const at::Tensor& attention_mask);
 
 }  // namespace mixlora::model

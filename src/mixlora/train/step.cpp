@@ -55,7 +55,8 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
                                          const StepOptions& options) {
   const auto mask = batch.attention_mask.to(decoder.model().device);
   adapters::AdapterHooks hooks(segments, mask, /*training=*/true, options.ffn_path);
-  const auto hidden = decoder.hidden_states(batch.input_ids, mask, nullptr, &hooks,
+  // The host mask: the decoder checks it for right padding (is_causal attention) without a sync.
+  const auto hidden = decoder.hidden_states(batch.input_ids, batch.attention_mask, nullptr, &hooks,
                                             options.gradient_checkpointing);
   at::Tensor total;
   std::vector<SegmentLoss> losses;

@@ -1,5 +1,7 @@
 #include "mixlora/train/train_job.h"
 
+#include "mixlora/common/build_info.h"
+#include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
 #include "mixlora/data/dataset.h"
 #include "mixlora/data/tokenizer.h"
@@ -7,6 +9,9 @@
 #include "mixlora/train/distributed.h"
 
 #include <torch/cuda.h>
+#if MIXLORA_WITH_CUDA
+#include <c10/cuda/CUDAFunctions.h>
+#endif
 
 #include <filesystem>
 #include <optional>
@@ -20,9 +25,14 @@ namespace {
 std::unique_ptr<Communicator> join_ranks(TrainJob& job) {
   const auto& ranks = job.ranks;
   if (!(job.dist_timeout_s > 0)) fail_input("--dist-timeout: must be > 0 seconds, got {}", job.dist_timeout_s);
-  if (job.device.is_cuda() && !job.device.has_index()) {
-    const auto gpus = std::max<int64_t>(1, static_cast<int64_t>(torch::cuda::device_count()));
-    job.device = c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(ranks.local_rank % gpus));
+  if (job.device.is_cuda()) {
+    job.device = rank_device(job.device_flag, job.device, ranks.local_rank,
+                             static_cast<int64_t>(torch::cuda::device_count()));
+#if MIXLORA_WITH_CUDA
+    // The rank's GPU becomes the current one: NCCL's communicator, cuBLAS handles and the
+    // caching allocator of this process then leave the other ranks' GPUs alone.
+    c10::cuda::set_device(job.device.index());
+#endif
   }
   if (ranks.rank != 0) spdlog::set_level(std::max(spdlog::get_level(), spdlog::level::warn));  // rank 0 speaks
   spdlog::info("rank {} of {} ({}), rendezvous at {}:{}", ranks.rank, ranks.world_size, ranks.source,

@@ -21,6 +21,7 @@ struct TrainJob {
   bool skip_bad_rows = false;
   c10::ScalarType dtype = c10::kFloat;
   c10::Device device = c10::Device(c10::kCPU);  // with several ranks, "cuda" means cuda:<local rank>
+  std::string device_flag = "auto";             // as given (--device): says whether an index was chosen
   // Data-parallel: world_size > 1 connects the ranks over c10d (train/distributed.h).
   RankInfo ranks;
   std::string dist_backend = "auto";  // auto | gloo | nccl

@@ -20,6 +20,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <unistd.h>  // getpid (LibTorch 1.13 headers brought it in, 2.x do not)
 
 namespace mixlora::train {
 
