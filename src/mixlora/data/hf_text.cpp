@@ -72,14 +72,16 @@ long utf8_step(std::string_view bytes, size_t pos) {
 
 }  // namespace
 
-bool is_valid_utf8(std::string_view text) {
+size_t invalid_utf8_offset(std::string_view text) {
   for (size_t pos = 0; pos < text.size();) {
     const long step = utf8_step(text, pos);
-    if (step < 0) return false;
+    if (step < 0) return pos;
     pos += static_cast<size_t>(step);
   }
-  return true;
+  return std::string_view::npos;
 }
+
+bool is_valid_utf8(std::string_view text) { return invalid_utf8_offset(text) == std::string_view::npos; }
 
 std::string utf8_lossy(std::string_view bytes) {
   std::string out;

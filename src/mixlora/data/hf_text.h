@@ -24,6 +24,9 @@ void append_utf8(std::string& out, char32_t cp);
 
 // True when `text` is valid UTF-8 (what Rust's &str and Python's str guarantee).
 bool is_valid_utf8(std::string_view text);
+// Offset of the first byte that does not start a well-formed UTF-8 sequence (RFC 3629: no
+// overlong forms, no surrogates, nothing above U+10FFFF), or npos.
+size_t invalid_utf8_offset(std::string_view text);
 // Rust's String::from_utf8_lossy: each maximal invalid subsequence becomes one U+FFFD.
 std::string utf8_lossy(std::string_view bytes);
 

@@ -1,6 +1,7 @@
 #include "mixlora/data/row_reader.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/data/hf_text.h"
 #include "mixlora/io/json_file.h"
 
 #include <nlohmann/json.hpp>
@@ -16,42 +17,8 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // UTF-8
 
-// Offset of the first byte that does not start a well-formed UTF-8 sequence (RFC 3629: no
-// overlong forms, no surrogates, nothing above U+10FFFF), or npos.
-size_t invalid_utf8_offset(const std::string& s) {
-  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
-  const size_t n = s.size();
-  size_t i = 0;
-  while (i < n) {
-    const unsigned char c = p[i];
-    if (c < 0x80) {
-      ++i;
-      continue;
-    }
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-    if (c >= 0xC2 && c <= 0xDF) {
-      len = 2;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-      len = 3;
-      if (c == 0xE0) lo = 0xA0;
-      if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-      len = 4;
-      if (c == 0xF0) lo = 0x90;
-      if (c == 0xF4) hi = 0x8F;
-    } else {
-      return i;
-    }
-    if (i + len > n) return i;
-    if (p[i + 1] < lo || p[i + 1] > hi) return i;
-    for (size_t k = 2; k < len; ++k) {
-      if (p[i + k] < 0x80 || p[i + k] > 0xBF) return i;
-    }
-    i += len;
-  }
-  return std::string::npos;
-}
+// The first byte of `s` that starts no well-formed UTF-8 sequence, or npos (data/hf_text.h).
+size_t invalid_utf8_offset(const std::string& s) { return hf::invalid_utf8_offset(s); }
 
 // U+FFFF (a noncharacter: valid UTF-8 that real text does not contain) stands in for each
 // invalid byte so the row still parses and the field holding the bad byte can be named.

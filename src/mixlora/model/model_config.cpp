@@ -47,9 +47,11 @@ std::vector<bool> parse_sliding_layers(const nlohmann::json& json, const ModelCo
                  c.num_layers, io::describe(*types));
     }
     for (int64_t i = 0; i < c.num_layers; ++i) {
-      const auto& t = (*types)[i];
-      if (t == "sliding_attention") sliding[i] = true;
-      else if (t != "full_attention") {
+      const auto& t = (*types)[static_cast<size_t>(i)];
+      const std::string kind = t.is_string() ? t.get<std::string>() : std::string();
+      if (kind == "sliding_attention") {
+        sliding[static_cast<size_t>(i)] = true;
+      } else if (kind != "full_attention") {
         fail_input("{}: layer_types[{}]: expected \"sliding_attention\" or \"full_attention\", got {}",
                    source, i, io::describe(t));
       }
