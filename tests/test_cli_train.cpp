@@ -372,7 +372,7 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
     std::vector<std::string> messages;
     std::string config = "configs/mixlora.json";
     std::string base_model = stories_dir();
-    std::string out_dir;  // default: a fresh directory in the workspace
+    std::string out_dir = "";  // default: a fresh directory in the workspace
   };
   auto data = [&](const std::string& file) { return std::vector<std::string>{"--set", "lora[0].data=" + (ws / file)}; };
   const std::vector<Case> cases = {
@@ -384,14 +384,15 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
        {ws / "oov.jsonl" + ":2: input_ids: token id 600 is outside the vocabulary [0, 512)"}},
       {"empty data file", data("empty.jsonl"), {ws / "empty.jsonl" + ": no usable rows"}},
       {"unknown config key", data("good.jsonl"),
-       {ws / "typo.json" + ": lora[0].num_expert: unknown key", "did you mean 'num_experts'"}, ws / "typo.json"},
+       {ws / "typo.json" + ": lora[0].num_expert: unknown key", "did you mean 'num_experts'"}, ws / "typo.json",
+       stories_dir(), ""},
       {"top_k > num_experts",
        {"--set", "lora[0].data=" + (ws / "good.jsonl"), "--set", "lora[0].num_experts=8", "--set", "lora[0].top_k=9"},
        {"configs/mixlora.json: lora[0].top_k: must be in 1..num_experts (8), got 9"}},
       {"unwritable output dir", data("good.jsonl"), {"/proc/xyz: cannot create the output directory"},
        "configs/mixlora.json", stories_dir(), "/proc/xyz"},
       {"missing base model", data("good.jsonl"), {"/nonexistent-model: base model directory not found"},
-       "configs/mixlora.json", "/nonexistent-model"},
+       "configs/mixlora.json", "/nonexistent-model", ""},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];

@@ -18,7 +18,7 @@ struct RouterRecord {
   at::Tensor token_mask;   // [N] bool, true for real tokens; undefined = all real
   // [E] real tokens' (token, slot) assignments per expert, after capacity dropping: the counts
   // the routing already read to the host (router telemetry, router_stats.h).
-  std::vector<int64_t> routed_counts;
+  std::vector<int64_t> routed_counts = {};
 };
 
 // Mixtral load balancing: E * sum_{slot} sum_e f[slot, e] * P[e], with f the fraction of real
