@@ -236,7 +236,7 @@ nlohmann::json model_config_json(const ModelConfig& c) {
       {"torch_dtype", "float32"}};
   if (c.pad_token_id >= 0) json["pad_token_id"] = c.pad_token_id;
   // The family keys parse_model_config reads back (model_config.cpp).
-  if (c.norm_weight_offset) json["hidden_activation"] = c.hidden_act;
+  if (c.norm_weight_offset) json["hidden_activation"] = activation_name(c.hidden_act);
   if (c.query_pre_attn_scalar > 0) {
     json["query_pre_attn_scalar"] = c.query_pre_attn_scalar;
     auto cap = [](double v) { return v > 0 ? nlohmann::json(v) : nlohmann::json(nullptr); };
