@@ -29,7 +29,9 @@ int main(int argc, char** argv) {
   app.add_option("--experts", options.num_experts, "MixLoRA experts")->capture_default_str();
   app.add_option("--top-k", options.top_k, "experts per token (mixlora)")->capture_default_str();
   app.add_option("--warmup", options.warmup, "untimed steps first")->capture_default_str();
-  app.add_option("--steps", options.steps, "timed steps (median reported)")->capture_default_str();
+  app.add_option("--steps", options.steps, "timed rounds, one step of every run each, interleaved (medians reported)")
+      ->capture_default_str();
+  app.add_option("--baseline", options.baseline, "run the speedup column is relative to (default: the first run)");
   app.add_option("--runs", options.runs, "comma-separated subset of: lora, mixlora, mixlora-naive, "
                                          "mixlora-dynamic, mixlora-switch, fused-2, sequential-2")
       ->delimiter(',');

@@ -4,6 +4,7 @@
 
 #include "mixlora/bench/flops.h"
 #include "mixlora/bench/presets.h"
+#include "mixlora/common/cpu_info.h"
 #include "mixlora/io/json_file.h"
 
 #include <catch2/catch.hpp>
@@ -43,6 +44,25 @@ TEST_CASE("mixlora-bench --smoke --json reports every run with sane values", "[c
       {"sequential-2", 2 * mixlora}};
   const auto& runs = report.at("runs");
   REQUIRE(runs.size() == expected_params.size());
+  // The CPU is named (figures from different machines are not comparable) and the runs were
+  // timed in interleaved rounds: the speedups are the medians of per-round ratios to the baseline.
+  CHECK(report.at("cpu_model").get<std::string>() == common::cpu_info().model);
+  CHECK(report.at("cpu_flags").get<std::vector<std::string>>() == common::cpu_info().simd_flags());
+  CHECK(report.at("baseline") == "lora");
+  CHECK(report.at("rounds") == 2);
+  const auto baseline_seconds = runs.at(0).at("step_seconds").get<std::vector<double>>();
+  REQUIRE(baseline_seconds.size() == 2);
+  for (const auto& run : runs) {
+    INFO(run.at("name").get<std::string>());
+    const auto seconds = run.at("step_seconds").get<std::vector<double>>();
+    REQUIRE(seconds.size() == 2);
+    const double r0 = baseline_seconds[0] / seconds[0], r1 = baseline_seconds[1] / seconds[1];
+    CHECK(run.at("speedup").get<double>() == Approx(0.5 * (r0 + r1)));  // median of two
+    CHECK(run.at("speedup_min").get<double>() == Approx(std::min(r0, r1)));
+    CHECK(run.at("speedup_max").get<double>() == Approx(std::max(r0, r1)));
+    CHECK(run.at("ms_per_step").get<double>() == Approx(1e3 * 0.5 * (seconds[0] + seconds[1])));
+  }
+  CHECK(runs.at(0).at("speedup").get<double>() == 1.0);
   for (const auto& run : runs) {
     const auto name = run.at("name").get<std::string>();
     INFO(name);
@@ -76,4 +96,13 @@ TEST_CASE("useful FLOPs per token follow the documented formula", "[bench]") {
   // Top-p routing: the measured mean number of experts per token replaces top_k.
   const double dynamic_trainable = moe_trainable + 5.0 * 1.5 * 16 * (64 + 172) * 3;
   CHECK(bench::useful_flops_per_token(shape, a, 32, 3.5) == Approx(4 * frozen + 6 * dynamic_trainable + attention));
+}
+
+TEST_CASE("mixlora-bench refuses unknown runs and a baseline that is not run", "[cli][bench]") {
+  const auto unknown = run_tool("mixlora-bench --smoke --runs lora,mixlora-fast");
+  CHECK(unknown.exit_code == 2);
+  CHECK(unknown.err.find("--runs: unknown run 'mixlora-fast'") != std::string::npos);
+  const auto baseline = run_tool("mixlora-bench --smoke --runs lora --baseline mixlora");
+  CHECK(baseline.exit_code == 2);
+  CHECK(baseline.err.find("--baseline: 'mixlora' is not one of the runs (lora)") != std::string::npos);
 }

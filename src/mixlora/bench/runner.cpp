@@ -2,6 +2,7 @@
 
 #include "mixlora/bench/device_stats.h"
 #include "mixlora/bench/flops.h"
+#include "mixlora/common/cpu_info.h"
 #include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
 #include "mixlora/common/threads.h"
@@ -123,23 +124,72 @@ double mean_experts_per_token(const model::Decoder& decoder, train::AdapterRun& 
   return tokens > 0.0 ? used / tokens : 0.0;
 }
 
-RunResult run_one(const std::string& name, const model::BaseModel& base, const model::Decoder& decoder,
-                  const BenchOptions& o, double peak_gflops) {
-  const auto spec = run_spec(name, o);
-  reset_peak_memory(base.device);
-  std::vector<std::unique_ptr<train::AdapterRun>> runs;
-  for (size_t i = 0; i < spec.adapters.size(); ++i) {
-    runs.push_back(std::make_unique<train::AdapterRun>(
-        spec.adapters[i], base, synthetic_samples(4 * o.micro_batch, o.seq_len, base.config.vocab_size, o.seed + i),
-        o.seed));
+// One benchmark run: its adapters, their data and the step the trainer would take. Built and
+// warmed up one run at a time (so its peak memory is its own), then stepped in interleaved
+// rounds with the other runs (run_bench).
+class BenchRun {
+ public:
+  BenchRun(std::string name, const model::BaseModel& base, const model::Decoder& decoder, const BenchOptions& o)
+      : name_(std::move(name)), spec_(run_spec(name_, o)), base_(base), decoder_(decoder), options_(o),
+        step_options_{spec_.path, o.gradient_checkpointing, o.router_telemetry} {
+    reset_peak_memory(base.device);
+    for (size_t i = 0; i < spec_.adapters.size(); ++i) {
+      runs_.push_back(std::make_unique<train::AdapterRun>(
+          spec_.adapters[i], base,
+          synthetic_samples(4 * o.micro_batch, o.seq_len, base.config.vocab_size, o.seed + i), o.seed));
+    }
+    static_mem_mb_ = current_memory_mb(base.device);
+    for (int64_t i = 0; i < o.warmup; ++i) step();
+    peak_mem_mb_ = peak_memory_mb(base.device);
+    loss_sum_ = 0.0;
+    loss_count_ = 0;
   }
-  const double static_mem_mb = current_memory_mb(base.device);
-  const train::StepOptions step_options{spec.path, o.gradient_checkpointing, o.router_telemetry};
-  double loss_sum = 0.0;
-  int64_t loss_count = 0;
-  size_t telemetry_bytes = 0;  // keeps the telemetry work observable
+
+  const std::string& name() const { return name_; }
+
+  // Times one step; returns its wall seconds.
+  double timed_step() {
+    using clock = std::chrono::steady_clock;
+    synchronize(base_.device);
+    const auto t0 = clock::now();
+    const double c0 = cpu_seconds();
+    tokens_per_step_ = step();
+    synchronize(base_.device);
+    const double wall = std::chrono::duration<double>(clock::now() - t0).count();
+    seconds_.push_back(wall);
+    cpu_.push_back(cpu_seconds() - c0);
+    return wall;
+  }
+
+  // One more step under LibTorch's profiler, written as a chrome://tracing file.
+  void profiled_step(const std::string& path) {
+    torch::autograd::profiler::RecordProfile profile(path);
+    step();
+  }
+
+  RunResult result(double peak_gflops) {
+    if (options_.router_telemetry) spdlog::debug("{}: router telemetry wrote {} bytes of JSON", name_, telemetry_bytes_);
+    RunResult r;
+    r.name = name_;
+    r.seconds = seconds_;
+    const double s = median(seconds_);
+    r.ms_per_step = s * 1e3;
+    r.cpu_ms_per_step = median(cpu_) * 1e3;
+    r.tokens_per_s = static_cast<double>(tokens_per_step_) / s;
+    r.peak_mem_mb = peak_mem_mb_;
+    r.static_mem_mb = static_mem_mb_;
+    for (const auto& run : runs_) r.trainable_params += run->adapter().num_parameters();
+    r.experts_per_token =
+        runs_.front()->adapter().is_mixlora() ? mean_experts_per_token(decoder_, *runs_.front()) : 0.0;
+    r.flops_per_token = useful_flops_per_token(base_.config, spec_.adapters[0], options_.seq_len, r.experts_per_token);
+    r.mfu = peak_gflops > 0.0 ? r.flops_per_token * r.tokens_per_s / (peak_gflops * 1e9) : 0.0;
+    r.loss = loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0;
+    return r;
+  }
+
+ private:
   // One training step of the given adapters in one fused batch, exactly as the trainer does it.
-  auto fused_step = [&](const std::vector<train::AdapterRun*>& group) {
+  int64_t fused_step(const std::vector<train::AdapterRun*>& group) {
     std::vector<const data::Sample*> rows;
     std::vector<adapters::AdapterSegment> segments;
     for (auto* run : group) {
@@ -150,14 +200,15 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
     }
     const auto batch = data::make_batch(rows, /*pad_id=*/0);
     const std::vector<int64_t> accumulation(group.size(), 1);
-    const auto losses = train::forward_backward(decoder, batch, segments, accumulation, step_options);
-    if (o.router_telemetry) {
+    const auto losses = train::forward_backward(decoder_, batch, segments, accumulation, step_options_);
+    if (options_.router_telemetry) {
       // As a step the trainer logs with log_every = 1: one read, the summary and its JSON.
       for (size_t k = 0; k < group.size(); ++k) {
         if (!losses[k].router.defined()) continue;
         moe::RouterStatAccumulator pending;
         pending.add(losses[k].router);
-        telemetry_bytes += moe::router_json(moe::summarize(pending.read(), group[k]->adapter().config.moe_options())).dump().size();
+        telemetry_bytes_ +=
+            moe::router_json(moe::summarize(pending.read(), group[k]->adapter().config.moe_options())).dump().size();
       }
     }
     for (auto* run : group) {
@@ -167,56 +218,49 @@ RunResult run_one(const std::string& name, const model::BaseModel& base, const m
     int64_t tokens = 0;
     for (const auto& l : losses) {
       tokens += l.tokens;
-      loss_sum += l.task;
-      ++loss_count;
+      loss_sum_ += l.task;
+      ++loss_count_;
     }
     return tokens;
-  };
-  auto step = [&] {
+  }
+
+  int64_t step() {
     std::vector<train::AdapterRun*> all;
-    for (auto& r : runs) all.push_back(r.get());
-    if (!spec.sequential) return fused_step(all);
+    for (auto& r : runs_) all.push_back(r.get());
+    if (!spec_.sequential) return fused_step(all);
     int64_t tokens = 0;
     for (auto* r : all) tokens += fused_step({r});
     return tokens;
-  };
+  }
 
-  for (int64_t i = 0; i < o.warmup; ++i) step();
-  loss_sum = 0.0;
-  loss_count = 0;
-  std::vector<double> seconds, cpu;
-  int64_t tokens_per_step = 0;
-  using clock = std::chrono::steady_clock;
-  for (int64_t i = 0; i < o.steps; ++i) {
-    synchronize(base.device);
-    const auto t0 = clock::now();
-    const double c0 = cpu_seconds();
-    tokens_per_step = step();
-    synchronize(base.device);
-    seconds.push_back(std::chrono::duration<double>(clock::now() - t0).count());
-    cpu.push_back(cpu_seconds() - c0);
+  std::string name_;
+  RunSpec spec_;
+  const model::BaseModel& base_;
+  const model::Decoder& decoder_;
+  const BenchOptions& options_;
+  train::StepOptions step_options_;
+  std::vector<std::unique_ptr<train::AdapterRun>> runs_;
+  double static_mem_mb_ = 0.0, peak_mem_mb_ = 0.0;
+  double loss_sum_ = 0.0;
+  int64_t loss_count_ = 0;
+  size_t telemetry_bytes_ = 0;  // keeps the telemetry work observable
+  int64_t tokens_per_step_ = 0;
+  std::vector<double> seconds_, cpu_;
+};
+
+// Each run's speed relative to the baseline, per round: baseline seconds / run seconds of the
+// same round. The median is the figure; min and max show how much the rounds disagree.
+void add_speedups(BenchReport& report) {
+  const auto& base = *std::find_if(report.runs.begin(), report.runs.end(),
+                                   [&](const RunResult& r) { return r.name == report.baseline; });
+  const auto base_seconds = base.seconds;  // copied: `base` is one of the runs updated below
+  for (auto& run : report.runs) {
+    std::vector<double> ratios;
+    for (size_t i = 0; i < run.seconds.size(); ++i) ratios.push_back(base_seconds[i] / run.seconds[i]);
+    run.speedup = median(ratios);
+    run.speedup_min = *std::min_element(ratios.begin(), ratios.end());
+    run.speedup_max = *std::max_element(ratios.begin(), ratios.end());
   }
-  if (!o.profile_prefix.empty()) {
-    torch::autograd::profiler::RecordProfile profile(o.profile_prefix + name + ".trace.json");
-    step();
-  }
-  if (o.router_telemetry) spdlog::debug("{}: router telemetry wrote {} bytes of JSON", name, telemetry_bytes);
-  RunResult r;
-  r.name = name;
-  const double s = median(seconds);
-  r.ms_per_step = s * 1e3;
-  r.cpu_ms_per_step = median(cpu) * 1e3;
-  r.tokens_per_s = static_cast<double>(tokens_per_step) / s;
-  r.peak_mem_mb = peak_memory_mb(base.device);
-  r.static_mem_mb = static_mem_mb;
-  for (const auto& run : runs) r.trainable_params += run->adapter().num_parameters();
-  r.experts_per_token = runs.front()->adapter().is_mixlora() ? mean_experts_per_token(decoder, *runs.front()) : 0.0;
-  r.flops_per_token = useful_flops_per_token(base.config, spec.adapters[0], o.seq_len, r.experts_per_token);
-  r.mfu = peak_gflops > 0.0 ? r.flops_per_token * r.tokens_per_s / (peak_gflops * 1e9) : 0.0;
-  r.loss = loss_count > 0 ? loss_sum / static_cast<double>(loss_count) : 0.0;
-  spdlog::info("{}: {:.1f} tokens/s, {:.1f} ms/step, peak {:.0f} MiB, loss {:.4f}", name,
-               r.tokens_per_s, r.ms_per_step, r.peak_mem_mb, r.loss);
-  return r;
 }
 
 }  // namespace
@@ -229,6 +273,9 @@ const std::vector<std::string>& run_names() {
 BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options) {
   const auto& names = options.runs.empty() ? run_names() : options.runs;
   for (const auto& n : names) run_spec(n, options);  // unknown names fail before any work
+  if (!options.baseline.empty() && std::find(names.begin(), names.end(), options.baseline) == names.end()) {
+    fail_input("--baseline: '{}' is not one of the runs ({})", options.baseline, fmt::join(names, ", "));
+  }
   if (options.seq_len < 2 || options.micro_batch < 1 || options.steps < 1 || options.warmup < 0) {
     fail_input("--seq-len must be >= 2, --micro-batch and --steps >= 1, --warmup >= 0");
   }
@@ -258,9 +305,29 @@ BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options)
                                                    : report.matmul_peak_gflops_fp32;
   spdlog::info("matmul peak {:.1f} GFLOP/s ({}, {}^3)", report.matmul_peak_gflops,
                report.native_matmul ? report.dtype : std::string("fp32"), options.matmul_size);
+  report.cpu_model = common::cpu_info().model;
+  report.cpu_flags = common::cpu_info().simd_flags();
   const model::Decoder decoder(base);
+  std::vector<std::unique_ptr<BenchRun>> runs;
   for (const auto& name : names) {
-    report.runs.push_back(run_one(name, base, decoder, options, report.matmul_peak_gflops));
+    runs.push_back(std::make_unique<BenchRun>(name, base, decoder, options));
+    spdlog::info("{}: set up and warmed up, peak {:.0f} MiB", name, peak_memory_mb(base.device));
+  }
+  // Round r times one step of every run, starting at run r mod n: the machine's drift over
+  // minutes then hits every run alike, and each ratio compares steps seconds apart.
+  for (int64_t round = 0; round < options.steps; ++round) {
+    for (size_t k = 0; k < runs.size(); ++k) runs[(static_cast<size_t>(round) + k) % runs.size()]->timed_step();
+  }
+  for (auto& run : runs) {
+    if (!options.profile_prefix.empty()) run->profiled_step(options.profile_prefix + run->name() + ".trace.json");
+    report.runs.push_back(run->result(report.matmul_peak_gflops));
+  }
+  report.baseline = options.baseline.empty() ? report.runs.front().name : options.baseline;
+  add_speedups(report);
+  for (const auto& r : report.runs) {
+    spdlog::info("{}: {:.1f} tokens/s, {:.1f} ms/step, {:.2f}x {} [{:.2f}, {:.2f}], peak {:.0f} MiB, loss {:.4f}",
+                 r.name, r.tokens_per_s, r.ms_per_step, r.speedup, report.baseline, r.speedup_min, r.speedup_max,
+                 r.peak_mem_mb, r.loss);
   }
   return report;
 }

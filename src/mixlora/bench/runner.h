@@ -19,7 +19,8 @@ struct BenchOptions {
   int64_t num_experts = 8;
   int64_t top_k = 2;
   int64_t warmup = 2;
-  int64_t steps = 5;  // timed steps; the median is reported
+  int64_t steps = 5;  // timed rounds: one step of every run each, interleaved; medians reported
+  std::string baseline;  // run the speedups are relative to; empty = the first run
   bool gradient_checkpointing = false;
   bool router_telemetry = false;  // every step gathers and reads router telemetry (log_every = 1)
   std::vector<std::string> runs;  // names to run; empty = all (run_names())
@@ -46,10 +47,16 @@ struct RunResult {
   double experts_per_token = 0.0;  // MixLoRA: measured mean experts a token uses (0 for LoRA)
   double mfu = 0.0;               // achieved useful FLOP/s over the matmul peak
   double loss = 0.0;              // mean task loss of the timed steps (a sanity check)
+  std::vector<double> seconds;    // wall seconds of each timed round's step
+  // Per round, the baseline's step time over this run's; median, min and max over the rounds.
+  double speedup = 1.0, speedup_min = 1.0, speedup_max = 1.0;
 };
 
 struct BenchReport {
   std::string device, dtype, preset;
+  std::string cpu_model;               // /proc/cpuinfo (common/cpu_info.h)
+  std::vector<std::string> cpu_flags;  // its SIMD / matrix extensions
+  std::string baseline;                // the run speedups are relative to
   int64_t threads = 0;       // LibTorch intra-op threads
   int64_t blas_threads = 0;  // OpenBLAS threads (common/threads.h)
   std::string blas;
@@ -62,7 +69,8 @@ struct BenchReport {
   std::vector<RunResult> runs;
 };
 
-// Runs the selected runs one after the other on `base`. InputError for an unknown run name.
+// Sets up and warms up each selected run on `base` in turn, then times `steps` interleaved
+// rounds of one step of every run. InputError for an unknown run name.
 BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options);
 
 }  // namespace mixlora::bench

@@ -1,35 +1,17 @@
 #include "mixlora/model/base_linear.h"
 
-#include <torch/csrc/autograd/custom_function.h>
+#include "mixlora/common/cpu_info.h"
 
-#include <fstream>
-#include <sstream>
-#include <string>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace mixlora::model {
 
 namespace {
 
-// LibTorch 1.13's condition for oneDNN bf16 matmul (mkldnn_bf16_device_check), read from
-// /proc/cpuinfo; false where that file is missing.
+// LibTorch 1.13's condition for oneDNN bf16 matmul (mkldnn_bf16_device_check).
 bool cpu_has_onednn_bf16() {
-  static const bool has = [] {
-    std::ifstream in("/proc/cpuinfo");
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind("flags", 0) != 0) continue;
-      std::istringstream words(line);
-      bool bw = false, vl = false, dq = false;
-      for (std::string w; words >> w;) {
-        bw |= w == "avx512bw";
-        vl |= w == "avx512vl";
-        dq |= w == "avx512dq";
-      }
-      return bw && vl && dq;
-    }
-    return false;
-  }();
-  return has;
+  const auto& cpu = common::cpu_info();
+  return cpu.has("avx512bw") && cpu.has("avx512vl") && cpu.has("avx512dq");
 }
 
 // y = x W^T computed in fp32 for a frozen low-precision W; backward gives only dL/dx and keeps
