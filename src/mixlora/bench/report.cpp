@@ -12,8 +12,8 @@ std::string report_table(const BenchReport& r) {
       "device {} ({}), base {}, preset {}, seq {} x micro-batch {}{}; matmul peak {:.1f} GFLOP/s\n",
       r.device, common::describe({static_cast<int>(r.threads), static_cast<int>(r.blas_threads), r.blas}), r.dtype, r.preset.empty() ? "-" : r.preset, r.seq_len, r.micro_batch,
       r.gradient_checkpointing ? ", gradient checkpointing" : "", r.matmul_peak_gflops);
-  out += fmt::format("CPU {} ({}); {} interleaved rounds, speedup = median of per-round ratios to {} [min, max]\n",
-                     r.cpu_model, r.cpu_flags.empty() ? "no SIMD flags read" : fmt::format("{}", fmt::join(r.cpu_flags, " ")),
+  out += fmt::format("CPU {} ({}); malloc {}; {} interleaved rounds, speedup = median of per-round ratios to {} [min, max]\n",
+                     r.cpu_model, r.cpu_flags.empty() ? "no SIMD flags read" : fmt::format("{}", fmt::join(r.cpu_flags, " ")), r.allocator,
                      r.runs.empty() ? 0 : r.runs.front().seconds.size(), r.baseline);
   if (!r.native_matmul) {
     out += fmt::format("({} matmuls run in fp32 here: at::mm in {} measured {:.1f} GFLOP/s)\n", r.dtype,
@@ -53,6 +53,7 @@ nlohmann::json report_json(const BenchReport& r) {
           {"cpu_model", r.cpu_model},
           {"cpu_flags", r.cpu_flags},
           {"baseline", r.baseline},
+          {"allocator", r.allocator},
           {"rounds", r.runs.empty() ? 0 : r.runs.front().seconds.size()},
           {"threads", r.threads},
           {"blas_threads", r.blas_threads},

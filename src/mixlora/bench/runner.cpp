@@ -2,6 +2,7 @@
 
 #include "mixlora/bench/device_stats.h"
 #include "mixlora/bench/flops.h"
+#include "mixlora/common/allocator.h"
 #include "mixlora/common/cpu_info.h"
 #include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
@@ -305,6 +306,7 @@ BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options)
                                                    : report.matmul_peak_gflops_fp32;
   spdlog::info("matmul peak {:.1f} GFLOP/s ({}, {}^3)", report.matmul_peak_gflops,
                report.native_matmul ? report.dtype : std::string("fp32"), options.matmul_size);
+  report.allocator = common::active_malloc();
   report.cpu_model = common::cpu_info().model;
   report.cpu_flags = common::cpu_info().simd_flags();
   const model::Decoder decoder(base);
