@@ -9,7 +9,6 @@ packages=(
   libsentencepiece-dev sentencepiece              # tokenizer library and the spm_encode/spm_train CLIs
   libpcre2-dev libutf8proc-dev                    # tokenizer.json: Unicode regexes (PCRE2), normal forms (utf8proc)
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2
-  libjemalloc-dev                                 # the programs' malloc: no page-fault churn on large tensors
   python3-torch                                   # tests only: checks adapter_model.bin with torch.load(weights_only=True)
   clang-14 libclang-rt-14-dev                     # tests only: libFuzzer harnesses, ASan/UBSan build (fuzz/)
   chromium                                        # tests only: renders mixlora-report's HTML headless (cli_report_chromium.sh)

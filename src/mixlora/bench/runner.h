@@ -57,7 +57,7 @@ struct BenchReport {
   std::string cpu_model;               // /proc/cpuinfo (common/cpu_info.h)
   std::vector<std::string> cpu_flags;  // its SIMD / matrix extensions
   std::string baseline;                // the run speedups are relative to
-  std::string allocator;               // the malloc the process runs on (common/allocator.h)
+  std::string allocator;               // the malloc the process runs on, tuned or not (common/allocator.h)
   int64_t threads = 0;       // LibTorch intra-op threads
   int64_t blas_threads = 0;  // OpenBLAS threads (common/threads.h)
   std::string blas;

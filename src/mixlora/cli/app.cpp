@@ -2,6 +2,7 @@
 
 #include "mixlora/common/device.h"
 #include "mixlora/common/error.h"
+#include "mixlora/common/allocator.h"
 #include "mixlora/common/build_info.h"
 #include "mixlora/common/signals.h"
 #include "mixlora/common/threads.h"
@@ -65,6 +66,7 @@ int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& b
   }
   try {
     log_to_stderr();
+    common::tune_malloc();
     return body();
   } catch (const common::Interrupted& e) {
     std::cerr << name << ": " << e.what() << "\n";

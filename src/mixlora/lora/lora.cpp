@@ -1,5 +1,7 @@
 #include "mixlora/lora/lora.h"
 
+#include "mixlora/lora/dropout_mask.h"
+
 #include <cmath>
 
 namespace mixlora::lora {
@@ -34,13 +36,13 @@ LoraWeights init_lora(int64_t in_features, int64_t out_features, const LoraShape
 
 at::Tensor dropout(const at::Tensor& x, double p, const c10::optional<at::Generator>& generator) {
   if (p <= 0.0) return x;
-  // Adapter generators live on the host (the same masks on every device); a mask for a GPU
-  // tensor is drawn there and copied over.
-  const bool host_generator = generator && generator->device().is_cpu();
-  auto keep = host_generator && !x.device().is_cpu()
-                  ? at::empty(x.sizes(), x.options().device(c10::kCPU)).bernoulli_(1.0 - p, generator).to(x.device())
-                  : at::empty_like(x).bernoulli_(1.0 - p, generator);
-  return x * keep / (1.0 - p);
+  // Masks are drawn on the host from the adapter's host generator (the same masks on every
+  // device) and copied to a GPU tensor's device.
+  if (generator && !generator->device().is_cpu()) {
+    return x * at::empty_like(x).bernoulli_(1.0 - p, generator) / (1.0 - p);
+  }
+  auto mask = dropout_scale_mask(x.sizes(), p, generator).to(x.device(), x.scalar_type());
+  return x * mask;
 }
 
 at::Tensor lora_delta(const LoraWeights& lora, const at::Tensor& x, bool training,
