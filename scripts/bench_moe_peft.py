@@ -18,18 +18,21 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_reference import PRESETS  # noqa: E402  one table of preset shapes for both scripts
+import moe_peft
+import transformers
+from moe_peft.adapters import lora_config_factory
 
-import moe_peft  # noqa: E402
-import transformers  # noqa: E402
-from moe_peft.adapters import lora_config_factory  # noqa: E402
+PRESETS = {  # hidden, intermediate, layers, heads, kv heads, vocab: mixlora-bench's (bench/presets.cpp)
+    "tiny": (64, 172, 5, 8, 4, 512),
+    "small": (512, 1376, 8, 8, 8, 32000),
+    "tinyllama-1.1b": (2048, 5632, 22, 32, 4, 32000),
+    "llama2-7b": (4096, 11008, 32, 32, 32, 32000),
+}
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 

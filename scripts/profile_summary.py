@@ -14,6 +14,7 @@ import sys
 
 # First match wins; an operator in none of them is "other".
 CATEGORIES = [
+    ("dropout masks", ("aten::bernoulli", "mixlora::dropout_mask")),
     ("matmul", ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm", "aten::addbmm", "aten::dot",
                 "aten::mv", "aten::_mkldnn", "aten::mkldnn")),
     ("attention", ("aten::_scaled_dot_product", "aten::scaled_dot_product", "aten::_efficient_attention",
@@ -37,7 +38,7 @@ CATEGORIES = [
                      "aten::sigmoid", "aten::rsqrt", "aten::pow", "aten::mean", "aten::sum", "aten::neg",
                      "aten::exp", "aten::where", "aten::masked_fill", "aten::softmax", "aten::_softmax",
                      "aten::addcmul", "aten::addcdiv", "aten::sqrt", "aten::lerp", "aten::maximum",
-                     "aten::clamp", "aten::dropout", "aten::native_dropout", "aten::bernoulli", "aten::tanh",
+                     "aten::clamp", "aten::dropout", "aten::native_dropout", "aten::tanh",
                      "aten::_foreach", "aten::threshold", "aten::ge", "aten::lt", "aten::eq", "aten::ne",
                      "aten::gt", "aten::le", "aten::bitwise", "aten::reciprocal", "aten::rand", "aten::norm",
                      "aten::linalg_vector_norm", "aten::max", "aten::min", "aten::cumsum", "aten::abs")),

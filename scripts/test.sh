@@ -15,8 +15,8 @@ export MIXLORA_TRANSFORMERS_NEW
 export MIXLORA_TOKENIZERS_PYTHON=${MIXLORA_TOKENIZERS_PYTHON:-$(bash scripts/setup-tokenizers-venv.sh 2>/dev/null | tail -n 1 || true)}
 (cd "${BUILD_DIR:-build}" && ctest --output-on-failure -j "${JOBS:-$(nproc)}")
 # The second variant (docs/building-cuda.md): the CUDA LibTorch 2.x of the pinned pip torch, in
-# build-torch2/, CUDA, NCCL and Gloo on, the whole suite on the CPU. MIXLORA_TORCH2=1 runs it.
-if [ "${MIXLORA_TORCH2:-0}" = 1 ]; then  # opt-in until the merged 2.x suite is verified green
+# build-torch2/, CUDA, NCCL and Gloo on, the whole suite on the CPU. MIXLORA_TORCH2=0 skips it.
+if [ "${MIXLORA_TORCH2:-1}" = 1 ]; then  # MIXLORA_TORCH2=0 skips it
   BUILD_DIR=build-torch2 bash scripts/build-torch2.sh
   for flag in CUDA NCCL GLOO; do
     grep -q "^#define MIXLORA_WITH_$flag 1" build-torch2/generated/mixlora/common/build_info.h ||

@@ -2,6 +2,7 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
 #include <cmath>
 #include <mutex>
@@ -39,6 +40,7 @@ bool dropout_keeps(uint64_t seed, uint64_t index, double p) {
 
 at::Tensor dropout_scale_mask(at::IntArrayRef sizes, double p, const c10::optional<at::Generator>& generator) {
   TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout probability must be in [0, 1), got ", p);
+  RECORD_FUNCTION("mixlora::dropout_mask", std::vector<c10::IValue>());  // named in profiles
   auto mask = at::empty(sizes, at::TensorOptions(at::kFloat));
   const uint64_t seed = draw_seed(generator);
   const uint64_t threshold = keep_threshold(p);
