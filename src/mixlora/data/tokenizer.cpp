@@ -353,6 +353,20 @@ void check_post_processor(Tokenizer::State& state, const std::vector<int64_t>& i
   }
 }
 
+// encode()'s defaults: tokenizer_config.json's add_bos_token / add_eos_token where it gives them,
+// else the loader's own defaults. A flag asking for a token the tokenizer lacks is an input error.
+void set_default_specials(Tokenizer::State& state, std::optional<bool> add_bos, std::optional<bool> add_eos,
+                          bool default_bos, bool default_eos, const fs::path& config_path) {
+  if (add_bos.value_or(false) && state.bos < 0) {
+    fail_input("{}: add_bos_token is true but the tokenizer has no BOS token", config_path.string());
+  }
+  if (add_eos.value_or(false) && state.eos < 0) {
+    fail_input("{}: add_eos_token is true but the tokenizer has no EOS token", config_path.string());
+  }
+  state.add_bos = add_bos.value_or(default_bos);
+  state.add_eos = add_eos.value_or(default_eos);
+}
+
 std::shared_ptr<Tokenizer::State> load_tokenizer_json(const fs::path& root) {
   std::error_code ec;
   auto state = std::make_shared<Tokenizer::State>();
@@ -384,14 +398,8 @@ std::shared_ptr<Tokenizer::State> load_tokenizer_json(const fs::path& root) {
   // post-processor's own ids.
   check_post_processor(*state, state->hf->special_prefix(), &state->bos, "BOS", "before");
   check_post_processor(*state, state->hf->special_suffix(), &state->eos, "EOS", "after");
-  if (add_bos.value_or(false) && state->bos < 0) {
-    fail_input("{}: add_bos_token is true but the tokenizer has no BOS token", config_path.string());
-  }
-  if (add_eos.value_or(false) && state->eos < 0) {
-    fail_input("{}: add_eos_token is true but the tokenizer has no EOS token", config_path.string());
-  }
-  state->add_bos = add_bos.value_or(!state->hf->special_prefix().empty());
-  state->add_eos = add_eos.value_or(!state->hf->special_suffix().empty());
+  set_default_specials(*state, add_bos, add_eos, !state->hf->special_prefix().empty(),
+                       !state->hf->special_suffix().empty(), config_path);
   return state;
 }
 
@@ -442,16 +450,7 @@ Tokenizer Tokenizer::from_model_dir(const std::string& dir) {
   }
 
   set_vocab_size(*state);
-  if (add_bos.value_or(false) && state->bos < 0) {
-    fail_input("{}: add_bos_token is true but the tokenizer has no BOS token",
-               config_path.string());
-  }
-  if (add_eos.value_or(false) && state->eos < 0) {
-    fail_input("{}: add_eos_token is true but the tokenizer has no EOS token",
-               config_path.string());
-  }
-  state->add_bos = add_bos.value_or(state->bos >= 0);
-  state->add_eos = add_eos.value_or(false);
+  set_default_specials(*state, add_bos, add_eos, state->bos >= 0, false, config_path);
   return Tokenizer(std::move(state));
 }
 
