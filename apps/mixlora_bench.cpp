@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   mixlora::bench::BenchOptions options;
   std::string preset = "small", base_model, json_path;
   bool smoke = false;
-  app.add_option("--preset", preset, "model shape built at random: tiny | small | tinyllama-1.1b | llama2-7b")
+  app.add_option("--preset", preset, "model shape built at random: tiny | small | small-128k | tinyllama-1.1b | llama2-7b")
       ->capture_default_str();
   app.add_option("--base-model", base_model, "Hugging Face model directory (instead of --preset)");
   app.add_option("--seq-len", options.seq_len, "tokens per row")->capture_default_str();
@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
                                          "mixlora-dynamic, mixlora-switch, fused-2, sequential-2")
       ->delimiter(',');
   app.add_flag("--gradient-checkpointing", options.gradient_checkpointing, "recompute each layer in backward");
+  app.add_flag("--full-lm-loss", options.full_lm_loss,
+               "LM loss over full [tokens, vocab] logits, not in chunks (to measure what chunking saves)");
   app.add_flag("--router-telemetry", options.router_telemetry,
                "gather and read router telemetry every step, as training with log_every 1 does (docs/telemetry.md)");
   app.add_option("--profile", options.profile_prefix,

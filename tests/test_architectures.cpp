@@ -1,7 +1,8 @@
 // Architectures beyond LLaMA (docs/base-models.md): Qwen3, Gemma, Gemma-2, Gemma-3 and Phi-3.
 // Forward parity against transformers on tiny random-weight models it builds offline
 // (tests/reference/make_tiny_arch.py; skipped without MIXLORA_PYTHON), MixLoRA training on each
-// family, save/load round trips, and clear errors for what is not supported.
+// family, save/load round trips, Phi-3 adapters on its fused projections against PEFT and MoE-PEFT,
+// and clear errors for what is not supported.
 #include "mixlora/adapters/adapter.h"
 #include "mixlora/common/error.h"
 #include "mixlora/generate/generator.h"
@@ -13,10 +14,15 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include "cli_runner.h"
 #include "test_helpers.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/csrc/autograd/grad_mode.h>
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <random>
 
@@ -277,8 +283,8 @@ TEST_CASE("every family saves and loads back to identical logits", "[model][arch
   }
 }
 
-TEST_CASE("MixLoRA trains on Qwen3 and the Gemma family and reloads bit-identically", "[train][arch]") {
-  for (const std::string arch : {"qwen3", "gemma", "gemma2", "gemma3"}) {
+TEST_CASE("MixLoRA trains on Qwen3, the Gemma family and Phi-3 and reloads bit-identically", "[train][arch]") {
+  for (const std::string arch : {"qwen3", "gemma", "gemma2", "gemma3", "phi3"}) {
     INFO(arch);
     auto base = tiny_random_model(arch);
     // Embeddings (and lm_head) x10, so the logits have room to move in 16 steps.
@@ -299,6 +305,8 @@ TEST_CASE("MixLoRA trains on Qwen3 and the Gemma family and reloads bit-identica
     adapter.micro_batch_size = 8;
     adapter.num_epochs = 2;
     adapter.target_modules = {"q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"};
+    // Phi-3: its fused projections, as PEFT and MoE-PEFT target them.
+    if (arch == "phi3") adapter.target_modules = {"qkv_proj", "gate_up_proj", "down_proj"};
     config::TrainConfig c;
     c.adapters = {adapter};
     c.output_dir = out.str();
@@ -334,13 +342,124 @@ TEST_CASE("MixLoRA trains on Qwen3 and the Gemma family and reloads bit-identica
   }
 }
 
-TEST_CASE("adapters on Phi-3's fused projections are refused clearly", "[train][arch]") {
+TEST_CASE("Phi-3 adapters target qkv_proj / gate_up_proj; their parts are views of the fused LoRA",
+          "[train][arch]") {
   const auto base = tiny_random_model("phi3");
   config::AdapterConfig adapter;
   adapter.name = "mix";
   adapter.peft_type = config::PeftType::mixlora;
   adapter.target_modules = {"q_proj", "gate_proj"};
   REQUIRE_INPUT_ERROR(adapters::Adapter::create(adapter, base, 0),
-                      Contains("adapter 'mix': adapters on Phi3ForCausalLM (fused qkv_proj / gate_up_proj) "
-                               "are not supported yet"));
+                      Contains("adapter 'mix': target_modules: Phi3ForCausalLM fuses q_proj into qkv_proj: "
+                               "target \"qkv_proj\""));
+  adapter.target_modules = {"qkv_proj"};
+  REQUIRE_INPUT_ERROR(adapters::Adapter::create(adapter, tiny_random_model("qwen3"), 0),
+                      Contains("qkv_proj exists only in models with fused projections (Phi-3)"));
+  adapter.peft_type = config::PeftType::mola;
+  REQUIRE_INPUT_ERROR(adapters::Adapter::create(adapter, base, 0),
+                      Contains("LoRAMoE / MoLA adapters on Phi3ForCausalLM (fused projections) are not supported"));
+
+  // A plain LoRA: one tensor pair per fused projection under PEFT's name, none for the parts.
+  adapter.peft_type = config::PeftType::lora;
+  adapter.target_modules = {"qkv_proj", "gate_up_proj"};
+  auto lora = adapters::Adapter::create(adapter, base, 0);
+  std::map<std::string, at::Tensor> tensors;
+  for (const auto& [name, t] : lora.state_dict()) tensors[name] = t;
+  CHECK(tensors.size() == 2 * 2 * 2);  // 2 layers x 2 fused projections x (A, B)
+  const auto& qkv_b = tensors.at("base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight");
+  CHECK(qkv_b.sizes() == at::IntArrayRef({4 * 16 + 2 * 2 * 16, 8}));  // q + k + v rows, r 8
+  CHECK(tensors.at("base_model.model.model.layers.1.mlp.gate_up_proj.lora_A.weight").sizes() ==
+        at::IntArrayRef({8, 64}));
+  // Writing the fused B (as loading and the optimizer do) shows in every part.
+  {
+    torch::NoGradGuard no_grad;
+    qkv_b.copy_(at::arange(qkv_b.numel(), at::kFloat).view(qkv_b.sizes()));
+  }
+  const auto& parts = lora.layers[0].projections;
+  CHECK(at::equal(parts.at(model::Projection::k_proj).b, qkv_b.narrow(0, 64, 32)));
+  CHECK(parts.at(model::Projection::v_proj).a.is_same(parts.at(model::Projection::q_proj).a));
+  // Gradients through a part reach the fused tensors.
+  parts.at(model::Projection::v_proj).b.sum().backward();
+  CHECK(qkv_b.grad().narrow(0, 96, 32).eq(1.0).all().item<bool>());
+  CHECK(qkv_b.grad().narrow(0, 0, 96).eq(0.0).all().item<bool>());
+}
+
+TEST_CASE("Phi-3: PEFT loads our fused-projection LoRA (same logits), MoE-PEFT our MixLoRA (same loss)",
+          "[python][interop][arch]") {
+  const auto dir = reference_model("phi3");
+  if (dir.empty()) return;
+  const auto python = test::reference_python_or_skip();
+  const auto base = model::load_base_model(dir, at::kFloat, c10::Device(c10::kCPU));
+  test::TempDir ws;
+  // Rows of 8 tokens: within the model's sliding window, which MoE-PEFT's Phi-3 may not apply.
+  std::mt19937 rng(5);
+  std::vector<std::vector<int64_t>> rows(4);
+  for (auto& row : rows)
+    for (int i = 0; i < 8; ++i) row.push_back(3 + static_cast<int64_t>(rng() % 120));
+  const auto random_b = [](adapters::Adapter& adapter, uint64_t seed) {
+    torch::NoGradGuard no_grad;
+    auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+    for (auto& [name, t] : adapter.state_dict()) {
+      if (name.find("lora_B") != std::string::npos) t.normal_(0.0, 0.2, generator);
+      if (name.find("moe_gate") != std::string::npos) t.normal_(0.0, 1.0, generator);
+    }
+  };
+
+  config::AdapterConfig c;
+  c.name = "lora";
+  c.lora = {4, 8.0, 0.05};
+  c.target_modules = {"qkv_proj", "o_proj", "gate_up_proj", "down_proj"};
+  auto lora = adapters::Adapter::create(c, base, 1);
+  random_b(lora, 2);
+  lora.save(ws / "lora", dir);
+  std::vector<at::Tensor> id_rows;
+  for (const auto& row : rows) id_rows.push_back(at::tensor(row, at::kLong));
+  const auto ids = at::stack(id_rows);
+  {
+    const model::Decoder decoder(base);
+    adapters::AdapterHooks hooks({{&lora, 0, ids.size(0)}}, at::Tensor(), false);
+    torch::NoGradGuard no_grad;
+    const auto logits = decoder.logits(decoder.hidden_states(ids, at::Tensor(), nullptr, &hooks));
+    io::save_safetensors(ws / "expected.safetensors", {{"input_ids", ids}, {"logits", logits.contiguous()}});
+  }
+  const auto peft_out = ws / "peft.json";
+  const std::string peft = test::shell_quote(python) + " " MIXLORA_TEST_SOURCE_DIR "/tests/reference/peft_interop.py " +
+                           test::shell_quote(dir) + " " + test::shell_quote(ws / "lora") + " " +
+                           test::shell_quote(ws / "expected.safetensors") + " " + test::shell_quote(peft_out) +
+                           " 2>" + test::shell_quote(ws / "peft.err");
+  INFO(test::slurp(ws / "peft.err"));
+  REQUIRE(std::system(peft.c_str()) == 0);
+  const auto peft_result = nlohmann::json::parse(test::slurp(peft_out));
+  INFO(peft_result.dump());
+  CHECK(peft_result.at("max_rel_diff").get<double>() < 1e-4);
+
+  // MixLoRA with experts on gate_up_proj: MoE-PEFT's loss equals mixlora-eval's.
+  c.name = "mixlora";
+  c.peft_type = config::PeftType::mixlora;
+  c.num_experts = 4;
+  c.top_k = 2;
+  c.router_loss = false;
+  auto mix = adapters::Adapter::create(c, base, 3);
+  random_b(mix, 4);
+  mix.save(ws / "mixlora", dir, /*export_bin=*/true);
+  std::string data;
+  for (const auto& row : rows) data += nlohmann::json({{"input_ids", row}}).dump() + "\n";
+  std::ofstream(ws / "rows.jsonl") << data;
+  const auto moe_out = ws / "moe_peft.json";
+  const std::string moe = test::shell_quote(python) + " " MIXLORA_TEST_SOURCE_DIR "/tests/reference/moe_peft_interop.py score " +
+                          test::shell_quote(dir) + " " + test::shell_quote(moe_out) + " " +
+                          test::shell_quote(ws / "mixlora" + ":" + ws / "rows.jsonl") + " 2>" +
+                          test::shell_quote(ws / "moe.err");
+  INFO(test::slurp(ws / "moe.err"));
+  REQUIRE(std::system(moe.c_str()) == 0);
+  const double theirs = nlohmann::json::parse(test::slurp(moe_out)).at(ws / "mixlora").at("loss").get<double>();
+  const auto report = ws / "eval.json";
+  const auto r = test::run_tool("mixlora-eval --base-model " + test::shell_quote(dir) + " --adapter " +
+                                test::shell_quote(ws / "mixlora") + " --data " + test::shell_quote(ws / "rows.jsonl") +
+                                " --output " + test::shell_quote(report));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  const double ours = nlohmann::json::parse(test::slurp(report)).at(0).at("metrics").at("loss").get<double>();
+  INFO("ours " << ours << ", MoE-PEFT " << theirs);
+  CHECK(std::abs(ours - theirs) / theirs < 1e-4);
 }

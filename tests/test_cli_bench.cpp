@@ -108,3 +108,24 @@ TEST_CASE("mixlora-bench refuses unknown runs and a baseline that is not run", "
   CHECK(baseline.exit_code == 2);
   CHECK(baseline.err.find("--baseline: 'mixlora' is not one of the runs (lora)") != std::string::npos);
 }
+
+TEST_CASE("mixlora-bench --full-lm-loss: the unchunked loss gives the chunked loss's value", "[cli][bench]") {
+  test::TempDir ws;
+  std::map<std::string, nlohmann::json> reports;
+  for (const std::string flag : {"", " --full-lm-loss"}) {
+    const auto json_path = (ws.path / ("bench" + std::to_string(reports.size()) + ".json")).string();
+    const auto result = run_tool("mixlora-bench --smoke --threads 1 --runs mixlora" + flag + " --json " +
+                                 test::shell_quote(json_path));
+    INFO(result.err);
+    REQUIRE(result.exit_code == 0);
+    reports[flag] = io::read_json_file(json_path);
+  }
+  CHECK(reports.at("").at("lm_loss") == "chunked");
+  CHECK(reports.at(" --full-lm-loss").at("lm_loss") == "full");
+  // Same seed, same steps: the two losses differ only by summation order.
+  const double chunked = reports.at("").at("runs").at(0).at("loss").get<double>();
+  const double full = reports.at(" --full-lm-loss").at("runs").at(0).at("loss").get<double>();
+  CHECK(chunked > 1.0);
+  CHECK(std::abs(chunked - full) < 1e-5 * chunked);
+  CHECK(bench::preset_config("small-128k").vocab_size == 128256);
+}

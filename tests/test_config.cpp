@@ -160,14 +160,65 @@ TEST_CASE("peft_type: inferred from MixLoRA keys, case-insensitive when given", 
   CHECK(a.routing_strategy == RoutingStrategy::mixlora);
   CHECK(parse_adapter(with(mixlora_config(), "peft_type", "lora")).peft_type == PeftType::lora);
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "peft_type", "ADALORA")),
-                      Equals("cfg.json: lora[0].peft_type: must be LORA or MIXLORA, got \"ADALORA\""));
+                      Equals("cfg.json: lora[0].peft_type: must be one of LORA, MIXLORA, LORAMOE, MOLA, "
+                             "got \"ADALORA\""));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "peft_type", "MIXLORAA")),
-                      Equals("cfg.json: lora[0].peft_type: must be LORA or MIXLORA, got \"MIXLORAA\"; "
-                             "did you mean 'MIXLORA'?"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "peft_type", "LORAMOE")),
-                      Contains("lora[0].peft_type: MoE-PEFT's LoRAMoE and MoLA adapters are not "
-                               "supported here") &&
-                          Contains("got \"LORAMOE\""));
+                      Equals("cfg.json: lora[0].peft_type: must be one of LORA, MIXLORA, LORAMOE, MOLA, "
+                             "got \"MIXLORAA\"; did you mean 'MIXLORA'?"));
+  // LoRAMoE / MoLA from peft_type or routing_strategy, as MoE-PEFT's lora_config_factory.
+  CHECK(parse_adapter(with(with(lora_config(), "peft_type", "loramoe"), "num_experts", 4)).peft_type ==
+        PeftType::loramoe);
+  CHECK(parse_adapter(with(with(lora_config(), "routing_strategy", "mola"), "num_experts", 4)).peft_type ==
+        PeftType::mola);
+  REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "peft_type", "MOLA")),
+                      Equals("cfg.json: lora[0].routing_strategy: does not fit peft_type MOLA, got \"mixlora\""));
+}
+
+TEST_CASE("MoE-PEFT loramoe.json and mola.json parse with MoE-PEFT's defaults", "[config]") {
+  const auto loramoe = load_train_config(kCompat + "/loramoe.json").adapters.at(0);
+  CHECK(loramoe.peft_type == PeftType::loramoe);
+  CHECK(loramoe.num_experts == 6);
+  CHECK(loramoe.router_init_range == 5.0);  // LoraMoeConfig.from_config
+  CHECK_FALSE(loramoe.router_loss);
+  CHECK(loramoe.mixture_top_k() == 0);
+  CHECK(loramoe.lora.r == 24);
+  for (const char* m : {"gate_proj", "up_proj", "down_proj"}) CHECK(loramoe.mixes(m));
+  CHECK_FALSE(loramoe.targets("q_proj"));
+
+  const auto mola = load_train_config(kCompat + "/mola.json").adapters.at(0);
+  CHECK(mola.peft_type == PeftType::mola);
+  CHECK(mola.num_experts == 8);
+  CHECK(mola.mixture_top_k() == 2);
+  CHECK(mola.router_init_range == 5.0);  // MolaConfig.from_config
+  CHECK_FALSE(mola.router_loss);         // MolaConfig.from_config: router_loss False
+  CHECK(mola.router_aux_loss_coef == 0.001);
+  for (const auto& m : kAllTargets) CHECK(mola.mixes(m));
+
+  // adapter_config.json round trip: what MoE-PEFT's export writes, and our router keys.
+  const auto j = adapter_config_to_json(mola, "base");
+  CHECK(j.at("peft_type") == "MOLA");
+  CHECK(j.at("routing_strategy") == "mola");
+  CHECK(j.at("top_k") == 2);
+  CHECK(j.at("router_init_range").get<double>() == 5.0);
+  const auto back = parse_adapter_config_file(j, "adapter_config.json");
+  CHECK(back.peft_type == PeftType::mola);
+  CHECK(back.num_experts == 8);
+  CHECK(back.top_k == 2);
+  CHECK(back.target_modules == mola.target_modules);
+  CHECK(adapter_config_to_json(loramoe, "base").at("peft_type") == "LORAMOE");
+}
+
+TEST_CASE("rule: LoRAMoE and MoLA keys", "[config]") {
+  const auto mola = [] { return with(with(lora_config(), "routing_strategy", "mola"), "num_experts", 4); };
+  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "routing_strategy", "loramoe")),
+                      StartsWith("cfg.json: lora[0].num_experts: is required for LoRAMoE adapters"));
+  REQUIRE_INPUT_ERROR(parse(with(mola(), "top_k", 5)),
+                      Equals("cfg.json: lora[0].top_k: must be in 1..num_experts (4), got 5"));
+  REQUIRE_INPUT_ERROR(parse(with(mola(), "use_dora", true)),
+                      StartsWith("cfg.json: lora[0].use_dora: is not supported on MoLA adapters"));
+  const auto a = parse_adapter(with(with(mola(), "router_loss", true), "router_aux_loss_coef", 0.01));
+  CHECK(a.router_loss);
+  CHECK(a.router_aux_loss_coef == 0.01);
 }
 
 TEST_CASE("MoE-PEFT keys without an effect here are accepted", "[config]") {
@@ -417,7 +468,7 @@ TEST_CASE("rule: target_modules", "[config]") {
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", {"q_proj", "qproj"})),
                       Equals("cfg.json: lora[0].target_modules[1]: unknown module \"qproj\"; did you mean "
                              "'q_proj'? (known: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                             "down_proj)"));
+                             "down_proj, qkv_proj, gate_up_proj)"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", json{{"gate_prj", true}})),
                       StartsWith("cfg.json: lora[0].target_modules.gate_prj: unknown module \"gate_prj\"; "
                                  "did you mean 'gate_proj'?"));
@@ -428,7 +479,8 @@ TEST_CASE("rule: target_modules", "[config]") {
                       Equals("cfg.json: lora[0].target_modules[1]: expected a module name, got number 3"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", json{{"q_proj", false}})),
                       Equals("cfg.json: lora[0].target_modules: must select at least one of q_proj, "
-                             "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, got {\"q_proj\":false}"));
+                             "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, qkv_proj, gate_up_proj, "
+                             "got {\"q_proj\":false}"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", json::array())),
                       StartsWith("cfg.json: lora[0].target_modules: must select at least one of"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", "q_proj")),
@@ -454,9 +506,6 @@ TEST_CASE("rule: routing_strategy and num_experts", "[config]") {
   REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "routing_strategy", "topk")),
                       StartsWith("cfg.json: lora[0].routing_strategy: must be one of mixlora, "
                                  "mixlora-dynamic, mixlora-switch, got \"topk\""));
-  REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "routing_strategy", "mola")),
-                      Equals("cfg.json: lora[0].routing_strategy: MoE-PEFT's LoRAMoE and MoLA adapters are "
-                             "not supported here, got \"mola\""));
   REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "num_experts", 0)),
                       Equals("cfg.json: lora[0].num_experts: must be >= 1, got 0"));
 }
@@ -896,7 +945,7 @@ TEST_CASE("a PEFT adapter_config.json reads with unknown keys ignored", "[config
   bad = peft;
   bad["peft_type"] = "IA3";
   REQUIRE_INPUT_ERROR(parse_adapter_config_file(bad, "adapter_config.json"),
-                      Equals("adapter_config.json: peft_type: must be LORA or MIXLORA, got \"IA3\""));
+                      Equals("adapter_config.json: peft_type: must be one of LORA, MIXLORA, LORAMOE, MOLA, got \"IA3\""));
 }
 
 TEST_CASE("a MoE-PEFT adapter_config.json reads with missing keys defaulted", "[config]") {

@@ -58,14 +58,19 @@ Json run_python(const std::string& python, const std::string& script, const std:
 }
 
 // mixlora-eval's loss of one adapter on `data`.
-double eval_loss(const TempDir& ws, const std::string& adapter_dir, const std::string& data) {
+Json eval_metrics(const TempDir& ws, const std::string& adapter_dir, const std::string& data,
+                  const std::string& flags = "") {
   const std::string report = ws / "eval.json";
   const auto r = run_tool("mixlora-eval --base-model " + shell_quote(stories_dir()) + " --adapter " +
                           shell_quote(adapter_dir) + " --data " + shell_quote(data) + " --output " +
-                          shell_quote(report));
+                          shell_quote(report) + flags);
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  return Json::parse(slurp(report)).at(0).at("metrics").at("loss").get<double>();
+  return Json::parse(slurp(report)).at(0).at("metrics");
+}
+
+double eval_loss(const TempDir& ws, const std::string& adapter_dir, const std::string& data) {
+  return eval_metrics(ws, adapter_dir, data).at("loss").get<double>();
 }
 
 // Held-out causal rows of different lengths (20..30 tokens), so that a padded batch has pads.
@@ -255,6 +260,19 @@ TEST_CASE("MoE-PEFT loads our adapters of every routing strategy and our classif
   glue.task_name = "glue:sst2";
   glue.num_labels = 2;
   save(glue, classification, 5);
+  // MoE-PEFT's LoRAMoE (plain LoRA on q/v, dense mixtures on the MLP) and MoLA (top-2 mixtures on
+  // every target, with its router loss).
+  auto loramoe = mixlora_config("loramoe", RoutingStrategy::mixlora);
+  loramoe.peft_type = config::PeftType::loramoe;
+  loramoe.num_experts = 3;
+  loramoe.router_init_range = 5.0;
+  loramoe.router_loss = false;
+  save(loramoe, causal, 6);
+  auto mola = mixlora_config("mola", RoutingStrategy::mixlora);
+  mola.peft_type = config::PeftType::mola;
+  mola.router_init_range = 5.0;
+  mola.router_aux_loss_coef = 0.01;
+  save(mola, causal, 7);
 
   std::vector<std::string> specs;
   for (const auto& m : made) specs.push_back(ws / m.name + ":" + m.data);
@@ -273,11 +291,15 @@ TEST_CASE("MoE-PEFT loads our adapters of every routing strategy and our classif
   INFO("theirs " << theirs.dump(1) << "\nours " << ours_text);
 
   // Where MoE-PEFT is right (dropout off by hand, one row per batch): the same loss.
-  for (const char* name : {"lora", "topk", "dynamic", "glue"}) {
+  for (const char* name : {"lora", "topk", "dynamic", "glue", "loramoe", "mola"}) {
     INFO(name);
     CHECK(relative(their(name, "loss"), ours[name]) < 1e-4);
     CHECK(their(name, "loss_again") == their(name, "loss"));
   }
+  // MoLA's load-balancing loss over all its projections' routers, one row per batch as there.
+  const double our_aux = eval_metrics(ws, ws / "mola", causal, " --batch-size 1").at("aux_loss").get<double>();
+  CHECK(our_aux > 0.01);  // top-2 of 4: the loss is near k = 2 times the coefficient
+  CHECK(relative(their("mola", "aux"), our_aux) < 1e-5);
   // Switch routes only in MoE-PEFT's training mode (capacity overflow included): the same loss there.
   CHECK(relative(their("switch", "loss_train_mode"), ours["switch"]) < 1e-4);
 
@@ -306,7 +328,7 @@ TEST_CASE("mixlora-eval loads MoE-PEFT's own adapters (adapter_model.bin, GLUE h
   // MoE-PEFT's GLUE adapter has no task_name in its config: its own loader needs to be told.
   const std::vector<std::pair<std::string, std::string>> adapters = {
       {"lora", causal + ""}, {"mixlora", causal}, {"mixlora-dynamic", causal}, {"mixlora-switch", causal},
-      {"glue_sst2", classification + ":glue:sst2"}};
+      {"glue_sst2", classification + ":glue:sst2"}, {"loramoe", causal}, {"mola", causal}};
   const auto out = ws / "moe_peft.json";
   std::vector<std::string> args = {"score", stories_dir(), out};
   for (const auto& [name, spec] : adapters) args.push_back(made + "/" + name + ":" + spec);

@@ -13,11 +13,16 @@
                          returns its input unchanged in inference mode and routes only here
         loss_padded      causal only: all rows in one right-padded batch, MoE-PEFT's way (pads
                          count as targets)
+        aux              mean over rows of the router's load-balancing loss (coefficient
+                         applied) as MoE-PEFT computes it with dropout off; only for adapters
+                         with a router loss (MoLA with router_loss on, MixLoRA)
   moe_peft_interop.py make BASE OUT_DIR
       Writes adapters the way MoE-PEFT's trainer saves them (save_adapter_weight: torch.save of
       get_adapter_weight_dict, adapter_config.json from config.export(), no task_name), with
-      random non-zero weights: lora, mixlora, mixlora-dynamic, mixlora-switch, and glue_sst2 (a
-      top-k MixLoRA with its GLUE classifier head). OUT_DIR/<name>/...
+      random non-zero weights: lora, mixlora, mixlora-dynamic, mixlora-switch, glue_sst2 (a
+      top-k MixLoRA with its GLUE classifier head), loramoe (LoRA on q/v, dense LoRA mixtures on
+      the MLP projections) and mola (top-2 LoRA mixtures on every target, router loss on).
+      OUT_DIR/<name>/...
 
 MoE-PEFT applies LoRA dropout even in inference mode (F.dropout(training=True) in its fused LoRA
 operator, nn.Dropout modules never put in eval mode). "Dropout off" takes its non-fused path
@@ -97,20 +102,27 @@ def score_one(model, adapter_dir, data, task, index):
     rows = read_rows(data)
     classification = "label" in rows[0]
 
+    auxes = []
+
     def row_losses(efficient, inference=True):
         total, count = 0.0, 0
+        auxes.clear()
         for row in rows:
             ids = row["input_ids"]
             labels = [row["label"]] if classification else [ids]
-            loss = forward(model, name, [ids], labels, [[1] * len(ids)], efficient, inference).loss.item()
+            output = forward(model, name, [ids], labels, [[1] * len(ids)], efficient, inference)
+            if output.aux_loss is not None:
+                auxes.append(output.aux_loss.item())
             weight = 1 if classification else len(ids) - 1
-            total += loss * weight
+            total += output.loss.item() * weight
             count += weight
         return total / count
 
     result = {"loss_as_is": row_losses(True), "loss_as_is_again": row_losses(True)}
     dropouts_off(model)
     result["loss"] = row_losses(False)
+    if auxes:
+        result["aux"] = sum(auxes) / len(auxes)
     result["loss_again"] = row_losses(False)  # deterministic once dropout is off
     result["loss_train_mode"] = row_losses(False, inference=False)  # switch routes only here
     if not classification:
@@ -122,10 +134,13 @@ def score_one(model, adapter_dir, data, task, index):
 
 
 def score(base, out, specs):
-    model = load_model(base)
     results = {}
     for index, spec in enumerate(specs):
         adapter_dir, data, *task = spec.split(":", 2)
+        # A fresh model per adapter: with a MixLoRA adapter loaded, MoE-PEFT's FeedForward takes
+        # its MoE path for every adapter and skips the LoRAMoE / MoLA routers of another one
+        # (collect_plugin_router_logtis then fails on their missing router logits).
+        model = load_model(base)
         results[adapter_dir] = score_one(model, adapter_dir, data, task[0] if task else "", index)
     with open(out, "w") as f:
         json.dump(results, f, indent=1)
@@ -144,6 +159,9 @@ def make(base, out_dir):
                                expert_capacity=64),
         "glue_sst2": dict(common, peft_type="MIXLORA", routing_strategy="mixlora", num_experts=4, top_k=2,
                           task_name="glue:sst2"),
+        "loramoe": dict(common, peft_type="LORAMOE", routing_strategy="loramoe", num_experts=3),
+        "mola": dict(common, peft_type="MOLA", routing_strategy="mola", num_experts=4, top_k=2,
+                     router_loss=True),
     }
     generator = torch.Generator().manual_seed(1234)
     for name, config in adapters.items():

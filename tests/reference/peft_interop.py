@@ -3,7 +3,7 @@
   peft_interop.py BASE ADAPTER_DIR EXPECTED.safetensors OUT.json
 
 Loads ADAPTER_DIR (our plain LoRA or DoRA adapter) with PeftModel.from_pretrained over
-transformers' LlamaForCausalLM of BASE, runs the "input_ids" of EXPECTED.safetensors ([rows, T],
+transformers' AutoModelForCausalLM of BASE (LLaMA, or Phi-3 with its fused projections), runs the "input_ids" of EXPECTED.safetensors ([rows, T],
 no padding) and compares with its "logits" (ours, [rows, T, vocab]). Writes
 {max_abs_diff, max_rel_diff (relative to max |logit|), magnitude_keys (DoRA magnitudes PEFT loaded)}.
 """
@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 
 def main(base, adapter_dir, expected_path, out):
     expected = load_file(expected_path)
-    model = transformers.LlamaForCausalLM.from_pretrained(base, torch_dtype=torch.float32)
+    model = transformers.AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.float32)
     model = PeftModel.from_pretrained(model, adapter_dir)
     model.eval()
     with torch.no_grad():

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -25,6 +26,14 @@ namespace {
 constexpr Projection kAttention[] = {Projection::q_proj, Projection::k_proj, Projection::v_proj,
                                      Projection::o_proj};
 constexpr Projection kMlp[] = {Projection::gate_proj, Projection::up_proj, Projection::down_proj};
+
+// Phi-3's fused projections and the parts the loader splits them into, in row order.
+struct FusedGroup {
+  const char* name;
+  std::vector<Projection> parts;
+};
+const FusedGroup kFusedGroups[] = {{"qkv_proj", {Projection::q_proj, Projection::k_proj, Projection::v_proj}},
+                                   {"gate_up_proj", {Projection::gate_proj, Projection::up_proj}}};
 
 bool is_attention(Projection p) {
   return p == Projection::q_proj || p == Projection::k_proj || p == Projection::v_proj ||
@@ -45,12 +54,71 @@ const at::Tensor& base_weight(const model::DecoderLayerWeights& layer, Projectio
 }
 
 // PEFT names plain-LoRA tensors after the module path inside the wrapped HF model; the MixLoRA
-// plugin uses its own "mixlora." root.
+// plugin and MoE-PEFT's LoRAMoE / MoLA use their own roots ("mixlora.", "loramoe.", "mola.").
+std::string module_prefix(const Adapter& adapter, int64_t layer, const std::string& name, bool attention) {
+  const std::string block = attention ? "self_attn." : "mlp.";
+  const auto type = adapter.config.peft_type;
+  const std::string root =
+      type == config::PeftType::lora
+          ? "base_model.model." + model::layer_prefix(layer)
+          : fmt::format("{}.layers.{}.", type == config::PeftType::mixlora ? "mixlora"
+                                         : type == config::PeftType::loramoe ? "loramoe"
+                                                                             : "mola",
+                        layer);
+  return root + block + name;
+}
+
 std::string module_prefix(const Adapter& adapter, int64_t layer, Projection p) {
-  const std::string block = is_attention(p) ? "self_attn." : "mlp.";
-  const std::string root = adapter.is_mixlora() ? fmt::format("mixlora.layers.{}.", layer)
-                                                : "base_model.model." + model::layer_prefix(layer);
-  return root + block + model::projection_name(p);
+  return module_prefix(adapter, layer, model::projection_name(p), is_attention(p));
+}
+
+// One LoRA over the rows of `parts` stacked (a fused projection) and, per part, a LoRA that
+// shares its A and views its row block of B: gradients of the parts reach the fused tensors,
+// and the optimizer's updates of those reach the parts.
+std::pair<LoraWeights, std::vector<LoraWeights>> fused_lora(const std::vector<at::Tensor>& parts,
+                                                            const lora::LoraShape& shape, bool use_rslora,
+                                                            lora::LoraInit init, at::Generator& generator,
+                                                            c10::Device device) {
+  int64_t rows = 0;
+  for (const auto& w : parts) rows += w.size(0);
+  auto fused = lora::init_lora(parts[0].size(1), rows, shape, use_rslora, init, generator, device);
+  at::AutoGradMode grad_mode(true);  // the views must stay connected to B even under no_grad
+  std::vector<LoraWeights> views;
+  int64_t offset = 0;
+  for (const auto& w : parts) {
+    auto view = fused;
+    view.b = fused.b.narrow(0, offset, w.size(0));
+    offset += w.size(0);
+    views.push_back(view);
+  }
+  return {fused, views};
+}
+
+// Phi-3 stores q/k/v and gate/up fused; PEFT and MoE-PEFT target them by those names, and so do we.
+void check_fused_targets(const config::AdapterConfig& config, const model::BaseModel& base) {
+  const bool fused_base = base.config.fused_projections;
+  for (const auto& group : kFusedGroups) {
+    if (!fused_base && config.targets(group.name)) {
+      fail_input("adapter '{}': target_modules: {} exists only in models with fused projections (Phi-3); "
+                 "{} has separate ones", config.name, group.name, base.config.architecture);
+    }
+    for (auto p : group.parts) {
+      if (fused_base && config.targets(model::projection_name(p))) {
+        fail_input("adapter '{}': target_modules: {} fuses {} into {}: target \"{}\" (as PEFT and "
+                   "MoE-PEFT name it)", config.name, base.config.architecture, model::projection_name(p),
+                   group.name, group.name);
+      }
+    }
+  }
+  if (!fused_base) return;
+  if (config.peft_type == config::PeftType::loramoe || config.peft_type == config::PeftType::mola) {
+    fail_input("adapter '{}': LoRAMoE / MoLA adapters on {} (fused projections) are not supported; "
+               "use LORA or MIXLORA there", config.name, base.config.architecture);
+  }
+  if (config.use_dora) {
+    fail_input("adapter '{}': use_dora on {} (fused projections) is not supported", config.name,
+               base.config.architecture);
+  }
 }
 
 void add_lora(std::vector<std::pair<std::string, at::Tensor>>& out, const std::string& prefix,
@@ -64,19 +132,14 @@ void add_lora(std::vector<std::pair<std::string, at::Tensor>>& out, const std::s
 
 Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseModel& base,
                         uint64_t seed) {
-  if (config.use_dora && config.peft_type == config::PeftType::mixlora &&
+  if (config.use_dora && config.peft_type != config::PeftType::lora &&
       (config.targets("gate_proj") || config.targets("up_proj") || config.targets("down_proj"))) {
     fail_input("adapter '{}': use_dora is supported on plain LoRA projections only, not on "
-               "MixLoRA experts (drop gate/up/down_proj from target_modules or set use_dora false)",
+               "MixLoRA / LoRAMoE / MoLA experts (drop gate/up/down_proj from target_modules or set "
+               "use_dora false)",
                config.name);
   }
-  if (base.config.fused_projections) {
-    // PEFT and MoE-PEFT target Phi-3's fused qkv_proj / gate_up_proj; adapters on them are not
-    // written yet, and q_proj-style ones would not load in Python.
-    fail_input("adapter '{}': adapters on {} (fused qkv_proj / gate_up_proj) are not supported yet; "
-               "the base model runs (generate, eval without an adapter)", config.name,
-               base.config.architecture);
-  }
+  check_fused_targets(config, base);
   Adapter adapter;
   adapter.config = config;
   // Unset act_fn: the experts use the base FFN's activation, as MoE-PEFT and the plugin do.
@@ -92,9 +155,42 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
       out.projections.emplace(p, lora::init_lora(w.size(1), w.size(0), config.lora, config.use_rslora,
                                                  config.lora_init, generator, device, w, config.use_dora));
     };
-    for (auto p : kAttention)
-      if (config.targets(model::projection_name(p))) plain(p);
-    if (!mixlora) {
+    auto mixture = [&](Projection p) {
+      const auto& w = base_weight(layer, p);
+      lora::LoraMixtureWeights m;
+      m.router = lora::init_mixture_router(config.num_experts, w.size(1), config.router_init_range,
+                                           generator, device);
+      for (int64_t e = 0; e < config.num_experts; ++e) {
+        m.experts.push_back(lora::init_lora(w.size(1), w.size(0), config.lora, config.use_rslora,
+                                            config.lora_init, generator, device));
+      }
+      out.mixtures.emplace(p, std::move(m));
+    };
+    // Phi-3: one LoRA per fused projection, its parts as views (fused_lora).
+    auto fused = [&](const FusedGroup& group, const lora::LoraShape& shape) {
+      std::vector<at::Tensor> parts;
+      for (auto p : group.parts) parts.push_back(base_weight(layer, p));
+      return fused_lora(parts, shape, config.use_rslora, config.lora_init, generator, device);
+    };
+    for (const auto& group : kFusedGroups) {
+      const bool experts_carry = mixlora && std::string(group.name) == "gate_up_proj";
+      if (!config.targets(group.name) || experts_carry) continue;
+      auto [whole, parts] = fused(group, config.lora);
+      out.fused.emplace(group.name, whole);
+      for (size_t k = 0; k < parts.size(); ++k) out.projections.emplace(group.parts[k], parts[k]);
+    }
+    for (auto p : kAttention) {
+      const std::string name = model::projection_name(p);
+      if (config.mixes(name)) {
+        mixture(p);
+      } else if (config.targets(name)) {
+        plain(p);
+      }
+    }
+    if (adapter.has_mixtures()) {
+      for (auto p : kMlp)
+        if (config.mixes(model::projection_name(p))) mixture(p);
+    } else if (!mixlora) {
       for (auto p : kMlp)
         if (config.targets(model::projection_name(p))) plain(p);
     } else {
@@ -114,6 +210,12 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
         };
         expert.gate_proj = make(Projection::gate_proj);
         expert.up_proj = make(Projection::up_proj);
+        if (config.targets("gate_up_proj")) {
+          auto [whole, parts] = fused(kFusedGroups[1], config.expert_shape());
+          expert.gate_up_proj = whole;
+          expert.gate_proj = parts[0];
+          expert.up_proj = parts[1];
+        }
         expert.down_proj = make(Projection::down_proj);
         moe_layer.experts.push_back(std::move(expert));
       }
@@ -135,16 +237,34 @@ std::vector<std::pair<std::string, at::Tensor>> Adapter::state_dict() const {
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (size_t i = 0; i < layers.size(); ++i) {
     const auto& layer = layers[i];
-    for (const auto& [p, lora] : layer.projections) add_lora(out, module_prefix(*this, i, p), lora);
+    for (const auto& [name, lora] : layer.fused) {
+      add_lora(out, module_prefix(*this, i, name, name == "qkv_proj"), lora);
+    }
+    for (const auto& [p, lora] : layer.projections) {
+      const bool part_of_fused = std::any_of(std::begin(kFusedGroups), std::end(kFusedGroups), [&](const FusedGroup& g) {
+        return layer.fused.count(g.name) && std::find(g.parts.begin(), g.parts.end(), p) != g.parts.end();
+      });
+      if (!part_of_fused) add_lora(out, module_prefix(*this, i, p), lora);
+    }
+    // MoE-PEFT's plugin MoE names: <projection>.moe_gate.weight, <projection>.experts.<e>.lora_A...
+    for (const auto& [p, mixture] : layer.mixtures) {
+      const auto prefix = module_prefix(*this, i, p);
+      out.emplace_back(prefix + ".moe_gate.weight", mixture.router);
+      for (size_t e = 0; e < mixture.experts.size(); ++e) {
+        add_lora(out, fmt::format("{}.experts.{}", prefix, e), mixture.experts[e]);
+      }
+    }
     if (!layer.mixlora) continue;
     const std::string mlp = fmt::format("mixlora.layers.{}.mlp.", i);
     out.emplace_back(mlp + "moe_gate.weight", layer.mixlora->router);
     for (size_t e = 0; e < layer.mixlora->experts.size(); ++e) {
       const auto& expert = layer.mixlora->experts[e];
+      const bool fused = expert.gate_up_proj.has_value();  // Phi-3: gate/up are its views
       const std::pair<const char*, const std::optional<LoraWeights>*> parts[] = {
-          {"gate_proj", &expert.gate_proj}, {"up_proj", &expert.up_proj}, {"down_proj", &expert.down_proj}};
+          {"gate_proj", fused ? nullptr : &expert.gate_proj}, {"up_proj", fused ? nullptr : &expert.up_proj},
+          {"gate_up_proj", &expert.gate_up_proj}, {"down_proj", &expert.down_proj}};
       for (const auto& [name, lora] : parts) {
-        if (*lora) add_lora(out, fmt::format("{}{}.experts.{}", mlp, name, e), **lora);
+        if (lora && *lora) add_lora(out, fmt::format("{}{}.experts.{}", mlp, name, e), **lora);
       }
     }
   }
@@ -312,18 +432,41 @@ at::Tensor per_segment(const std::vector<AdapterSegment>& segments, const at::Te
 
 }  // namespace
 
+at::Tensor AdapterHooks::adapt_projection(size_t s, int64_t layer, Projection p, const at::Tensor& x,
+                                          const at::Tensor& base_output, const at::Tensor& weight,
+                                          const at::Tensor& bias) {
+  const auto& segment = segments_[s];
+  const auto& adapter_layer = segment.adapter->layers[layer];
+  if (auto plain = adapter_layer.projections.find(p); plain != adapter_layer.projections.end()) {
+    return lora::apply_lora(plain->second, x, base_output, training_, weight, bias, segment.generator);
+  }
+  auto mixture = adapter_layer.mixtures.find(p);
+  if (mixture == adapter_layer.mixtures.end()) return base_output;
+  const auto& config = segment.adapter->config;
+  auto result = lora::apply_lora_mixture(mixture->second, x, base_output, config.mixture_top_k(),
+                                         training_, segment.generator);
+  if (keep_records_ && config.router_loss && result.chosen.defined()) {
+    // MoLA's load-balancing loss: the Mixtral loss over every projection's tokens (padding out).
+    moe::RouterRecord record;
+    record.logits = result.logits;
+    record.probs = result.probs;
+    record.slot_experts = result.chosen;
+    if (attention_mask_.defined()) {
+      record.token_mask = attention_mask_.narrow(0, segment.row_begin, segment.row_count).reshape({-1}).to(at::kBool);
+    }
+    records_[s].push_back(record);
+  }
+  return result.output;
+}
+
 at::Tensor AdapterHooks::attention_projection(int64_t layer, Projection projection,
                                               const at::Tensor& input, at::Tensor base_output,
                                               const at::Tensor& weight, const at::Tensor& bias) {
   // Inputs and outputs are split the same way; pair them through the segment index.
   return per_segment(segments_, base_output, [&](size_t s, const at::Tensor& base_rows) {
-    const auto* adapter = segments_[s].adapter;
-    if (!adapter) return base_rows;
-    const auto& projections = adapter->layers[layer].projections;
-    auto it = projections.find(projection);
-    if (it == projections.end()) return base_rows;
+    if (!segments_[s].adapter) return base_rows;
     auto x = input.narrow(0, segments_[s].row_begin, segments_[s].row_count);
-    return lora::apply_lora(it->second, x, base_rows, training_, weight, bias, segments_[s].generator);
+    return adapt_projection(s, layer, projection, x, base_rows, weight, bias);
   });
 }
 
@@ -344,13 +487,9 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
       if (keep_routing_) routings_[s].push_back(result.routing);
       return result.output;
     }
-    // Plain LoRA on the MLP projections of a LoRA adapter.
+    // Plain LoRA (LoRA adapters) or a LoRA mixture (LoRAMoE, MoLA) on each MLP projection.
     auto lora = [&](Projection p, const at::Tensor& in, const at::Tensor& weight) {
-      auto base = model::base_linear(in, weight);
-      auto it = adapter_layer.projections.find(p);
-      return it == adapter_layer.projections.end()
-                 ? base
-                 : lora::apply_lora(it->second, in, base, training_, weight, {}, segments_[s].generator);
+      return adapt_projection(s, layer, p, in, model::base_linear(in, weight), weight, {});
     };
     auto hidden = model::activation(lora(Projection::gate_proj, x, mlp.gate_proj), config.hidden_act) *
                   lora(Projection::up_proj, x, mlp.up_proj);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "mixlora/lora/lora.h"
+#include "mixlora/lora/lora_mixture.h"
 #include "mixlora/config/train_config.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/model/decoder.h"
@@ -22,9 +23,15 @@ namespace mixlora::adapters {
 using lora::LoraWeights;
 
 struct AdapterLayer {
-  // Plain LoRAs: attention targets of every adapter, MLP targets of LoRA adapters.
+  // Plain LoRAs: attention targets of LoRA, MixLoRA and LoRAMoE adapters, MLP targets of LoRA
+  // adapters.
   std::map<model::Projection, LoraWeights> projections;
   std::optional<moe::MixLoraLayerWeights> mixlora;
+  // LoRAMoE (MLP targets) and MoLA (every target): a mixture of LoRA experts per projection.
+  std::map<model::Projection, lora::LoraMixtureWeights> mixtures;
+  // Phi-3: one LoRA per fused projection ("qkv_proj", "gate_up_proj"), as the files hold them;
+  // `projections` then holds its parts (the shared A, a row block of B each).
+  std::map<std::string, LoraWeights> fused;
 };
 
 class Adapter {
@@ -46,6 +53,10 @@ class Adapter {
   int64_t num_parameters() const;
 
   bool is_mixlora() const { return config.peft_type == config::PeftType::mixlora; }
+  // LoRAMoE or MoLA: routers on the projections instead of the feed-forward block.
+  bool has_mixtures() const {
+    return config.peft_type == config::PeftType::loramoe || config.peft_type == config::PeftType::mola;
+  }
 
   config::AdapterConfig config;
   std::vector<AdapterLayer> layers;
@@ -86,7 +97,8 @@ class AdapterHooks : public model::DecoderHooks {
   void restore_layer_outputs(const std::vector<at::Tensor>& tensors) override;
   std::vector<at::Generator> generators() const override;
 
-  // Router records of segment i, one per layer (empty for non-MixLoRA segments).
+  // Router records of segment i: one per layer for MixLoRA, one per mixture projection for MoLA
+  // with its router loss on, none otherwise.
   const std::vector<moe::RouterRecord>& router_records(size_t segment) const { return records_[segment]; }
   // Router records are kept for the losses unless turned off (generation).
   void keep_records(bool keep) { keep_records_ = keep; }
@@ -95,6 +107,11 @@ class AdapterHooks : public model::DecoderHooks {
   const std::vector<moe::Routing>& routings(size_t segment) const { return routings_[segment]; }
 
  private:
+  // Segment s's rows through projection p of `layer`: a mixture, a plain LoRA, or the base.
+  at::Tensor adapt_projection(size_t s, int64_t layer, model::Projection p, const at::Tensor& x,
+                              const at::Tensor& base_output, const at::Tensor& weight,
+                              const at::Tensor& bias);
+
   std::vector<AdapterSegment> segments_;
   at::Tensor attention_mask_;
   bool training_;

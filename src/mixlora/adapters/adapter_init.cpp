@@ -31,12 +31,15 @@ void require_same_structure(const config::AdapterConfig& want, const config::Ada
     }
   };
   const bool mixlora = want.peft_type == config::PeftType::mixlora;
-  check("peft_type", mixlora ? "MIXLORA" : "LORA", have.peft_type == config::PeftType::mixlora ? "MIXLORA" : "LORA");
+  check("peft_type", config::peft_type_name(want.peft_type), config::peft_type_name(have.peft_type));
   check("r", std::to_string(want.lora.r), std::to_string(have.lora.r));
   check("lora_alpha", fmt::format("{}", want.lora.lora_alpha), fmt::format("{}", have.lora.lora_alpha));
   check("use_rslora", want.use_rslora ? "true" : "false", have.use_rslora ? "true" : "false");
   check("use_dora", want.use_dora ? "true" : "false", have.use_dora ? "true" : "false");
   check("target_modules", targets_text(want), targets_text(have));
+  if (want.peft_type == config::PeftType::loramoe || want.peft_type == config::PeftType::mola) {
+    check("num_experts", std::to_string(want.num_experts), std::to_string(have.num_experts));
+  }
   if (!mixlora) return;
   check("routing_strategy", config::routing_strategy_name(want.routing_strategy),
         config::routing_strategy_name(have.routing_strategy));

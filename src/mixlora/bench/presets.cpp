@@ -17,6 +17,8 @@ struct Shape {
 constexpr Shape kShapes[] = {
     {"tiny", 64, 172, 5, 8, 4, 512},
     {"small", 512, 1376, 8, 8, 8, 32000},
+    // small with Llama-3's 128,256-word vocabulary: where the LM loss's logits dominate memory.
+    {"small-128k", 512, 1376, 8, 8, 8, 128256},
     {"tinyllama-1.1b", 2048, 5632, 22, 32, 4, 32000},
     {"llama2-7b", 4096, 11008, 32, 32, 32, 32000},
 };

@@ -9,9 +9,10 @@ namespace mixlora::bench {
 
 std::string report_table(const BenchReport& r) {
   std::string out = fmt::format(
-      "device {} ({}), base {}, preset {}, seq {} x micro-batch {}{}; matmul peak {:.1f} GFLOP/s\n",
+      "device {} ({}), base {}, preset {}, seq {} x micro-batch {}{}{}; matmul peak {:.1f} GFLOP/s\n",
       r.device, common::describe({static_cast<int>(r.threads), static_cast<int>(r.blas_threads), r.blas}), r.dtype, r.preset.empty() ? "-" : r.preset, r.seq_len, r.micro_batch,
-      r.gradient_checkpointing ? ", gradient checkpointing" : "", r.matmul_peak_gflops);
+      r.gradient_checkpointing ? ", gradient checkpointing" : "", r.full_lm_loss ? ", full LM-loss logits" : "",
+      r.matmul_peak_gflops);
   out += fmt::format("CPU {} ({}); malloc {}; {} interleaved rounds, speedup = median of per-round ratios to {} [min, max]\n",
                      r.cpu_model, r.cpu_flags.empty() ? "no SIMD flags read" : fmt::format("{}", fmt::join(r.cpu_flags, " ")), r.allocator,
                      r.runs.empty() ? 0 : r.runs.front().seconds.size(), r.baseline);
@@ -63,6 +64,7 @@ nlohmann::json report_json(const BenchReport& r) {
           {"seq_len", r.seq_len},
           {"micro_batch", r.micro_batch},
           {"gradient_checkpointing", r.gradient_checkpointing},
+          {"lm_loss", r.full_lm_loss ? "full" : "chunked"},
           {"matmul_peak_gflops", r.matmul_peak_gflops},
           {"matmul_peak_gflops_fp32", r.matmul_peak_gflops_fp32},
           {"matmul_peak_gflops_dtype", r.matmul_peak_gflops_dtype},

@@ -132,7 +132,7 @@ class BenchRun {
  public:
   BenchRun(std::string name, const model::BaseModel& base, const model::Decoder& decoder, const BenchOptions& o)
       : name_(std::move(name)), spec_(run_spec(name_, o)), base_(base), decoder_(decoder), options_(o),
-        step_options_{spec_.path, o.gradient_checkpointing, o.router_telemetry} {
+        step_options_{spec_.path, o.gradient_checkpointing, o.router_telemetry, o.full_lm_loss} {
     reset_peak_memory(base.device);
     for (size_t i = 0; i < spec_.adapters.size(); ++i) {
       runs_.push_back(std::make_unique<train::AdapterRun>(
@@ -294,6 +294,7 @@ BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options)
   report.seq_len = options.seq_len;
   report.micro_batch = options.micro_batch;
   report.gradient_checkpointing = options.gradient_checkpointing;
+  report.full_lm_loss = options.full_lm_loss;
   report.matmul_peak_gflops_fp32 =
       matmul_peak_gflops(base.device, at::kFloat, options.matmul_size, options.matmul_seconds);
   report.matmul_peak_gflops_dtype = base.dtype == at::kFloat

@@ -23,6 +23,7 @@ struct BenchOptions {
   std::string baseline;  // run the speedups are relative to; empty = the first run
   bool gradient_checkpointing = false;
   bool router_telemetry = false;  // every step gathers and reads router telemetry (log_every = 1)
+  bool full_lm_loss = false;      // unchunked LM loss: full logits (peak memory before chunking)
   std::vector<std::string> runs;  // names to run; empty = all (run_names())
   double matmul_seconds = 1.0;    // time spent measuring the matmul peak
   int64_t matmul_size = 1024;
@@ -63,6 +64,7 @@ struct BenchReport {
   std::string blas;
   int64_t seq_len = 0, micro_batch = 0;
   bool gradient_checkpointing = false;
+  bool full_lm_loss = false;
   double matmul_peak_gflops = 0.0;        // of the kernel the steps use: the MFU denominator
   double matmul_peak_gflops_fp32 = 0.0;
   double matmul_peak_gflops_dtype = 0.0;  // at::mm in the base dtype as LibTorch runs it

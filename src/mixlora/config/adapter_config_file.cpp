@@ -61,10 +61,11 @@ AdapterConfig parse_adapter_config_file(const nlohmann::json& json, const std::s
 
 nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::string& base_model) {
   const bool mixlora = adapter.peft_type == PeftType::mixlora;
+  const bool mixture = adapter.peft_type == PeftType::loramoe || adapter.peft_type == PeftType::mola;
   const bool classification = has_classification_task(adapter);
   nlohmann::json j;
   // Read by PEFT's LoraConfig and the MixLoRA plugin's MixLoraConfig.from_config.
-  j["peft_type"] = mixlora ? "MIXLORA" : "LORA";
+  j["peft_type"] = peft_type_name(adapter.peft_type);
   j["task_type"] = classification ? "SEQ_CLS" : "CAUSAL_LM";
   j["base_model_name_or_path"] = base_model;
   j["bias"] = "none";
@@ -83,6 +84,18 @@ nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::s
   if (adapter.num_labels > 0) j["num_labels"] = adapter.num_labels;
   if (!adapter.labels.empty()) j["labels"] = adapter.labels;
 
+  if (mixture) {
+    // What MoE-PEFT's LoraMoeConfig / MolaConfig.export write, plus the router keys.
+    j["routing_strategy"] = adapter.peft_type == PeftType::mola ? "mola" : "loramoe";
+    j["num_experts"] = adapter.num_experts;
+    j["router_init_range"] = adapter.router_init_range;
+    if (adapter.peft_type == PeftType::mola) {
+      j["top_k"] = adapter.top_k;
+      j["router_loss"] = adapter.router_loss;
+      j["router_aux_loss_coef"] = adapter.router_aux_loss_coef;
+    }
+    return j;
+  }
   if (!mixlora) return j;
   j["routing_strategy"] = routing_strategy_name(adapter.routing_strategy);
   j["num_experts"] = adapter.num_experts;

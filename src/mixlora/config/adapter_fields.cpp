@@ -82,7 +82,9 @@ void read_target_modules(const JsonObjectReader& in, AdapterConfig& adapter, Key
     // PEFT writes a single name, "all-linear" or a regex; regexes we cannot match reliably.
     const auto name = value->get<std::string>();
     if (name == "all-linear") {
-      chosen = known;
+      // The separate projections of a LLaMA-style block (not Phi-3's fused ones).
+      for (const auto& m : known)
+        if (m != "qkv_proj" && m != "gate_up_proj") chosen.push_back(m);
     } else if (contains(known, name)) {
       chosen = {name};
     } else {
@@ -179,8 +181,9 @@ void read_classification_labels(const JsonObjectReader& in, AdapterConfig& adapt
 }  // namespace
 
 const std::vector<std::string>& known_target_modules() {
-  static const std::vector<std::string> names = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
-                                                 "gate_proj", "up_proj", "down_proj"};
+  // The last two are Phi-3's fused projections (PEFT's and MoE-PEFT's names there).
+  static const std::vector<std::string> names = {"q_proj",  "k_proj",    "v_proj",    "o_proj",  "gate_proj",
+                                                 "up_proj", "down_proj", "qkv_proj", "gate_up_proj"};
   return names;
 }
 
@@ -271,24 +274,78 @@ void read_lora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySou
   }
 }
 
-void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySource source) {
+namespace {
+
+// peft_type, else routing_strategy, else num_experts decides the adapter type, as MoE-PEFT's
+// lora_config_factory does; a routing_strategy of another type is an error, not ignored.
+void read_peft_type(const JsonObjectReader& in, AdapterConfig& adapter) {
+  const auto strategy = in.get_string("routing_strategy");
+  auto type_of_strategy = [](const std::string& name) {
+    return name == "loramoe" ? PeftType::loramoe : name == "mola" ? PeftType::mola : PeftType::mixlora;
+  };
   if (auto peft_type = in.get_string("peft_type")) {
     const std::string name = upper(*peft_type);
-    if (name == "LORA") {
-      adapter.peft_type = PeftType::lora;
-    } else if (name == "MIXLORA") {
-      adapter.peft_type = PeftType::mixlora;
-    } else if (name == "LORAMOE" || name == "MOLA") {
-      in.fail("peft_type", "MoE-PEFT's LoRAMoE and MoLA adapters are not supported here; use LORA "
-                           "or MIXLORA");
-    } else {
-      in.fail_plain("peft_type", fmt::format("must be LORA or MIXLORA, got \"{}\"{}", *peft_type,
-                                             did_you_mean(name, {"LORA", "MIXLORA"})));
+    const std::vector<std::string> names = {"LORA", "MIXLORA", "LORAMOE", "MOLA"};
+    if (!contains(names, name)) {
+      in.fail_plain("peft_type", fmt::format("must be one of LORA, MIXLORA, LORAMOE, MOLA, got \"{}\"{}",
+                                             *peft_type, did_you_mean(name, names)));
     }
-  } else if (in.has("routing_strategy") || in.has("num_experts")) {
+    adapter.peft_type = name == "LORA"      ? PeftType::lora
+                        : name == "MIXLORA" ? PeftType::mixlora
+                        : name == "LORAMOE" ? PeftType::loramoe
+                                            : PeftType::mola;
+    if (strategy && adapter.peft_type != PeftType::lora && type_of_strategy(*strategy) != adapter.peft_type) {
+      in.fail("routing_strategy", fmt::format("does not fit peft_type {}", name));
+    }
+  } else if (strategy) {
+    adapter.peft_type = type_of_strategy(*strategy);
+  } else if (in.has("num_experts")) {
     adapter.peft_type = PeftType::mixlora;
   }
+}
 
+// LoRAMoE and MoLA (MoE-PEFT's LoraMoeConfig / MolaConfig): num_experts is required there;
+// top_k and the router loss are MoLA's; the gates start kaiming-uniform (router_init_range 5).
+void read_lora_mixture_fields(const JsonObjectReader& in, AdapterConfig& adapter) {
+  const bool mola = adapter.peft_type == PeftType::mola;
+  const char* type = mola ? "MoLA" : "LoRAMoE";
+  std::vector<std::string> used = {"routing_strategy", "num_experts", "router_init_range"};
+  if (mola) used.insert(used.end(), {"top_k", "router_loss", "router_aux_loss_coef"});
+  for (const auto& key : mixlora_keys()) {
+    if (in.has(key) && !contains(used, key)) {
+      spdlog::warn("{}: {}: ignored, {} adapters do not use it", in.source(), in.path_of(key), type);
+    }
+  }
+  const auto num_experts = in.get_int("num_experts");
+  require(num_experts.has_value(), in, "num_experts", fmt::format("is required for {} adapters", type));
+  require(*num_experts >= 1, in, "num_experts", "must be >= 1");
+  adapter.num_experts = *num_experts;
+  adapter.router_init_range = 5.0;
+  if (auto v = in.get_number("router_init_range")) {
+    require(*v >= 0.0, in, "router_init_range", "must be >= 0");
+    adapter.router_init_range = *v;
+  }
+  if (adapter.use_dora) {
+    in.fail("use_dora", fmt::format("is not supported on {} adapters (their experts have no DoRA)", type));
+  }
+  // MoE-PEFT's MolaConfig: router loss off unless asked for.
+  adapter.router_loss = false;
+  if (!mola) return;
+  if (auto v = in.get_int("top_k")) adapter.top_k = *v;
+  require(adapter.top_k >= 1 && adapter.top_k <= adapter.num_experts, in, "top_k",
+          fmt::format("must be in 1..num_experts ({})", adapter.num_experts),
+          fmt::format("{} (the default)", adapter.top_k));
+  if (auto v = in.get_bool("router_loss")) adapter.router_loss = *v;
+  if (auto v = in.get_number("router_aux_loss_coef")) {
+    require(*v >= 0.0, in, "router_aux_loss_coef", "must be >= 0");
+    adapter.router_aux_loss_coef = *v;
+  }
+}
+
+}  // namespace
+
+void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySource source) {
+  read_peft_type(in, adapter);
   if (adapter.peft_type == PeftType::lora) {
     for (const auto& key : mixlora_keys()) {
       if (in.has(key)) {
@@ -298,12 +355,13 @@ void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, Key
     }
     return;
   }
+  if (adapter.peft_type == PeftType::loramoe || adapter.peft_type == PeftType::mola) {
+    read_lora_mixture_fields(in, adapter);
+    return;
+  }
 
   const std::vector<std::string> strategies = {"mixlora", "mixlora-dynamic", "mixlora-switch"};
   if (auto strategy = in.get_string("routing_strategy")) {
-    if (*strategy == "loramoe" || *strategy == "mola") {
-      in.fail("routing_strategy", "MoE-PEFT's LoRAMoE and MoLA adapters are not supported here");
-    }
     read_choice(in, "routing_strategy", strategies);
     adapter.routing_strategy = *strategy == "mixlora"           ? RoutingStrategy::mixlora
                                : *strategy == "mixlora-dynamic" ? RoutingStrategy::mixlora_dynamic
@@ -373,7 +431,7 @@ void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, Key
 
   const auto& targets = adapter.target_modules;
   const bool any_mlp = std::any_of(targets.begin(), targets.end(), [](const std::string& t) {
-    return t == "gate_proj" || t == "up_proj" || t == "down_proj";
+    return t == "gate_proj" || t == "up_proj" || t == "down_proj" || t == "gate_up_proj";
   });
   if (!any_mlp) {
     spdlog::warn("{}: {}: MixLoRA without gate_proj/up_proj/down_proj in target_modules: every "

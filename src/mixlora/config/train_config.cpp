@@ -305,6 +305,13 @@ bool AdapterConfig::targets(const std::string& module) const {
   return std::find(target_modules.begin(), target_modules.end(), module) != target_modules.end();
 }
 
+bool AdapterConfig::mixes(const std::string& module) const {
+  if (!targets(module)) return false;
+  if (peft_type == PeftType::mola) return true;
+  return peft_type == PeftType::loramoe &&
+         (module == "gate_proj" || module == "up_proj" || module == "down_proj");
+}
+
 moe::MoeOptions AdapterConfig::moe_options() const {
   moe::MoeOptions o;
   o.routing_strategy = routing_strategy;
@@ -343,13 +350,16 @@ const char* train_strategy_name(TrainStrategy strategy) {
 
 const char* lora_init_name(LoraInit init) { return init == LoraInit::gaussian ? "gaussian" : "original"; }
 
-const char* routing_strategy_name(RoutingStrategy strategy) {
-  switch (strategy) {
-    case RoutingStrategy::mixlora: return "mixlora";
-    case RoutingStrategy::mixlora_dynamic: return "mixlora-dynamic";
-    case RoutingStrategy::mixlora_switch: return "mixlora-switch";
+const char* routing_strategy_name(RoutingStrategy strategy) { return moe::strategy_name(strategy); }
+
+const char* peft_type_name(PeftType type) {
+  switch (type) {
+    case PeftType::mixlora: return "MIXLORA";
+    case PeftType::loramoe: return "LORAMOE";
+    case PeftType::mola: return "MOLA";
+    case PeftType::lora: break;
   }
-  return "mixlora";
+  return "LORA";
 }
 
 TrainConfig parse_train_config(const nlohmann::json& json, const std::string& source) {

@@ -17,7 +17,10 @@
 
 namespace mixlora::config {
 
-enum class PeftType { lora, mixlora };
+// lora: plain LoRA; mixlora: MixLoRA experts in the feed-forward block; loramoe / mola:
+// MoE-PEFT's mixtures of LoRA experts on each targeted linear (lora/lora_mixture.h), LoRAMoE on
+// the MLP projections (dense), MoLA on every targeted projection (top-k).
+enum class PeftType { lora, mixlora, loramoe, mola };
 using moe::RoutingStrategy;
 using lora::LoraShape;
 using lora::LoraInit;
@@ -61,7 +64,8 @@ struct AdapterConfig {
   bool use_dora = false;
   LoraInit lora_init = LoraInit::original;
 
-  // MixLoRA (peft_type == mixlora)
+  // MixLoRA (peft_type == mixlora); LoRAMoE and MoLA use num_experts, top_k (MoLA),
+  // router_init_range (default 5) and the router loss keys (MoLA, off by default).
   PeftType peft_type = PeftType::lora;    // mixlora when routing_strategy or num_experts is given
   RoutingStrategy routing_strategy = RoutingStrategy::mixlora;
   int64_t num_experts = 8;
@@ -88,6 +92,10 @@ struct AdapterConfig {
 
   // Projections of the MLP that carry expert LoRAs, and of attention that carry plain LoRAs.
   bool targets(const std::string& module) const;
+  // LoRAMoE / MoLA: the targeted projection carries a mixture of LoRA experts (not one LoRA).
+  bool mixes(const std::string& module) const;
+  // MoLA's k; 0 for LoRAMoE's dense mixture.
+  int64_t mixture_top_k() const { return peft_type == PeftType::mola ? top_k : 0; }
   const LoraShape& expert_shape() const { return expert_lora ? *expert_lora : lora; }
   // The routing knobs the MoE kernel takes.
   moe::MoeOptions moe_options() const;
@@ -157,6 +165,8 @@ AdapterConfig parse_adapter_config_file(const nlohmann::json& json, const std::s
 nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::string& base_model);
 
 const char* routing_strategy_name(RoutingStrategy strategy);
+// "LORA", "MIXLORA", "LORAMOE", "MOLA" (MoE-PEFT's peft_type spellings).
+const char* peft_type_name(PeftType type);
 // The JSON spellings of the enum-typed keys.
 const char* optimizer_name(Optimizer optimizer);
 const char* scheduler_type_name(SchedulerType type);

@@ -140,10 +140,11 @@ std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<E
       std::vector<const data::Sample*> segment_rows(rows.begin() + seg.row_begin,
                                                     rows.begin() + seg.row_begin + seg.row_count);
       score_multiple_choice(decoder, h, segment_rows, t);
-      if (!adapter || !adapter->is_mixlora()) continue;
+      if (!adapter || !(adapter->is_mixlora() || adapter->has_mixtures())) continue;
       const auto losses = adapters::router_losses(*adapter, hooks.router_records(k));
       t.aux_sum += losses.aux.item<double>();
       t.z_sum += losses.z.item<double>();
+      if (!adapter->is_mixlora()) continue;  // the profile and telemetry are per MixLoRA layer
       add_router_profile(hooks.routings(k), adapter->config.num_experts, t);
       const auto stats = moe::router_batch_stats(hooks.router_records(k), adapter->config.moe_options());
       if (stats.defined()) t.router.add(stats.device_sums.to(at::kCPU), stats.routed_counts);
@@ -166,6 +167,9 @@ std::vector<EvalResult> results_of(const std::vector<EvalInput>& inputs, const s
     r.loss = t.loss_sum / std::max<int64_t>(1, t.loss_count);
     r.perplexity = std::exp(r.loss);
     if (t.scored > 0) r.accuracy = static_cast<double>(t.correct) / static_cast<double>(t.scored);
+    if (adapter && adapter->config.peft_type == config::PeftType::mola && adapter->config.router_loss) {
+      r.aux_loss = t.aux_sum / std::max<int64_t>(1, t.batches);
+    }
     if (adapter && adapter->is_mixlora()) {
       r.aux_loss = t.aux_sum / std::max<int64_t>(1, t.batches);
       if (adapter->config.routing_strategy == config::RoutingStrategy::mixlora_switch) {

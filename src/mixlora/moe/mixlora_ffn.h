@@ -26,6 +26,9 @@ enum class FfnPath { efficient, naive };
 
 struct ExpertLoras {
   std::optional<lora::LoraWeights> gate_proj, up_proj, down_proj;  // absent if not targeted
+  // Phi-3: the expert's one LoRA on the fused gate_up_proj (what the files hold); gate_proj and
+  // up_proj are then its two halves (the shared A, a row block of B each). Unused by the kernel.
+  std::optional<lora::LoraWeights> gate_up_proj;
 };
 
 struct MixLoraLayerWeights {

@@ -17,7 +17,7 @@ struct SegmentLoss {
 SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter& adapter,
                          const at::Tensor& hidden, const data::Batch& batch,
                          const adapters::AdapterSegment& segment,
-                         const std::vector<moe::RouterRecord>& records) {
+                         const std::vector<moe::RouterRecord>& records, bool full_lm_loss) {
   const auto device = hidden.device();
   auto rows = [&](const at::Tensor& t) { return t.narrow(0, segment.row_begin, segment.row_count); };
   auto h = rows(hidden);
@@ -30,7 +30,9 @@ SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter&
   const bool has_class = adapter.classifier.defined() && class_labels.ge(0).any().item<bool>();
   at::Tensor task = at::zeros({}, h.options().dtype(at::kFloat));
   // Causal-LM rows (any labelled position) and classification rows may mix in a multi-task adapter.
-  if (has_lm) {
+  if (has_lm && full_lm_loss) {
+    task = task + tasks::causal_lm_loss(decoder.logits(h), labels.to(device)).mean();
+  } else if (has_lm) {
     const tasks::LogitsFn logits_of = [&](const at::Tensor& x) { return decoder.logits(x); };
     const auto chunk = tasks::lm_loss_chunk_rows(decoder.model().config.vocab_size);
     task = task + tasks::chunked_causal_lm_loss(logits_of, h, labels.to(device), chunk).mean();
@@ -62,11 +64,11 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
   std::vector<SegmentLoss> losses;
   std::vector<moe::RouterBatchStats> router_stats(segments.size());
   for (size_t k = 0; k < segments.size(); ++k) {
-    if (options.router_telemetry) {
+    if (options.router_telemetry && segments[k].adapter->is_mixlora()) {
       router_stats[k] = moe::router_batch_stats(hooks.router_records(k), segments[k].adapter->config.moe_options());
     }
     losses.push_back(segment_loss(decoder, *segments[k].adapter, hidden, batch, segments[k],
-                                  hooks.router_records(k)));
+                                  hooks.router_records(k), options.full_lm_loss));
     auto scaled = losses.back().total / static_cast<double>(accumulation[k]);
     total = total.defined() ? total + scaled : scaled;
   }

@@ -38,6 +38,9 @@ struct StepOptions {
   moe::FfnPath ffn_path = moe::FfnPath::efficient;
   bool gradient_checkpointing = false;
   bool router_telemetry = false;  // fill StepLosses::router (no host sync; docs/telemetry.md)
+  // The reference LM loss over full [tokens, vocab] logits instead of the chunked one (same
+  // value): mixlora-bench --full-lm-loss measures what chunking saves.
+  bool full_lm_loss = false;
 };
 
 // Runs `batch` (segments say which rows belong to which adapter) through the decoder with the

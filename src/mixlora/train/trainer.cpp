@@ -127,7 +127,7 @@ class FusedTrainingRecipe {
       const auto& run = *runs_.back();
       spdlog::info("adapter '{}': {} {} parameters, {} steps ({} epochs, batch {} = {} x {})", ac.name,
                    run.adapter().is_mixlora() ? std::string("MixLoRA ") + config::routing_strategy_name(ac.routing_strategy)
-                                              : std::string("LoRA"),
+                                              : std::string(config::peft_type_name(ac.peft_type)),
                    run.adapter().num_parameters(), run.total_steps(), ac.num_epochs, ac.batch_size,
                    run.accumulation(), ac.micro_batch_size);
     }
