@@ -1,10 +1,10 @@
-// LoRAMoE and MoLA (lora/lora_mixture.h): the sparse top-k path against a dense reference that
+// LoRAMoE and MoLA (moe/lora_mixture.h): the sparse top-k path against a dense reference that
 // weighs every expert, the dense mixture against its formula, the router init, and both adapter
 // types training on the copy task with files that reload bit for bit. Parity with MoE-PEFT's own
 // modules is in test_python_interop.cpp.
 #include "mixlora/adapters/adapter.h"
 #include "mixlora/io/safetensors.h"
-#include "mixlora/lora/lora_mixture.h"
+#include "mixlora/moe/lora_mixture.h"
 #include "mixlora/train/trainer.h"
 
 #include <catch2/catch.hpp>
@@ -20,9 +20,9 @@ using namespace mixlora;
 
 namespace {
 
-lora::LoraMixtureWeights random_mixture(int64_t experts, int64_t in, int64_t out, int64_t r, uint64_t seed) {
+moe::LoraMixtureWeights random_mixture(int64_t experts, int64_t in, int64_t out, int64_t r, uint64_t seed) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
-  lora::LoraMixtureWeights m;
+  moe::LoraMixtureWeights m;
   m.router = at::normal(0.0, 1.0, {experts, in}, g, at::TensorOptions(at::kFloat)).requires_grad_(true);
   for (int64_t e = 0; e < experts; ++e) {
     lora::LoraWeights w;
@@ -35,7 +35,7 @@ lora::LoraMixtureWeights random_mixture(int64_t experts, int64_t in, int64_t out
 }
 
 // Every expert on every token, weighted by a dense [N, E] matrix: the reference for both kinds.
-at::Tensor reference(const lora::LoraMixtureWeights& m, const at::Tensor& x, const at::Tensor& base,
+at::Tensor reference(const moe::LoraMixtureWeights& m, const at::Tensor& x, const at::Tensor& base,
                      int64_t top_k) {
   auto flat = x.reshape({-1, x.size(-1)});
   auto probs = at::softmax(at::linear(flat, m.router), -1);
@@ -52,7 +52,7 @@ at::Tensor reference(const lora::LoraMixtureWeights& m, const at::Tensor& x, con
   return out.view(base.sizes());
 }
 
-std::vector<at::Tensor> grads_of(const lora::LoraMixtureWeights& m, const at::Tensor& loss) {
+std::vector<at::Tensor> grads_of(const moe::LoraMixtureWeights& m, const at::Tensor& loss) {
   std::vector<at::Tensor> params = {m.router};
   for (const auto& e : m.experts) params.insert(params.end(), {e.a, e.b});
   auto grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
@@ -73,7 +73,7 @@ TEST_CASE("LoRA mixtures: top-k (MoLA) and dense (LoRAMoE) equal the dense refer
   const auto target = at::normal(0.0, 1.0, {2, 9, 7}, g, at::TensorOptions(at::kFloat));
   for (int64_t top_k : {0, 1, 2, 5}) {
     INFO("top_k " << top_k);
-    const auto ours = lora::apply_lora_mixture(m, x, base, top_k, /*training=*/false);
+    const auto ours = moe::apply_lora_mixture(m, x, base, top_k, /*training=*/false);
     const auto want = reference(m, x, base, top_k);
     CHECK((ours.output - want).abs().max().item<double>() < 1e-5);
     CHECK(ours.logits.sizes() == at::IntArrayRef({18, 5}));
@@ -94,19 +94,19 @@ TEST_CASE("LoRA mixtures: top-k (MoLA) and dense (LoRAMoE) equal the dense refer
     biased.router.select(0, 1).fill_(0.0);
     biased.router.select(1, 0).fill_(1.0);  // logit of expert 0 = sum(x): not always the largest
   }
-  const auto picked = lora::apply_lora_mixture(biased, x.abs(), base, 1, false);  // sum(|x|) > 0
+  const auto picked = moe::apply_lora_mixture(biased, x.abs(), base, 1, false);  // sum(|x|) > 0
   CHECK(picked.chosen.eq(0).all().item<bool>());
 }
 
 TEST_CASE("LoRA mixture routers start as MoE-PEFT's kaiming-uniform gates", "[lora][mixture]") {
   auto g = at::make_generator<at::CPUGeneratorImpl>(3);
   // router_init_range 5 (the default) is nn.Linear's init: bound 1 / sqrt(in).
-  const auto r5 = lora::init_mixture_router(8, 400, 5.0, g, at::kCPU);
+  const auto r5 = moe::init_mixture_router(8, 400, 5.0, g, at::kCPU);
   CHECK(r5.requires_grad());
   CHECK(r5.abs().max().item<double>() <= 1.0 / 20.0);
   CHECK(r5.abs().max().item<double>() > 0.98 / 20.0);
   // range 0: bound sqrt(6 / in) (kaiming_uniform_ with a = 0).
-  const auto r0 = lora::init_mixture_router(8, 400, 0.0, g, at::kCPU);
+  const auto r0 = moe::init_mixture_router(8, 400, 0.0, g, at::kCPU);
   CHECK(r0.abs().max().item<double>() == Approx(std::sqrt(6.0 / 400.0)).epsilon(0.02));
 }
 

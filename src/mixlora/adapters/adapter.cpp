@@ -35,6 +35,13 @@ struct FusedGroup {
 const FusedGroup kFusedGroups[] = {{"qkv_proj", {Projection::q_proj, Projection::k_proj, Projection::v_proj}},
                                    {"gate_up_proj", {Projection::gate_proj, Projection::up_proj}}};
 
+// The fused projection `p` is a part of, or nullptr.
+const char* fused_group_of(Projection p) {
+  for (const auto& group : kFusedGroups)
+    if (std::find(group.parts.begin(), group.parts.end(), p) != group.parts.end()) return group.name;
+  return nullptr;
+}
+
 bool is_attention(Projection p) {
   return p == Projection::q_proj || p == Projection::k_proj || p == Projection::v_proj ||
          p == Projection::o_proj;
@@ -111,7 +118,7 @@ void check_fused_targets(const config::AdapterConfig& config, const model::BaseM
     }
   }
   if (!fused_base) return;
-  if (config.peft_type == config::PeftType::loramoe || config.peft_type == config::PeftType::mola) {
+  if (config.is_lora_mixture()) {
     fail_input("adapter '{}': LoRAMoE / MoLA adapters on {} (fused projections) are not supported; "
                "use LORA or MIXLORA there", config.name, base.config.architecture);
   }
@@ -157,8 +164,8 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
     };
     auto mixture = [&](Projection p) {
       const auto& w = base_weight(layer, p);
-      lora::LoraMixtureWeights m;
-      m.router = lora::init_mixture_router(config.num_experts, w.size(1), config.router_init_range,
+      moe::LoraMixtureWeights m;
+      m.router = moe::init_mixture_router(config.num_experts, w.size(1), config.router_init_range,
                                            generator, device);
       for (int64_t e = 0; e < config.num_experts; ++e) {
         m.experts.push_back(lora::init_lora(w.size(1), w.size(0), config.lora, config.use_rslora,
@@ -187,7 +194,7 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
         plain(p);
       }
     }
-    if (adapter.has_mixtures()) {
+    if (config.is_lora_mixture()) {
       for (auto p : kMlp)
         if (config.mixes(model::projection_name(p))) mixture(p);
     } else if (!mixlora) {
@@ -241,10 +248,9 @@ std::vector<std::pair<std::string, at::Tensor>> Adapter::state_dict() const {
       add_lora(out, module_prefix(*this, i, name, name == "qkv_proj"), lora);
     }
     for (const auto& [p, lora] : layer.projections) {
-      const bool part_of_fused = std::any_of(std::begin(kFusedGroups), std::end(kFusedGroups), [&](const FusedGroup& g) {
-        return layer.fused.count(g.name) && std::find(g.parts.begin(), g.parts.end(), p) != g.parts.end();
-      });
-      if (!part_of_fused) add_lora(out, module_prefix(*this, i, p), lora);
+      const char* group = fused_group_of(p);
+      if (group && layer.fused.count(group)) continue;  // a view of a fused LoRA written above
+      add_lora(out, module_prefix(*this, i, p), lora);
     }
     // MoE-PEFT's plugin MoE names: <projection>.moe_gate.weight, <projection>.experts.<e>.lora_A...
     for (const auto& [p, mixture] : layer.mixtures) {
@@ -443,7 +449,7 @@ at::Tensor AdapterHooks::adapt_projection(size_t s, int64_t layer, Projection p,
   auto mixture = adapter_layer.mixtures.find(p);
   if (mixture == adapter_layer.mixtures.end()) return base_output;
   const auto& config = segment.adapter->config;
-  auto result = lora::apply_lora_mixture(mixture->second, x, base_output, config.mixture_top_k(),
+  auto result = moe::apply_lora_mixture(mixture->second, x, base_output, config.mixture_top_k(),
                                          training_, segment.generator);
   if (keep_records_ && config.router_loss && result.chosen.defined()) {
     // MoLA's load-balancing loss: the Mixtral loss over every projection's tokens (padding out).

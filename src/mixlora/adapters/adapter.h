@@ -4,7 +4,7 @@
 #pragma once
 
 #include "mixlora/lora/lora.h"
-#include "mixlora/lora/lora_mixture.h"
+#include "mixlora/moe/lora_mixture.h"
 #include "mixlora/config/train_config.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/model/decoder.h"
@@ -28,7 +28,7 @@ struct AdapterLayer {
   std::map<model::Projection, LoraWeights> projections;
   std::optional<moe::MixLoraLayerWeights> mixlora;
   // LoRAMoE (MLP targets) and MoLA (every target): a mixture of LoRA experts per projection.
-  std::map<model::Projection, lora::LoraMixtureWeights> mixtures;
+  std::map<model::Projection, moe::LoraMixtureWeights> mixtures;
   // Phi-3: one LoRA per fused projection ("qkv_proj", "gate_up_proj"), as the files hold them;
   // `projections` then holds its parts (the shared A, a row block of B each).
   std::map<std::string, LoraWeights> fused;
@@ -53,10 +53,6 @@ class Adapter {
   int64_t num_parameters() const;
 
   bool is_mixlora() const { return config.peft_type == config::PeftType::mixlora; }
-  // LoRAMoE or MoLA: routers on the projections instead of the feed-forward block.
-  bool has_mixtures() const {
-    return config.peft_type == config::PeftType::loramoe || config.peft_type == config::PeftType::mola;
-  }
 
   config::AdapterConfig config;
   std::vector<AdapterLayer> layers;

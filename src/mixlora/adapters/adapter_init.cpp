@@ -37,7 +37,7 @@ void require_same_structure(const config::AdapterConfig& want, const config::Ada
   check("use_rslora", want.use_rslora ? "true" : "false", have.use_rslora ? "true" : "false");
   check("use_dora", want.use_dora ? "true" : "false", have.use_dora ? "true" : "false");
   check("target_modules", targets_text(want), targets_text(have));
-  if (want.peft_type == config::PeftType::loramoe || want.peft_type == config::PeftType::mola) {
+  if (want.is_lora_mixture()) {
     check("num_experts", std::to_string(want.num_experts), std::to_string(have.num_experts));
   }
   if (!mixlora) return;

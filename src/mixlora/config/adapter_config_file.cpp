@@ -61,7 +61,6 @@ AdapterConfig parse_adapter_config_file(const nlohmann::json& json, const std::s
 
 nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::string& base_model) {
   const bool mixlora = adapter.peft_type == PeftType::mixlora;
-  const bool mixture = adapter.peft_type == PeftType::loramoe || adapter.peft_type == PeftType::mola;
   const bool classification = has_classification_task(adapter);
   nlohmann::json j;
   // Read by PEFT's LoraConfig and the MixLoRA plugin's MixLoraConfig.from_config.
@@ -84,7 +83,7 @@ nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::s
   if (adapter.num_labels > 0) j["num_labels"] = adapter.num_labels;
   if (!adapter.labels.empty()) j["labels"] = adapter.labels;
 
-  if (mixture) {
+  if (adapter.is_lora_mixture()) {
     // What MoE-PEFT's LoraMoeConfig / MolaConfig.export write, plus the router keys.
     j["routing_strategy"] = adapter.peft_type == PeftType::mola ? "mola" : "loramoe";
     j["num_experts"] = adapter.num_experts;

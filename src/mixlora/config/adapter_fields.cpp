@@ -285,15 +285,18 @@ void read_peft_type(const JsonObjectReader& in, AdapterConfig& adapter) {
   };
   if (auto peft_type = in.get_string("peft_type")) {
     const std::string name = upper(*peft_type);
-    const std::vector<std::string> names = {"LORA", "MIXLORA", "LORAMOE", "MOLA"};
-    if (!contains(names, name)) {
-      in.fail_plain("peft_type", fmt::format("must be one of LORA, MIXLORA, LORAMOE, MOLA, got \"{}\"{}",
+    std::vector<std::string> names;
+    bool known = false;
+    for (auto type : {PeftType::lora, PeftType::mixlora, PeftType::loramoe, PeftType::mola}) {
+      names.emplace_back(peft_type_name(type));
+      if (name != names.back()) continue;
+      adapter.peft_type = type;
+      known = true;
+    }
+    if (!known) {
+      in.fail_plain("peft_type", fmt::format("must be one of {}, got \"{}\"{}", fmt::join(names, ", "),
                                              *peft_type, did_you_mean(name, names)));
     }
-    adapter.peft_type = name == "LORA"      ? PeftType::lora
-                        : name == "MIXLORA" ? PeftType::mixlora
-                        : name == "LORAMOE" ? PeftType::loramoe
-                                            : PeftType::mola;
     if (strategy && adapter.peft_type != PeftType::lora && type_of_strategy(*strategy) != adapter.peft_type) {
       in.fail("routing_strategy", fmt::format("does not fit peft_type {}", name));
     }
@@ -355,7 +358,7 @@ void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, Key
     }
     return;
   }
-  if (adapter.peft_type == PeftType::loramoe || adapter.peft_type == PeftType::mola) {
+  if (adapter.is_lora_mixture()) {
     read_lora_mixture_fields(in, adapter);
     return;
   }

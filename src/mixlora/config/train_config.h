@@ -18,7 +18,7 @@
 namespace mixlora::config {
 
 // lora: plain LoRA; mixlora: MixLoRA experts in the feed-forward block; loramoe / mola:
-// MoE-PEFT's mixtures of LoRA experts on each targeted linear (lora/lora_mixture.h), LoRAMoE on
+// MoE-PEFT's mixtures of LoRA experts on each targeted linear (moe/lora_mixture.h), LoRAMoE on
 // the MLP projections (dense), MoLA on every targeted projection (top-k).
 enum class PeftType { lora, mixlora, loramoe, mola };
 using moe::RoutingStrategy;
@@ -92,6 +92,8 @@ struct AdapterConfig {
 
   // Projections of the MLP that carry expert LoRAs, and of attention that carry plain LoRAs.
   bool targets(const std::string& module) const;
+  // LoRAMoE or MoLA: routers on the targeted projections instead of the feed-forward block.
+  bool is_lora_mixture() const { return peft_type == PeftType::loramoe || peft_type == PeftType::mola; }
   // LoRAMoE / MoLA: the targeted projection carries a mixture of LoRA experts (not one LoRA).
   bool mixes(const std::string& module) const;
   // MoLA's k; 0 for LoRAMoE's dense mixture.

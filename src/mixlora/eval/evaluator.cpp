@@ -140,7 +140,7 @@ std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<E
       std::vector<const data::Sample*> segment_rows(rows.begin() + seg.row_begin,
                                                     rows.begin() + seg.row_begin + seg.row_count);
       score_multiple_choice(decoder, h, segment_rows, t);
-      if (!adapter || !(adapter->is_mixlora() || adapter->has_mixtures())) continue;
+      if (!adapter || !(adapter->is_mixlora() || adapter->config.is_lora_mixture())) continue;
       const auto losses = adapters::router_losses(*adapter, hooks.router_records(k));
       t.aux_sum += losses.aux.item<double>();
       t.z_sum += losses.z.item<double>();
@@ -167,11 +167,10 @@ std::vector<EvalResult> results_of(const std::vector<EvalInput>& inputs, const s
     r.loss = t.loss_sum / std::max<int64_t>(1, t.loss_count);
     r.perplexity = std::exp(r.loss);
     if (t.scored > 0) r.accuracy = static_cast<double>(t.correct) / static_cast<double>(t.scored);
-    if (adapter && adapter->config.peft_type == config::PeftType::mola && adapter->config.router_loss) {
-      r.aux_loss = t.aux_sum / std::max<int64_t>(1, t.batches);
-    }
+    // MixLoRA always reports its balance loss; MoLA when its router loss is on.
+    const bool mola_loss = adapter && adapter->config.peft_type == config::PeftType::mola && adapter->config.router_loss;
+    if (adapter && (adapter->is_mixlora() || mola_loss)) r.aux_loss = t.aux_sum / std::max<int64_t>(1, t.batches);
     if (adapter && adapter->is_mixlora()) {
-      r.aux_loss = t.aux_sum / std::max<int64_t>(1, t.batches);
       if (adapter->config.routing_strategy == config::RoutingStrategy::mixlora_switch) {
         r.z_loss = t.z_sum / std::max<int64_t>(1, t.batches);
       }

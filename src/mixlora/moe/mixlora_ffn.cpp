@@ -2,6 +2,7 @@
 
 #include "mixlora/model/decoder.h"
 #include "mixlora/model/base_linear.h"
+#include "mixlora/moe/expert_assignment.h"
 
 #include <cmath>
 
@@ -28,32 +29,6 @@ Routing route(const at::Tensor& router_input, const at::Tensor& router, const at
       return router_switch(logits, batch, switch_capacity(options, steps), mask_flat);
   }
   return {};
-}
-
-// Tokens of each expert, sorted once: for expert e, tokens[offset_e : offset_e + count_e] with
-// the matching routing weights.
-struct ExpertAssignment {
-  at::Tensor tokens;   // [M] int64 token index per (token, slot) pair, grouped by expert
-  at::Tensor weights;  // [M] fp32
-  std::vector<int64_t> counts;
-};
-
-ExpertAssignment assign(const Routing& routing, int64_t num_experts) {
-  const int64_t slots = routing.experts.size(1);
-  auto flat_experts = routing.experts.reshape({-1});
-  // A stable sort groups the (token, slot) pairs by expert, in token order within each, with
-  // the empty slots (-1) first. The per-expert counts must reach the host (they size the split
-  // per expert): that one transfer is the only host sync of the routing.
-  auto order = std::get<1>(flat_experts.sort(/*stable=*/true, /*dim=*/0, /*descending=*/false));
-  auto counts = at::bincount(flat_experts + 1, /*weights=*/{}, num_experts + 1).to(at::kCPU);
-  const auto* c = counts.data_ptr<int64_t>();
-  const int64_t empty = c[0];
-  auto pair = order.narrow(0, empty, flat_experts.numel() - empty);
-  ExpertAssignment a;
-  a.tokens = at::floor_divide(pair, slots);
-  a.weights = routing.weights.reshape({-1}).index_select(0, pair);
-  a.counts.assign(c + 1, c + 1 + num_experts);
-  return a;
 }
 
 at::Tensor maybe_lora(const std::optional<lora::LoraWeights>& lora, const at::Tensor& x,
@@ -156,7 +131,7 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
     routing.experts = routing.experts.masked_fill(mask_flat.logical_not().unsqueeze(1), -1);
   }
 
-  const auto assignment = assign(routing, num_experts);
+  const auto assignment = assign_experts(routing.experts, routing.weights, num_experts);
   result.record.routed_counts = assignment.counts;
   auto output = path == FfnPath::efficient
                     ? efficient_experts(flat, x.scalar_type(), mlp, weights, options, assignment, training, generator)

@@ -12,11 +12,11 @@
 #include <cstdint>
 #include <vector>
 
-namespace mixlora::lora {
+namespace mixlora::moe {
 
 struct LoraMixtureWeights {
   at::Tensor router;                 // [E, in] fp32, trainable
-  std::vector<LoraWeights> experts;  // E LoRAs on the same linear
+  std::vector<lora::LoraWeights> experts;  // E LoRAs on the same linear
 };
 
 struct LoraMixtureOutput {
@@ -38,4 +38,4 @@ LoraMixtureOutput apply_lora_mixture(const LoraMixtureWeights& weights, const at
 at::Tensor init_mixture_router(int64_t num_experts, int64_t in_features, double init_range,
                                at::Generator& generator, c10::Device device);
 
-}  // namespace mixlora::lora
+}  // namespace mixlora::moe

@@ -1,8 +1,10 @@
-#include "mixlora/lora/lora_mixture.h"
+#include "mixlora/moe/lora_mixture.h"
+
+#include "mixlora/moe/expert_assignment.h"
 
 #include <cmath>
 
-namespace mixlora::lora {
+namespace mixlora::moe {
 
 at::Tensor init_mixture_router(int64_t num_experts, int64_t in_features, double init_range,
                                at::Generator& generator, c10::Device device) {
@@ -28,31 +30,23 @@ LoraMixtureOutput apply_lora_mixture(const LoraMixtureWeights& weights, const at
   if (top_k == 0) {
     for (int64_t e = 0; e < num_experts; ++e) {
       mixture = mixture + result.probs.narrow(1, e, 1) *
-                              lora_delta(weights.experts[e], flat, training, generator);
+                              lora::lora_delta(weights.experts[e], flat, training, generator);
     }
   } else {
     auto [kept, chosen] = result.probs.topk(top_k, /*dim=*/-1);
     kept = kept / kept.sum(-1, /*keepdim=*/true);
     result.chosen = chosen;
-    // Which (token, slot) pairs each expert serves: read once on the host, then one gather,
-    // one LoRA and one scatter-add per expert that has tokens.
-    const auto chosen_host = chosen.to(at::kCPU).contiguous();
-    const auto* ids = chosen_host.data_ptr<int64_t>();
-    std::vector<std::vector<int64_t>> pairs(static_cast<size_t>(num_experts));
-    std::vector<std::vector<int64_t>> tokens_of(static_cast<size_t>(num_experts));
-    for (int64_t i = 0; i < chosen_host.numel(); ++i) {
-      pairs[static_cast<size_t>(ids[i])].push_back(i);
-      tokens_of[static_cast<size_t>(ids[i])].push_back(i / top_k);
-    }
-    const auto kept_flat = kept.reshape({-1});
+    // One gather, one LoRA and one scatter-add per expert that has tokens.
+    const auto assignment = assign_experts(chosen, kept, num_experts);
+    int64_t offset = 0;
     for (int64_t e = 0; e < num_experts; ++e) {
-      const auto& list = pairs[static_cast<size_t>(e)];
-      if (list.empty()) continue;
-      const auto index = at::tensor(list, at::TensorOptions(at::kLong)).to(x.device());
-      const auto tokens = at::tensor(tokens_of[static_cast<size_t>(e)], at::TensorOptions(at::kLong)).to(x.device());
-      auto delta = lora_delta(weights.experts[e], flat.index_select(0, tokens), training, generator);
-      delta = delta * kept_flat.index_select(0, index).unsqueeze(1);
-      mixture = mixture.index_add(0, tokens, delta);
+      const int64_t count = assignment.counts[static_cast<size_t>(e)];
+      if (count == 0) continue;
+      const auto tokens = assignment.tokens.narrow(0, offset, count);
+      const auto weight = assignment.weights.narrow(0, offset, count).unsqueeze(1);
+      offset += count;
+      auto delta = lora::lora_delta(weights.experts[e], flat.index_select(0, tokens), training, generator);
+      mixture = mixture.index_add(0, tokens, delta * weight);
     }
   }
   result.output = (base_output.to(at::kFloat) + mixture.view(base_output.sizes()))
@@ -60,4 +54,4 @@ LoraMixtureOutput apply_lora_mixture(const LoraMixtureWeights& weights, const at
   return result;
 }
 
-}  // namespace mixlora::lora
+}  // namespace mixlora::moe
