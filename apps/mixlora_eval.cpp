@@ -17,13 +17,19 @@ int main(int argc, char** argv) {
   app.add_option("--base-model", job.base_model, "Hugging Face model directory")->required();
   app.add_option("--adapter", job.adapter_dirs, "adapter directory (repeatable)");
   app.add_flag("--with-base", job.with_base, "also evaluate the base model without adapter");
-  app.add_option("--data", job.data_path, "JSONL / JSON data file in any format of docs/data-formats.md")->required();
-  app.add_option("--task", job.task, "task of the data (default: the first adapter's task, else casual)");
-  app.add_option("--batch-size", job.batch_size, "rows per adapter per batch")->capture_default_str();
-  app.add_option("--cutoff-len", job.cutoff_len, "truncate samples to this many tokens (0 = the model's context)");
+  app.add_option("--data", job.data_path,
+                 "JSONL / JSON data file in any format of docs/data-formats.md")
+      ->required();
+  app.add_option("--task", job.task,
+                 "task of the data (default: the first adapter's task, else casual)");
+  app.add_option("--batch-size", job.batch_size, "rows per adapter per batch")
+      ->capture_default_str();
+  app.add_option("--cutoff-len", job.cutoff_len,
+                 "truncate samples to this many tokens (0 = the model's context)");
   app.add_option("--output", output, "write the JSON report here");
-  app.add_flag("--responses-only", job.responses_only,
-               "instruction rows: score the response tokens only (train_on_inputs false), not the prompt");
+  app.add_flag(
+      "--responses-only", job.responses_only,
+      "instruction rows: score the response tokens only (train_on_inputs false), not the prompt");
 
   return mixlora::cli::run_main(app, argc, argv, [&] {
     const auto runtime = mixlora::cli::apply_common_options(common);
@@ -32,7 +38,8 @@ int main(int argc, char** argv) {
     const auto results = mixlora::eval::run_eval_job(job);
     std::cout << mixlora::eval::report_table(results);
     if (!output.empty()) {
-      mixlora::io::write_file_atomically(output, mixlora::eval::report_json(results).dump(2) + "\n");
+      mixlora::io::write_file_atomically(output,
+                                         mixlora::eval::report_json(results).dump(2) + "\n");
     }
     return 0;
   });

@@ -19,11 +19,14 @@ std::vector<int64_t> parse_ids(const std::string& text) {
   while (std::getline(stream, item, ',')) {
     const auto begin = item.find_first_not_of(" \t");
     const auto end = item.find_last_not_of(" \t");
-    const std::string trimmed = begin == std::string::npos ? "" : item.substr(begin, end - begin + 1);
+    const std::string trimmed =
+        begin == std::string::npos ? "" : item.substr(begin, end - begin + 1);
     if (trimmed.empty() || trimmed.find_first_not_of("0123456789") != std::string::npos ||
         trimmed.size() > 12) {
-      mixlora::fail_input("--prompt-ids: expected comma-separated token ids like 1,15043,3186, "
-                          "found '{}'", item);
+      mixlora::fail_input(
+          "--prompt-ids: expected comma-separated token ids like 1,15043,3186, "
+          "found '{}'",
+          item);
     }
     ids.push_back(std::stoll(trimmed));
   }
@@ -42,12 +45,14 @@ int main(int argc, char** argv) {
   bool print_ids = false;
   app.add_option("--base-model", base_model, "Hugging Face model directory")->required();
   app.add_option("--adapter", adapter_dir, "LoRA / MixLoRA adapter directory");
-  auto* text_option = app.add_option("--prompt", prompt, "prompt text (needs tokenizer.json or tokenizer.model)");
+  auto* text_option =
+      app.add_option("--prompt", prompt, "prompt text (needs tokenizer.json or tokenizer.model)");
   auto* ids_option = app.add_option("--prompt-ids", prompt_ids, "prompt as token ids: 1,2,3");
   text_option->excludes(ids_option);
   app.add_option("--max-new-tokens", options.max_new_tokens, "tokens to generate")
       ->capture_default_str();
-  app.add_option("--temperature", options.sampling.temperature, "0 = greedy")->capture_default_str();
+  app.add_option("--temperature", options.sampling.temperature, "0 = greedy")
+      ->capture_default_str();
   app.add_option("--top-k", options.sampling.top_k, "keep the k most likely tokens (0 = off)")
       ->capture_default_str();
   app.add_option("--top-p", options.sampling.top_p, "nucleus sampling mass (1 = off)")
@@ -74,7 +79,8 @@ int main(int argc, char** argv) {
     std::optional<mixlora::adapters::AdapterHooks> hooks;
     if (!adapter_dir.empty()) {
       adapter = mixlora::adapters::Adapter::load(adapter_dir, model);
-      hooks.emplace(std::vector<mixlora::adapters::AdapterSegment>{{&*adapter, 0, 1, c10::nullopt}}, at::Tensor(),
+      hooks.emplace(std::vector<mixlora::adapters::AdapterSegment>{{&*adapter, 0, 1, c10::nullopt}},
+                    at::Tensor(),
                     /*training=*/false);
       hooks->keep_records(false);
     }

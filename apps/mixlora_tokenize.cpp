@@ -18,7 +18,8 @@ namespace {
 
 // The value of `key` in one input line, or an InputError naming the line.
 const nlohmann::json& field(const nlohmann::json& row, const char* key, size_t line) {
-  if (!row.is_object()) mixlora::fail_input("<stdin>:{}: expected a JSON object like {{\"{}\": ...}}", line, key);
+  if (!row.is_object())
+    mixlora::fail_input("<stdin>:{}: expected a JSON object like {{\"{}\": ...}}", line, key);
   auto it = row.find(key);
   if (it == row.end()) mixlora::fail_input("<stdin>:{}: missing \"{}\"", line, key);
   return *it;
@@ -51,8 +52,12 @@ int run_bench(const mixlora::data::Tokenizer& tokenizer, const std::string& path
     seconds.push_back(cpu_seconds() - cpu_start);
     wall.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
-  std::cout << nlohmann::json{{"lines", lines.size()}, {"bytes", bytes}, {"tokens", tokens}, {"seconds", seconds},
-                              {"wall_seconds", wall}}.dump()
+  std::cout << nlohmann::json{{"lines", lines.size()},
+                              {"bytes", bytes},
+                              {"tokens", tokens},
+                              {"seconds", seconds},
+                              {"wall_seconds", wall}}
+                   .dump()
             << std::endl;
   return 0;
 }
@@ -60,17 +65,24 @@ int run_bench(const mixlora::data::Tokenizer& tokenizer, const std::string& path
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"Tokenize JSON lines {\"text\": ...} from stdin into {\"ids\": [...]} (or back with --decode).",
-               "mixlora-tokenize"};
+  CLI::App app{
+      "Tokenize JSON lines {\"text\": ...} from stdin into {\"ids\": [...]} (or back with "
+      "--decode).",
+      "mixlora-tokenize"};
   std::string base_model;
   bool add_special = false, decode = false;
-  app.add_option("--base-model", base_model, "model directory with tokenizer.json or tokenizer.model")->required();
+  app.add_option("--base-model", base_model,
+                 "model directory with tokenizer.json or tokenizer.model")
+      ->required();
   app.add_flag("--add-special-tokens", add_special,
-               "add BOS/EOS as the model's tokenizer does by default (transformers' add_special_tokens=True)");
-  app.add_flag("--decode", decode, "read {\"ids\": [...]} and write {\"text\": ...}; special tokens are skipped");
+               "add BOS/EOS as the model's tokenizer does by default (transformers' "
+               "add_special_tokens=True)");
+  app.add_flag("--decode", decode,
+               "read {\"ids\": [...]} and write {\"text\": ...}; special tokens are skipped");
   std::string bench_file;
   int repeats = 3;
-  app.add_option("--bench", bench_file, "time encoding every line of FILE instead (scripts/bench_tokenizer.sh)");
+  app.add_option("--bench", bench_file,
+                 "time encoding every line of FILE instead (scripts/bench_tokenizer.sh)");
   app.add_option("--repeats", repeats, "passes over the --bench file")->capture_default_str();
 
   return mixlora::cli::run_main(app, argc, argv, [&] {
@@ -92,18 +104,23 @@ int main(int argc, char** argv) {
       try {
         if (decode) {
           const auto& ids = field(row, "ids", number);
-          if (!ids.is_array()) mixlora::fail_input("<stdin>:{}: \"ids\" must be an array of token ids", number);
+          if (!ids.is_array())
+            mixlora::fail_input("<stdin>:{}: \"ids\" must be an array of token ids", number);
           std::vector<int64_t> values;
           for (const auto& id : ids) {
-            if (!id.is_number_integer()) mixlora::fail_input("<stdin>:{}: \"ids\" must hold integers, got {}", number, id.dump());
+            if (!id.is_number_integer())
+              mixlora::fail_input("<stdin>:{}: \"ids\" must hold integers, got {}", number,
+                                  id.dump());
             values.push_back(id.get<int64_t>());
           }
           out["text"] = tokenizer.decode(values);
         } else {
           const auto& text = field(row, "text", number);
-          if (!text.is_string()) mixlora::fail_input("<stdin>:{}: \"text\" must be a string", number);
+          if (!text.is_string())
+            mixlora::fail_input("<stdin>:{}: \"text\" must be a string", number);
           const auto& value = text.get_ref<const std::string&>();
-          out["ids"] = add_special ? tokenizer.encode(value) : tokenizer.encode(value, false, false);
+          out["ids"] =
+              add_special ? tokenizer.encode(value) : tokenizer.encode(value, false, false);
         }
       } catch (const mixlora::InputError& e) {
         const std::string message = e.what();

@@ -26,7 +26,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // What we accept we must be able to write back.
       (void)mixlora::config::adapter_config_to_json(adapter, "base").dump();
     });
-    mixlora::fuzz::expect_input_errors_only([&] { (void)mixlora::model::parse_model_config(json, path); });
+    mixlora::fuzz::expect_input_errors_only(
+        [&] { (void)mixlora::model::parse_model_config(json, path); });
   });
   return 0;
 }

@@ -14,18 +14,20 @@
 
 namespace {
 
-const char* const kTasks[] = {"casual", "classification", "glue:mrpc", "glue:sst2", "glue:mnli", "arc-e", "obqa",
-                              "boolq", "piqa", "siqa", "hellaswag", "winogrande"};
+const char* const kTasks[] = {"casual",    "classification", "glue:mrpc", "glue:sst2",
+                              "glue:mnli", "arc-e",          "obqa",      "boolq",
+                              "piqa",      "siqa",           "hellaswag", "winogrande"};
 constexpr size_t kNumTasks = sizeof(kTasks) / sizeof(kTasks[0]);
 
 const mixlora::data::Tokenizer* tokenizer() {
   static const std::unique_ptr<mixlora::data::Tokenizer> loaded = [] {
     std::unique_ptr<mixlora::data::Tokenizer> t;
     try {
-      t = std::make_unique<mixlora::data::Tokenizer>(
-          mixlora::data::Tokenizer::from_file(MIXLORA_FUZZ_SOURCE_DIR "/data/tiny-llama/tokenizer.model"));
+      t = std::make_unique<mixlora::data::Tokenizer>(mixlora::data::Tokenizer::from_file(
+          MIXLORA_FUZZ_SOURCE_DIR "/data/tiny-llama/tokenizer.model"));
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "fuzz_dataset: no tokenizer (%s); text rows will be refused\n", e.what());
+      std::fprintf(stderr, "fuzz_dataset: no tokenizer (%s); text rows will be refused\n",
+                   e.what());
     }
     return t;
   }();
@@ -57,10 +59,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.skip_bad_rows = (mode & 4) != 0;
   options.vocab_size = 2048;
   mixlora::fuzz::expect_input_errors_only([&] {
-    const auto task = mixlora::data::load_task_file(adapter.task_name, path, adapter, tokenizer(), options);
+    const auto task =
+        mixlora::data::load_task_file(adapter.task_name, path, adapter, tokenizer(), options);
     for (const auto& s : task.samples) {
       // Accepted samples are within the limits the trainer relies on.
-      if (s.input_ids.empty() || static_cast<int64_t>(s.input_ids.size()) > options.cutoff_len) __builtin_trap();
+      if (s.input_ids.empty() || static_cast<int64_t>(s.input_ids.size()) > options.cutoff_len)
+        __builtin_trap();
       if (s.labels.size() != s.input_ids.size()) __builtin_trap();
       for (auto id : s.input_ids)
         if (id < 0 || id >= options.vocab_size) __builtin_trap();

@@ -20,9 +20,14 @@ using mixlora::data::Tokenizer;
 using mixlora::data::hf::HfTokenizer;
 
 const std::vector<std::string>& fixed_texts() {
-  static const std::vector<std::string> texts = {
-      "", " ", "Hello world", "  two  spaces\r\n", "caf\xC3\xA9 cafe\xCC\x81", "<s><|bos|>text</s>",
-      "\xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80", "\xE2\x96\x81x <0x41> <unk>"};
+  static const std::vector<std::string> texts = {"",
+                                                 " ",
+                                                 "Hello world",
+                                                 "  two  spaces\r\n",
+                                                 "caf\xC3\xA9 cafe\xCC\x81",
+                                                 "<s><|bos|>text</s>",
+                                                 "\xE4\xBD\xA0\xE5\xA5\xBD \xF0\x9F\x98\x80",
+                                                 "\xE2\x96\x81x <0x41> <unk>"};
   return texts;
 }
 
@@ -38,7 +43,8 @@ void exercise(const HfTokenizer& tok, const std::string& text) {
 void load_directory(const uint8_t* data, size_t size) {
   static const std::filesystem::path dir = [] {
     const char* tmp = std::getenv("TMPDIR");
-    auto path = std::filesystem::path(tmp && *tmp ? tmp : "/tmp") / ("mixlora-fuzz-hf-" + std::to_string(::getpid()));
+    auto path = std::filesystem::path(tmp && *tmp ? tmp : "/tmp") /
+                ("mixlora-fuzz-hf-" + std::to_string(::getpid()));
     std::filesystem::create_directories(path);
     return path;
   }();
@@ -50,7 +56,8 @@ void load_directory(const uint8_t* data, size_t size) {
     const auto tokenizer = Tokenizer::from_model_dir(dir.string());
     for (const auto& text : fixed_texts()) {
       exercise(*tokenizer.tokenizer_json(), text);
-      mixlora::fuzz::expect_input_errors_only([&] { (void)tokenizer.decode(tokenizer.encode(text)); });
+      mixlora::fuzz::expect_input_errors_only(
+          [&] { (void)tokenizer.decode(tokenizer.encode(text)); });
     }
   });
 }
@@ -59,8 +66,8 @@ void encode_text(const uint8_t* data, size_t size) {
   static const std::vector<std::shared_ptr<const HfTokenizer>> tokenizers = [] {
     std::vector<std::shared_ptr<const HfTokenizer>> loaded;
     for (const char* name : {"tiny-bytelevel", "tiny-metaspace"}) {
-      loaded.push_back(HfTokenizer::from_file(std::string(MIXLORA_FUZZ_SOURCE_DIR) + "/data/tokenizers/" + name +
-                                              "/tokenizer.json"));
+      loaded.push_back(HfTokenizer::from_file(std::string(MIXLORA_FUZZ_SOURCE_DIR) +
+                                              "/data/tokenizers/" + name + "/tokenizer.json"));
     }
     return loaded;
   }();

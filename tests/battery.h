@@ -75,7 +75,8 @@ inline std::string copy_of_stories(const TempDir& ws, const std::string& name = 
   const auto dir = ws / name;
   fs::create_directories(dir);
   for (const char* f : {"config.json", "model.safetensors"})
-    fs::copy_file(fs::path(stories_dir()) / f, fs::path(dir) / f, fs::copy_options::overwrite_existing);
+    fs::copy_file(fs::path(stories_dir()) / f, fs::path(dir) / f,
+                  fs::copy_options::overwrite_existing);
   return dir;
 }
 
@@ -89,10 +90,14 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
 }
 
 // A torch.save-style zip (stored records under "archive/") holding the given records.
-inline std::string torch_zip_bytes(const std::vector<std::pair<std::string, std::string>>& records) {
+inline std::string torch_zip_bytes(
+    const std::vector<std::pair<std::string, std::string>>& records) {
   std::string bytes;
-  io::StoredZipWriter zip([&bytes](const void* data, size_t size) { bytes.append(static_cast<const char*>(data), size); });
-  for (const auto& [name, content] : records) zip.add("archive/" + name, content.data(), content.size());
+  io::StoredZipWriter zip([&bytes](const void* data, size_t size) {
+    bytes.append(static_cast<const char*>(data), size);
+  });
+  for (const auto& [name, content] : records)
+    zip.add("archive/" + name, content.data(), content.size());
   zip.finish();
   return bytes;
 }
@@ -100,7 +105,8 @@ inline std::string torch_zip_bytes(const std::vector<std::pair<std::string, std:
 // data.pkl of torch.save({name: float tensor}) whose storage "0" claims `numel` elements and whose
 // view is (offset, sizes, strides): the shape a crafted file can lie about.
 inline std::string float_tensor_pickle(const std::string& name, int64_t numel, int64_t offset,
-                                       const std::vector<int64_t>& sizes, const std::vector<int64_t>& strides) {
+                                       const std::vector<int64_t>& sizes,
+                                       const std::vector<int64_t>& strides) {
   io::PickleWriter p;
   p.global("collections", "OrderedDict");
   p.empty_tuple();
@@ -134,7 +140,9 @@ inline std::string float_tensor_pickle(const std::string& name, int64_t numel, i
 }
 
 // "[[[[...]]]]" nested `depth` deep.
-inline std::string nesting_bomb(size_t depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+inline std::string nesting_bomb(size_t depth) {
+  return std::string(depth, '[') + std::string(depth, ']');
+}
 
 // With MIXLORA_BATTERY_TABLE=FILE, each case appends a row "| input | message |" of the
 // table in docs/reliability.md.
@@ -146,20 +154,26 @@ inline void record_case(const std::string& what, const CommandResult& r) {
     const auto end = line.find('/', at + 18);
     line.replace(at, end == std::string::npos ? line.size() - at : end - at + 1, "");
   }
-  for (size_t at = 0; (at = line.find('|', at)) != std::string::npos; at += 2) line.replace(at, 1, "\\|");
-  std::ofstream(table, std::ios::app) << "| " << (what.size() > 60 ? what.substr(0, 57) + "..." : what) << " | " << r.exit_code << " | `" << line << "` |\n";
+  for (size_t at = 0; (at = line.find('|', at)) != std::string::npos; at += 2)
+    line.replace(at, 1, "\\|");
+  std::ofstream(table, std::ios::app)
+      << "| " << (what.size() > 60 ? what.substr(0, 57) + "..." : what) << " | " << r.exit_code
+      << " | `" << line << "` |\n";
 }
 
 // The outcome every battery case must have.
-inline void require_clean_input_error(const CommandResult& r, const std::vector<std::string>& messages,
-                                      const std::string& out_dir = "", const std::string& what = "") {
+inline void require_clean_input_error(const CommandResult& r,
+                                      const std::vector<std::string>& messages,
+                                      const std::string& out_dir = "",
+                                      const std::string& what = "") {
   if (!what.empty()) record_case(what, r);
   INFO("exit " << r.exit_code << ", stderr: " << r.err << "stdout: " << r.out);
   CHECK(r.exit_code == 2);
   CHECK(count_lines(r.err) == 1);
   CHECK(r.out.empty());
   for (const auto& m : messages) CHECK_THAT(r.err, Catch::Matchers::Contains(m));
-  CHECK_THAT(r.err, !Catch::Matchers::Contains("terminate") && !Catch::Matchers::Contains("Exception raised") &&
+  CHECK_THAT(r.err, !Catch::Matchers::Contains("terminate") &&
+                        !Catch::Matchers::Contains("Exception raised") &&
                         !Catch::Matchers::Contains("Sanitizer"));
   if (!out_dir.empty()) CHECK_FALSE(fs::exists(out_dir));
 }

@@ -34,8 +34,8 @@ inline CommandResult run_tool(const std::string& command, const std::string& cwd
                     fmt::format("mixlora-cli-{}-{}", ::getpid(), counter++);
   const std::string out = base.string() + ".out", err = base.string() + ".err";
   const std::string cd = cwd.empty() ? "" : fmt::format("cd {} && ", shell_quote(cwd));
-  const std::string line = fmt::format("{}{}/{} >{} 2>{}", cd, MIXLORA_TEST_BIN_DIR, command, shell_quote(out),
-                                       shell_quote(err));
+  const std::string line = fmt::format("{}{}/{} >{} 2>{}", cd, MIXLORA_TEST_BIN_DIR, command,
+                                       shell_quote(out), shell_quote(err));
   const int status = std::system(line.c_str());
   CommandResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

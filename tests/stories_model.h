@@ -15,7 +15,8 @@
 namespace mixlora::test {
 
 inline const model::BaseModel& stories() {
-  static const auto model = model::load_base_model(stories_dir(), at::kFloat, c10::Device(c10::kCPU));
+  static const auto model =
+      model::load_base_model(stories_dir(), at::kFloat, c10::Device(c10::kCPU));
   return model;
 }
 

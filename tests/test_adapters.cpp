@@ -1,16 +1,16 @@
 // LoRA and adapters on the real stories260K model: formulas, file names, save -> load
 // identity, fused segments, and mismatched base models.
 #include "mixlora/adapters/adapter.h"
-#include "mixlora/lora/lora.h"
 #include "mixlora/common/error.h"
 #include "mixlora/io/safetensors.h"
+#include "mixlora/lora/lora.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/tasks/causal_lm.h"
 
-#include <catch2/catch.hpp>
 #include "stories_model.h"
 #include "test_helpers.h"
+#include <catch2/catch.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -22,8 +22,9 @@ using mixlora::test::TempDir;
 
 namespace {
 
-config::AdapterConfig adapter_config(const std::string& name, config::PeftType type,
-                                     config::RoutingStrategy strategy = config::RoutingStrategy::mixlora) {
+config::AdapterConfig adapter_config(
+    const std::string& name, config::PeftType type,
+    config::RoutingStrategy strategy = config::RoutingStrategy::mixlora) {
   config::AdapterConfig c;
   c.name = name;
   c.peft_type = type;
@@ -49,14 +50,17 @@ void perturb(adapters::Adapter& adapter, uint64_t seed) {
 }
 
 at::Tensor token_batch() {
-  return at::tensor(std::vector<int64_t>{1, 403, 407, 261, 378, 300, 290, 1, 15, 400, 311, 2, 0, 0}, at::kLong)
+  return at::tensor(std::vector<int64_t>{1, 403, 407, 261, 378, 300, 290, 1, 15, 400, 311, 2, 0, 0},
+                    at::kLong)
       .view({2, 7});
 }
 at::Tensor token_mask() {
-  return at::tensor(std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, at::kLong).view({2, 7});
+  return at::tensor(std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0}, at::kLong)
+      .view({2, 7});
 }
 
-at::Tensor logits_with(const adapters::Adapter* adapter, const at::Tensor& ids, const at::Tensor& mask) {
+at::Tensor logits_with(const adapters::Adapter* adapter, const at::Tensor& ids,
+                       const at::Tensor& mask) {
   torch::NoGradGuard no_grad;
   const model::Decoder decoder(stories());
   adapters::AdapterHooks hooks({{adapter, 0, ids.size(0)}}, mask, false);
@@ -66,7 +70,8 @@ at::Tensor logits_with(const adapters::Adapter* adapter, const at::Tensor& ids, 
 // Largest difference relative to the largest magnitude, over real (unmasked) positions.
 double relative_difference(const at::Tensor& a, const at::Tensor& b, const at::Tensor& mask) {
   auto real = mask.to(at::kBool).unsqueeze(-1).expand_as(a);
-  return (a - b).masked_select(real).abs().max().item<double>() / b.masked_select(real).abs().max().item<double>();
+  return (a - b).masked_select(real).abs().max().item<double>() /
+         b.masked_select(real).abs().max().item<double>();
 }
 
 }  // namespace
@@ -74,14 +79,16 @@ double relative_difference(const at::Tensor& a, const at::Tensor& b, const at::T
 TEST_CASE("LoRA: init, scaling and formula", "[adapters][lora]") {
   auto gen = at::make_generator<at::CPUGeneratorImpl>(3);
   lora::LoraShape shape{8, 16.0, 0.0};
-  auto lora = lora::init_lora(64, 32, shape, false, lora::LoraInit::original, gen, c10::Device(c10::kCPU));
+  auto lora =
+      lora::init_lora(64, 32, shape, false, lora::LoraInit::original, gen, c10::Device(c10::kCPU));
   CHECK(lora.scale == 2.0);
   CHECK(lora::lora_scale(shape, true) == Approx(16.0 / std::sqrt(8.0)));
   CHECK(lora.b.abs().sum().item<double>() == 0.0);
   CHECK(lora.a.abs().max().item<double>() <= 1.0 / 8.0);  // kaiming bound 1/sqrt(64)
   CHECK(lora.a.abs().max().item<double>() > 0.1);
   CHECK(lora.a.requires_grad());
-  auto gaussian = lora::init_lora(64, 32, shape, false, lora::LoraInit::gaussian, gen, c10::Device(c10::kCPU));
+  auto gaussian =
+      lora::init_lora(64, 32, shape, false, lora::LoraInit::gaussian, gen, c10::Device(c10::kCPU));
   CHECK(gaussian.a.std().item<double>() == Approx(1.0 / 8.0).epsilon(0.1));
 
   torch::NoGradGuard no_grad;
@@ -93,26 +100,36 @@ TEST_CASE("LoRA: init, scaling and formula", "[adapters][lora]") {
   CHECK((got - expected).abs().max().item<double>() < 1e-4);
 
   SECTION("DoRA: magnitude starts at the row norms, output rescaled to them") {
-    auto dora = lora::init_lora(64, 32, shape, false, lora::LoraInit::original, gen, c10::Device(c10::kCPU), w, true);
+    auto dora = lora::init_lora(64, 32, shape, false, lora::LoraInit::original, gen,
+                                c10::Device(c10::kCPU), w, true);
     CHECK(at::allclose(dora.magnitude, w.norm(2, 1)));
-    CHECK(at::allclose(lora::apply_lora(dora, x, at::linear(x, w), false, w), at::linear(x, w), 1e-5, 1e-5));
+    CHECK(at::allclose(lora::apply_lora(dora, x, at::linear(x, w), false, w), at::linear(x, w),
+                       1e-5, 1e-5));
     dora.b.copy_(at::randn({32, 8}));
     dora.magnitude.mul_(2.0);
     auto merged = w + 2.0 * at::matmul(dora.b, dora.a);
     auto rescaled = merged * (dora.magnitude / merged.norm(2, 1)).unsqueeze(1);
-    CHECK((lora::apply_lora(dora, x, at::linear(x, w), false, w) - at::linear(x, rescaled)).abs().max().item<double>() < 1e-3);
+    CHECK((lora::apply_lora(dora, x, at::linear(x, w), false, w) - at::linear(x, rescaled))
+              .abs()
+              .max()
+              .item<double>() < 1e-3);
   }
 }
 
 TEST_CASE("adapter tensors carry the MixLoRA plugin and PEFT names", "[adapters]") {
-  auto mix = adapters::Adapter::create(adapter_config("m", config::PeftType::mixlora), stories(), 1);
+  auto mix =
+      adapters::Adapter::create(adapter_config("m", config::PeftType::mixlora), stories(), 1);
   std::map<std::string, std::vector<int64_t>> shapes;
   for (auto& [name, t] : mix.state_dict()) shapes[name] = t.sizes().vec();
   CHECK(shapes.at("mixlora.layers.0.mlp.moe_gate.weight") == std::vector<int64_t>{4, 64});
-  CHECK(shapes.at("mixlora.layers.4.mlp.gate_proj.experts.3.lora_A.weight") == std::vector<int64_t>{4, 64});
-  CHECK(shapes.at("mixlora.layers.0.mlp.down_proj.experts.0.lora_A.weight") == std::vector<int64_t>{4, 172});
-  CHECK(shapes.at("mixlora.layers.0.mlp.down_proj.experts.0.lora_B.weight") == std::vector<int64_t>{64, 4});
-  CHECK(shapes.at("mixlora.layers.2.self_attn.k_proj.lora_B.weight") == std::vector<int64_t>{32, 4});  // GQA
+  CHECK(shapes.at("mixlora.layers.4.mlp.gate_proj.experts.3.lora_A.weight") ==
+        std::vector<int64_t>{4, 64});
+  CHECK(shapes.at("mixlora.layers.0.mlp.down_proj.experts.0.lora_A.weight") ==
+        std::vector<int64_t>{4, 172});
+  CHECK(shapes.at("mixlora.layers.0.mlp.down_proj.experts.0.lora_B.weight") ==
+        std::vector<int64_t>{64, 4});
+  CHECK(shapes.at("mixlora.layers.2.self_attn.k_proj.lora_B.weight") ==
+        std::vector<int64_t>{32, 4});  // GQA
   // 5 layers x (router + 4 attention LoRAs x 2 + 4 experts x 3 projections x 2)
   CHECK(shapes.size() == 5 * (1 + 8 + 24));
 
@@ -120,8 +137,10 @@ TEST_CASE("adapter tensors carry the MixLoRA plugin and PEFT names", "[adapters]
   std::vector<std::string> names;
   for (auto& [name, t] : plain.state_dict()) names.push_back(name);
   CHECK(names.size() == 5 * 7 * 2);
-  CHECK(std::count(names.begin(), names.end(), "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") == 1);
-  CHECK(std::count(names.begin(), names.end(), "base_model.model.model.layers.3.mlp.up_proj.lora_B.weight") == 1);
+  CHECK(std::count(names.begin(), names.end(),
+                   "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight") == 1);
+  CHECK(std::count(names.begin(), names.end(),
+                   "base_model.model.model.layers.3.mlp.up_proj.lora_B.weight") == 1);
 }
 
 TEST_CASE("a fresh adapter leaves the base model unchanged", "[adapters]") {
@@ -129,7 +148,8 @@ TEST_CASE("a fresh adapter leaves the base model unchanged", "[adapters]") {
   for (auto type : {config::PeftType::lora, config::PeftType::mixlora}) {
     auto adapter = adapters::Adapter::create(adapter_config("fresh", type), stories(), 5);
     auto base = logits_with(nullptr, token_batch(), token_mask());
-    CHECK(relative_difference(logits_with(&adapter, token_batch(), token_mask()), base, token_mask()) < 1e-5);
+    CHECK(relative_difference(logits_with(&adapter, token_batch(), token_mask()), base,
+                              token_mask()) < 1e-5);
   }
 }
 
@@ -144,7 +164,8 @@ TEST_CASE("every routing strategy trains, saves and reloads bit-identically", "[
     // One forward/backward: task loss + router losses reach the router and every expert.
     const model::Decoder decoder(stories());
     adapters::AdapterHooks hooks({{&adapter, 0, 2}}, token_mask(), /*training=*/true);
-    auto logits = decoder.logits(decoder.hidden_states(token_batch(), token_mask(), nullptr, &hooks));
+    auto logits =
+        decoder.logits(decoder.hidden_states(token_batch(), token_mask(), nullptr, &hooks));
     auto labels = token_batch().masked_fill(token_mask().eq(0), -100);
     auto losses = adapters::router_losses(adapter, hooks.router_records(0));
     CHECK(hooks.router_records(0).size() == 5);
@@ -152,7 +173,12 @@ TEST_CASE("every routing strategy trains, saves and reloads bit-identically", "[
     if (strategy == config::RoutingStrategy::mixlora_switch) CHECK(losses.z.item<double>() > 0.0);
     (tasks::causal_lm_loss(logits, labels).mean() + losses.aux + losses.z).backward();
     CHECK(adapter.layers[0].mixlora->router.grad().abs().sum().item<double>() > 0.0);
-    CHECK(adapter.layers[4].projections.at(model::Projection::q_proj).a.grad().abs().sum().item<double>() > 0.0);
+    CHECK(adapter.layers[4]
+              .projections.at(model::Projection::q_proj)
+              .a.grad()
+              .abs()
+              .sum()
+              .item<double>() > 0.0);
 
     TempDir dir;
     adapter.save(dir.str(), stories_dir());
@@ -178,7 +204,8 @@ TEST_CASE("DoRA magnitudes are saved and restored", "[adapters][lora]") {
   }
   const auto names = adapter.state_dict();
   CHECK(std::count_if(names.begin(), names.end(), [](const auto& e) {
-          return e.first == "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector";
+          return e.first ==
+                 "base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector";
         }) == 1);
   TempDir dir;
   adapter.save(dir.str(), stories_dir());
@@ -194,9 +221,10 @@ TEST_CASE("DoRA magnitudes are saved and restored", "[adapters][lora]") {
 }
 
 TEST_CASE("fused segments equal each adapter run alone", "[adapters]") {
-  auto first = adapters::Adapter::create(adapter_config("one", config::PeftType::mixlora), stories(), 21);
-  auto second = adapters::Adapter::create(
-      adapter_config("two", config::PeftType::lora), stories(), 22);
+  auto first =
+      adapters::Adapter::create(adapter_config("one", config::PeftType::mixlora), stories(), 21);
+  auto second =
+      adapters::Adapter::create(adapter_config("two", config::PeftType::lora), stories(), 22);
   perturb(first, 23);
   perturb(second, 24);
   auto ids = at::cat({token_batch(), token_batch().flip(1)});
@@ -212,7 +240,8 @@ TEST_CASE("fused segments equal each adapter run alone", "[adapters]") {
 }
 
 TEST_CASE("loading an adapter on the wrong base model names the tensor", "[adapters]") {
-  auto adapter = adapters::Adapter::create(adapter_config("m", config::PeftType::mixlora), stories(), 1);
+  auto adapter =
+      adapters::Adapter::create(adapter_config("m", config::PeftType::mixlora), stories(), 1);
   TempDir dir;
   adapter.save(dir.str(), stories_dir());
   SECTION("wider model") {
@@ -220,8 +249,10 @@ TEST_CASE("loading an adapter on the wrong base model names the tensor", "[adapt
     other.hidden_size = 96;
     other.head_dim = 12;
     auto base = model::random_base_model(other, at::kFloat, c10::Device(c10::kCPU), 0);
-    REQUIRE_INPUT_ERROR(adapters::Adapter::load(dir.str(), base),
-                        Catch::Matchers::Contains("has shape [4, 64] but this base model needs [4, 96] (wrong base model?)"));
+    REQUIRE_INPUT_ERROR(
+        adapters::Adapter::load(dir.str(), base),
+        Catch::Matchers::Contains(
+            "has shape [4, 64] but this base model needs [4, 96] (wrong base model?)"));
   }
   SECTION("fewer layers") {
     auto other = stories().config;

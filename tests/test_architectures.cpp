@@ -12,10 +12,10 @@
 #include "mixlora/model/decoder.h"
 #include "mixlora/train/trainer.h"
 
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 #include "cli_runner.h"
 #include "test_helpers.h"
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/grad_mode.h>
@@ -44,7 +44,8 @@ std::string reference_model(const std::string& arch) {
   static int status = 0;
   if (!built) {
     built = true;
-    std::string command = "\"" + python + "\" " MIXLORA_TEST_SOURCE_DIR "/tests/reference/make_tiny_arch.py \"" +
+    std::string command = "\"" + python +
+                          "\" " MIXLORA_TEST_SOURCE_DIR "/tests/reference/make_tiny_arch.py \"" +
                           root.str() + "\"";
     for (const auto& a : kReferenceArchs) command += " " + a;
     command += " > \"" + (root / "log.txt") + "\" 2>&1";
@@ -94,7 +95,8 @@ void check_parity(const std::string& arch, const std::string& architecture) {
   const auto logits = decoder.logits(decoder.hidden_states(ids, mask));
   REQUIRE(logits.sizes() == expected.sizes());
   const auto real = mask.to(at::kBool).unsqueeze(-1).expand_as(logits);
-  const double difference = max_abs_difference(logits.masked_select(real), expected.masked_select(real));
+  const double difference =
+      max_abs_difference(logits.masked_select(real), expected.masked_select(real));
   INFO("max |logit difference| = " << difference);
   CHECK(difference < 1e-4);
   // The logits are not trivially small: the check above has something to compare.
@@ -104,14 +106,17 @@ void check_parity(const std::string& arch, const std::string& architecture) {
   options.max_new_tokens = 20;
   options.eos_token_id = -1;
   const auto prompt = reference["prompt"].get<std::vector<int64_t>>();
-  CHECK(generate::generate(decoder, prompt, options) == reference["greedy"].get<std::vector<int64_t>>());
+  CHECK(generate::generate(decoder, prompt, options) ==
+        reference["greedy"].get<std::vector<int64_t>>());
 }
 
 // A tiny config.json per family, the shapes of make_tiny_arch.py (no Python needed).
 nlohmann::json tiny_config_json(const std::string& arch) {
-  nlohmann::json j = {{"vocab_size", 128}, {"hidden_size", 64}, {"intermediate_size", 96},
-                      {"num_attention_heads", 4}, {"num_key_value_heads", 2}, {"head_dim", 24},
-                      {"num_hidden_layers", 2}, {"max_position_embeddings", 128}, {"rms_norm_eps", 1e-6}};
+  nlohmann::json j = {{"vocab_size", 128},        {"hidden_size", 64},
+                      {"intermediate_size", 96},  {"num_attention_heads", 4},
+                      {"num_key_value_heads", 2}, {"head_dim", 24},
+                      {"num_hidden_layers", 2},   {"max_position_embeddings", 128},
+                      {"rms_norm_eps", 1e-6}};
   if (arch == "qwen3") {
     j["architectures"] = {"Qwen3ForCausalLM"};
     j["tie_word_embeddings"] = true;
@@ -236,12 +241,14 @@ TEST_CASE("family settings are read from config.json", "[model][arch][config]") 
   CHECK(parse(j).architecture == "GemmaForCausalLM");
 }
 
-TEST_CASE("unsupported architectures and settings are input errors naming them", "[model][arch][config]") {
+TEST_CASE("unsupported architectures and settings are input errors naming them",
+          "[model][arch][config]") {
   auto j = tiny_config_json("gemma3");
   j["architectures"] = {"Gemma3ForConditionalGeneration"};
-  REQUIRE_INPUT_ERROR(model::parse_model_config(j, "m/config.json"),
-                      Contains("m/config.json: architecture 'Gemma3ForConditionalGeneration' is not supported") &&
-                          Contains("Gemma3ForCausalLM"));
+  REQUIRE_INPUT_ERROR(
+      model::parse_model_config(j, "m/config.json"),
+      Contains("m/config.json: architecture 'Gemma3ForConditionalGeneration' is not supported") &&
+          Contains("Gemma3ForCausalLM"));
   j = tiny_config_json("qwen3");
   j.erase("architectures");
   j["model_type"] = "falcon";
@@ -267,8 +274,9 @@ TEST_CASE("every family saves and loads back to identical logits", "[model][arch
     auto model = tiny_random_model(arch);
     // Non-identity norms, so a norm stored under the wrong name would show.
     for (auto& layer : model.layers) {
-      for (auto* t : {&layer.input_norm, &layer.post_attention_norm, &layer.attention_output_norm,
-                      &layer.feed_forward_output_norm, &layer.attention.q_norm, &layer.attention.k_norm}) {
+      for (auto* t :
+           {&layer.input_norm, &layer.post_attention_norm, &layer.attention_output_norm,
+            &layer.feed_forward_output_norm, &layer.attention.q_norm, &layer.attention.k_norm}) {
         if (t->defined()) *t = at::rand_like(*t) + 0.5;
       }
     }
@@ -283,7 +291,8 @@ TEST_CASE("every family saves and loads back to identical logits", "[model][arch
   }
 }
 
-TEST_CASE("MixLoRA trains on Qwen3, the Gemma family and Phi-3 and reloads bit-identically", "[train][arch]") {
+TEST_CASE("MixLoRA trains on Qwen3, the Gemma family and Phi-3 and reloads bit-identically",
+          "[train][arch]") {
   for (const std::string arch : {"qwen3", "gemma", "gemma2", "gemma3", "phi3"}) {
     INFO(arch);
     auto base = tiny_random_model(arch);
@@ -349,15 +358,17 @@ TEST_CASE("Phi-3 adapters target qkv_proj / gate_up_proj; their parts are views 
   adapter.name = "mix";
   adapter.peft_type = config::PeftType::mixlora;
   adapter.target_modules = {"q_proj", "gate_proj"};
-  REQUIRE_INPUT_ERROR(adapters::Adapter::create(adapter, base, 0),
-                      Contains("adapter 'mix': target_modules: Phi3ForCausalLM fuses q_proj into qkv_proj: "
-                               "target \"qkv_proj\""));
+  REQUIRE_INPUT_ERROR(
+      adapters::Adapter::create(adapter, base, 0),
+      Contains("adapter 'mix': target_modules: Phi3ForCausalLM fuses q_proj into qkv_proj: "
+               "target \"qkv_proj\""));
   adapter.target_modules = {"qkv_proj"};
   REQUIRE_INPUT_ERROR(adapters::Adapter::create(adapter, tiny_random_model("qwen3"), 0),
                       Contains("qkv_proj exists only in models with fused projections (Phi-3)"));
   adapter.peft_type = config::PeftType::mola;
-  REQUIRE_INPUT_ERROR(adapters::Adapter::create(adapter, base, 0),
-                      Contains("LoRAMoE / MoLA adapters on Phi3ForCausalLM (fused projections) are not supported"));
+  REQUIRE_INPUT_ERROR(
+      adapters::Adapter::create(adapter, base, 0),
+      Contains("LoRAMoE / MoLA adapters on Phi3ForCausalLM (fused projections) are not supported"));
 
   // A plain LoRA: one tensor pair per fused projection under PEFT's name, none for the parts.
   adapter.peft_type = config::PeftType::lora;
@@ -366,7 +377,8 @@ TEST_CASE("Phi-3 adapters target qkv_proj / gate_up_proj; their parts are views 
   std::map<std::string, at::Tensor> tensors;
   for (const auto& [name, t] : lora.state_dict()) tensors[name] = t;
   CHECK(tensors.size() == 2 * 2 * 2);  // 2 layers x 2 fused projections x (A, B)
-  const auto& qkv_b = tensors.at("base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight");
+  const auto& qkv_b =
+      tensors.at("base_model.model.model.layers.0.self_attn.qkv_proj.lora_B.weight");
   CHECK(qkv_b.sizes() == at::IntArrayRef({4 * 16 + 2 * 2 * 16, 8}));  // q + k + v rows, r 8
   CHECK(tensors.at("base_model.model.model.layers.1.mlp.gate_up_proj.lora_A.weight").sizes() ==
         at::IntArrayRef({8, 64}));
@@ -384,8 +396,9 @@ TEST_CASE("Phi-3 adapters target qkv_proj / gate_up_proj; their parts are views 
   CHECK(qkv_b.grad().narrow(0, 0, 96).eq(0.0).all().item<bool>());
 }
 
-TEST_CASE("Phi-3: PEFT loads our fused-projection LoRA (same logits), MoE-PEFT our MixLoRA (same loss)",
-          "[python][interop][arch]") {
+TEST_CASE(
+    "Phi-3: PEFT loads our fused-projection LoRA (same logits), MoE-PEFT our MixLoRA (same loss)",
+    "[python][interop][arch]") {
   const auto dir = reference_model("phi3");
   if (dir.empty()) return;
   const auto python = test::reference_python_or_skip();
@@ -420,13 +433,15 @@ TEST_CASE("Phi-3: PEFT loads our fused-projection LoRA (same logits), MoE-PEFT o
     adapters::AdapterHooks hooks({{&lora, 0, ids.size(0)}}, at::Tensor(), false);
     torch::NoGradGuard no_grad;
     const auto logits = decoder.logits(decoder.hidden_states(ids, at::Tensor(), nullptr, &hooks));
-    io::save_safetensors(ws / "expected.safetensors", {{"input_ids", ids}, {"logits", logits.contiguous()}});
+    io::save_safetensors(ws / "expected.safetensors",
+                         {{"input_ids", ids}, {"logits", logits.contiguous()}});
   }
   const auto peft_out = ws / "peft.json";
-  const std::string peft = test::shell_quote(python) + " " MIXLORA_TEST_SOURCE_DIR "/tests/reference/peft_interop.py " +
+  const std::string peft = test::shell_quote(python) +
+                           " " MIXLORA_TEST_SOURCE_DIR "/tests/reference/peft_interop.py " +
                            test::shell_quote(dir) + " " + test::shell_quote(ws / "lora") + " " +
-                           test::shell_quote(ws / "expected.safetensors") + " " + test::shell_quote(peft_out) +
-                           " 2>" + test::shell_quote(ws / "peft.err");
+                           test::shell_quote(ws / "expected.safetensors") + " " +
+                           test::shell_quote(peft_out) + " 2>" + test::shell_quote(ws / "peft.err");
   INFO(test::slurp(ws / "peft.err"));
   REQUIRE(std::system(peft.c_str()) == 0);
   const auto peft_result = nlohmann::json::parse(test::slurp(peft_out));
@@ -446,20 +461,25 @@ TEST_CASE("Phi-3: PEFT loads our fused-projection LoRA (same logits), MoE-PEFT o
   for (const auto& row : rows) data += nlohmann::json({{"input_ids", row}}).dump() + "\n";
   std::ofstream(ws / "rows.jsonl") << data;
   const auto moe_out = ws / "moe_peft.json";
-  const std::string moe = test::shell_quote(python) + " " MIXLORA_TEST_SOURCE_DIR "/tests/reference/moe_peft_interop.py score " +
+  const std::string moe = test::shell_quote(python) +
+                          " " MIXLORA_TEST_SOURCE_DIR
+                          "/tests/reference/moe_peft_interop.py score " +
                           test::shell_quote(dir) + " " + test::shell_quote(moe_out) + " " +
                           test::shell_quote(ws / "mixlora" + ":" + ws / "rows.jsonl") + " 2>" +
                           test::shell_quote(ws / "moe.err");
   INFO(test::slurp(ws / "moe.err"));
   REQUIRE(std::system(moe.c_str()) == 0);
-  const double theirs = nlohmann::json::parse(test::slurp(moe_out)).at(ws / "mixlora").at("loss").get<double>();
+  const double theirs =
+      nlohmann::json::parse(test::slurp(moe_out)).at(ws / "mixlora").at("loss").get<double>();
   const auto report = ws / "eval.json";
-  const auto r = test::run_tool("mixlora-eval --base-model " + test::shell_quote(dir) + " --adapter " +
-                                test::shell_quote(ws / "mixlora") + " --data " + test::shell_quote(ws / "rows.jsonl") +
-                                " --output " + test::shell_quote(report));
+  const auto r = test::run_tool("mixlora-eval --base-model " + test::shell_quote(dir) +
+                                " --adapter " + test::shell_quote(ws / "mixlora") + " --data " +
+                                test::shell_quote(ws / "rows.jsonl") + " --output " +
+                                test::shell_quote(report));
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
-  const double ours = nlohmann::json::parse(test::slurp(report)).at(0).at("metrics").at("loss").get<double>();
+  const double ours =
+      nlohmann::json::parse(test::slurp(report)).at(0).at("metrics").at("loss").get<double>();
   INFO("ours " << ours << ", MoE-PEFT " << theirs);
   CHECK(std::abs(ours - theirs) / theirs < 1e-4);
 }

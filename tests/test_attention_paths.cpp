@@ -6,10 +6,10 @@
 #include "mixlora/model/decoder.h"
 #include "mixlora/train/step.h"
 
+#include "stories_model.h"
 #include <ATen/CPUGeneratorImpl.h>
 #include <catch2/catch.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
-#include "stories_model.h"
 
 #include <iostream>
 
@@ -60,7 +60,9 @@ StepResult train_step(bool causal_fast_path, const data::Batch& batch) {
   auto generator = at::make_generator<at::CPUGeneratorImpl>(5);
   std::vector<adapters::AdapterSegment> segments{{&adapter, 0, batch.input_ids.size(0), generator}};
   StepResult out;
-  out.losses = train::forward_backward(decoder, batch, segments, {1}, {moe::FfnPath::efficient, false}).at(0);
+  out.losses =
+      train::forward_backward(decoder, batch, segments, {1}, {moe::FfnPath::efficient, false})
+          .at(0);
   for (const auto& p : adapter.parameters()) {
     REQUIRE(p.grad().defined());
     out.grads.push_back(p.grad().clone());
@@ -72,15 +74,19 @@ StepResult train_step(bool causal_fast_path, const data::Batch& batch) {
 
 TEST_CASE("a mask is right-padded when no row has a token after padding", "[model][attention]") {
   CHECK(model::is_right_padded(at::Tensor()));
-  CHECK(model::is_right_padded(at::tensor(std::vector<int64_t>{1, 1, 1, 0, 1, 1, 0, 0}).view({2, 4})));
+  CHECK(model::is_right_padded(
+      at::tensor(std::vector<int64_t>{1, 1, 1, 0, 1, 1, 0, 0}).view({2, 4})));
   CHECK(model::is_right_padded(at::ones({3, 1}, at::kLong)));
-  CHECK_FALSE(model::is_right_padded(at::tensor(std::vector<int64_t>{1, 1, 1, 1, 0, 1, 1, 1}).view({2, 4})));
+  CHECK_FALSE(model::is_right_padded(
+      at::tensor(std::vector<int64_t>{1, 1, 1, 1, 0, 1, 1, 1}).view({2, 4})));
   CHECK_FALSE(model::is_right_padded(at::tensor(std::vector<int64_t>{1, 0, 1}).view({1, 3})));
 }
 
-TEST_CASE("is_causal attention equals the masked path on right-padded batches to 1e-5", "[model][attention]") {
+TEST_CASE("is_causal attention equals the masked path on right-padded batches to 1e-5",
+          "[model][attention]") {
   if (!MIXLORA_HAS_SDPA) {
-    std::cout << "skipped: needs LibTorch 2.x (scaled_dot_product_attention; 1.13 always uses the mask)\n";
+    std::cout << "skipped: needs LibTorch 2.x (scaled_dot_product_attention; 1.13 always uses the "
+                 "mask)\n";
     return;
   }
   const auto rows = rows_of_different_lengths();

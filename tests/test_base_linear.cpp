@@ -40,7 +40,8 @@ TEST_CASE("bf16 base_linear agrees with fp32 linear in value and input gradient"
     // worst-case bound of a K-term sum with unit roundoff u = 2^-8 is K u sum_k |a_ik b_kj|,
     // plus the final rounding.
     const double u = std::ldexp(1.0, -8);
-    const auto bound = at::matmul(a.to(at::kFloat).abs(), b.to(at::kFloat).abs()) * ((8 + 1) * u) + 1e-6;
+    const auto bound =
+        at::matmul(a.to(at::kFloat).abs(), b.to(at::kFloat).abs()) * ((8 + 1) * u) + 1e-6;
     CHECK(((m.to(at::kFloat) - exact).abs() <= bound).all().item<bool>());
   }
 }

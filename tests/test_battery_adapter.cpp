@@ -31,7 +31,8 @@ void save_adapter(const model::BaseModel& base, const std::string& dir) {
 
 struct Case {
   std::string what;
-  std::function<void(const std::string& dir)> breaks;  // applied to a good stories260K adapter in dir
+  std::function<void(const std::string& dir)>
+      breaks;  // applied to a good stories260K adapter in dir
   std::vector<std::string> messages;
 };
 
@@ -42,7 +43,8 @@ TEST_CASE("battery: a bad adapter directory is exit 2, one line, no report", "[b
       {"adapter trained on another base model (hidden 32, not 64)",
        [](const std::string& dir) {
          std::filesystem::remove_all(dir);
-         const auto other = model::random_base_model(tiny_llama_config(512, 64), at::kFloat, c10::Device(c10::kCPU), 7);
+         const auto other = model::random_base_model(tiny_llama_config(512, 64), at::kFloat,
+                                                     c10::Device(c10::kCPU), 7);
          save_adapter(other, dir);
        },
        {"has shape", "(wrong base model?)"}},
@@ -55,35 +57,42 @@ TEST_CASE("battery: a bad adapter directory is exit 2, one line, no report", "[b
        [](const std::string& dir) {
          std::filesystem::remove(dir + "/adapter_model.safetensors");
          using namespace std::string_literals;
-         const std::string pickle = "\x80\x02"s + "cposix\nsystem\nX\x02\x00\x00\x00"s + "ls\x85R."s;
-         write_file(dir + "/adapter_model.bin", torch_zip_bytes({{"data.pkl", pickle}, {"version", "3\n"}}));
+         const std::string pickle =
+             "\x80\x02"s + "cposix\nsystem\nX\x02\x00\x00\x00"s + "ls\x85R."s;
+         write_file(dir + "/adapter_model.bin",
+                    torch_zip_bytes({{"data.pkl", pickle}, {"version", "3\n"}}));
        },
-       {"adapter_model.bin", "global 'posix.system' is not a tensor record", "never general pickles"}},
+       {"adapter_model.bin", "global 'posix.system' is not a tensor record",
+        "never general pickles"}},
       {"adapter_model.bin whose storage record is shorter than the pickle claims",
        [](const std::string& dir) {
          std::filesystem::remove(dir + "/adapter_model.safetensors");
          const auto pickle = float_tensor_pickle("x", 1000, 0, {10, 100}, {100, 1});
-         write_file(dir + "/adapter_model.bin",
-                    torch_zip_bytes({{"data.pkl", pickle}, {"data/0", std::string(16, '\0')}, {"version", "3\n"}}));
+         write_file(dir + "/adapter_model.bin", torch_zip_bytes({{"data.pkl", pickle},
+                                                                 {"data/0", std::string(16, '\0')},
+                                                                 {"version", "3\n"}}));
        },
        {"adapter_model.bin", "holds 16 bytes but tensor 'x' claims 1000 elements"}},
       {"adapter_model.bin whose tensor view runs past its storage",
        [](const std::string& dir) {
          std::filesystem::remove(dir + "/adapter_model.safetensors");
          const auto pickle = float_tensor_pickle("x", 4, 2, {2, 2}, {2, 1});
-         write_file(dir + "/adapter_model.bin",
-                    torch_zip_bytes({{"data.pkl", pickle}, {"data/0", std::string(16, '\0')}, {"version", "3\n"}}));
+         write_file(dir + "/adapter_model.bin", torch_zip_bytes({{"data.pkl", pickle},
+                                                                 {"data/0", std::string(16, '\0')},
+                                                                 {"version", "3\n"}}));
        },
        {"adapter_model.bin", "a tensor view reaching element 5 of a storage of 4"}},
       {"adapter_model.bin cut short",
        [](const std::string& dir) {
          std::filesystem::remove(dir + "/adapter_model.safetensors");
          const auto pickle = float_tensor_pickle("x", 4, 0, {4}, {1});
-         const auto bytes = torch_zip_bytes({{"data.pkl", pickle}, {"data/0", std::string(16, '\0')}, {"version", "3\n"}});
+         const auto bytes = torch_zip_bytes(
+             {{"data.pkl", pickle}, {"data/0", std::string(16, '\0')}, {"version", "3\n"}});
          write_file(dir + "/adapter_model.bin", bytes.substr(0, bytes.size() / 2));
        },
        {"adapter_model.bin", "not a readable torch.save zip archive"}},
-      {"no adapter_config.json", [](const std::string& dir) { std::filesystem::remove(dir + "/adapter_config.json"); },
+      {"no adapter_config.json",
+       [](const std::string& dir) { std::filesystem::remove(dir + "/adapter_config.json"); },
        {"missing adapter_config.json"}},
       {"adapter_config.json with bias \"all\"",
        [](const std::string& dir) {
@@ -100,7 +109,9 @@ TEST_CASE("battery: a bad adapter directory is exit 2, one line, no report", "[b
        },
        {"adapter_config.json: r: expected an integer"}},
       {"adapter_config.json nested 100000 deep",
-       [](const std::string& dir) { write_file(dir + "/adapter_config.json", nesting_bomb(100000)); },
+       [](const std::string& dir) {
+         write_file(dir + "/adapter_config.json", nesting_bomb(100000));
+       },
        {"adapter_config.json"}},
       {"adapter_model.safetensors cut short",
        [](const std::string& dir) {
@@ -117,7 +128,8 @@ TEST_CASE("battery: a bad adapter directory is exit 2, one line, no report", "[b
          io::save_safetensors(dir + "/adapter_model.safetensors", tensors);
        },
        {"adapter_model.safetensors", "missing"}},
-      {"adapter directory missing", [](const std::string& dir) { std::filesystem::remove_all(dir); },
+      {"adapter directory missing",
+       [](const std::string& dir) { std::filesystem::remove_all(dir); },
        {"adapter directory not found"}},
   };
   for (const auto& c : cases) {
@@ -128,9 +140,9 @@ TEST_CASE("battery: a bad adapter directory is exit 2, one line, no report", "[b
       c.breaks(dir);
       ws.write("data.jsonl", lines(good_rows(4)));
       const auto report = ws / "report.json";
-      const auto r = run_tool("mixlora-eval --base-model " + shell_quote(stories_dir()) + " --adapter " +
-                              shell_quote(dir) + " --data " + shell_quote(ws / "data.jsonl") + " --output " +
-                              shell_quote(report));
+      const auto r = run_tool("mixlora-eval --base-model " + shell_quote(stories_dir()) +
+                              " --adapter " + shell_quote(dir) + " --data " +
+                              shell_quote(ws / "data.jsonl") + " --output " + shell_quote(report));
       require_clean_input_error(r, c.messages, report, "eval: " + c.what);
     }
   }

@@ -19,17 +19,20 @@ struct Case {
 };
 
 // A case that sets lora[0][key] = value.
-Case adapter_value(const std::string& key, nlohmann::json value, std::vector<std::string> messages) {
+Case adapter_value(const std::string& key, nlohmann::json value,
+                   std::vector<std::string> messages) {
   return {"lora[0]." + key + " = " + value.dump(),
           [key, value](TrainJob& j) { j.adapter()[key] = value; }, std::move(messages)};
 }
 
 Case top_value(const std::string& key, nlohmann::json value, std::vector<std::string> messages) {
-  return {key + " = " + value.dump(), [key, value](TrainJob& j) { j.config[key] = value; }, std::move(messages)};
+  return {key + " = " + value.dump(), [key, value](TrainJob& j) { j.config[key] = value; },
+          std::move(messages)};
 }
 
 Case raw_config(const std::string& what, std::string text, std::vector<std::string> messages) {
-  return {what, [text](TrainJob& j) { j.ws.write("config.json", text); }, std::move(messages), false};
+  return {what, [text](TrainJob& j) { j.ws.write("config.json", text); }, std::move(messages),
+          false};
 }
 
 }  // namespace
@@ -43,15 +46,21 @@ TEST_CASE("battery: a broken training config is exit 2, one line, no output", "[
       raw_config("a JSON array at the top", "[1, 2]", {"config.json"}),
       raw_config("nested 100000 deep", nesting_bomb(100000), {"config.json"}),
       raw_config("nested 100000 deep inside lora[0]",
-                 "{\"lora\": [{\"name\": \"a\", \"r\": " + nesting_bomb(100000) + "}]}", {"config.json", "r"}),
-      raw_config("invalid UTF-8 in a string", "{\"lora\": [{\"name\": \"a\xff\"}]}", {"config.json"}),
+                 "{\"lora\": [{\"name\": \"a\", \"r\": " + nesting_bomb(100000) + "}]}",
+                 {"config.json", "r"}),
+      raw_config("invalid UTF-8 in a string", "{\"lora\": [{\"name\": \"a\xff\"}]}",
+                 {"config.json"}),
       {"a 65 MiB file (over the 64 MiB cap)",
        [](TrainJob& j) {
          j.ws.write("config.json", j.config.dump());
          std::filesystem::resize_file(j.config_path, 65ull << 20);
        },
-       {"config.json", "64 MiB"}, false},
-      {"missing file", [](TrainJob& j) { j.config_path = j.ws / "nope.json"; }, {"nope.json: no such file"}, false},
+       {"config.json", "64 MiB"},
+       false},
+      {"missing file",
+       [](TrainJob& j) { j.config_path = j.ws / "nope.json"; },
+       {"nope.json: no such file"},
+       false},
       top_value("cutof_len", 64, {"cutof_len: unknown key", "did you mean 'cutoff_len'"}),
       adapter_value("learning_rate", 0.1, {"lora[0].learning_rate: unknown key"}),
       adapter_value("lr", "fast", {"lora[0].lr: expected a number, got string \"fast\""}),
@@ -85,8 +94,11 @@ TEST_CASE("battery: a broken training config is exit 2, one line, no output", "[
       {"two adapters with one name",
        [](TrainJob& j) { j.config["lora"].push_back(j.adapter()); },
        {"lora[1].name: must be unique"}},
-      {"no data for the adapter", [](TrainJob& j) { j.adapter().erase("data"); }, {"lora[0].data: missing"}},
-      {"data file missing", [](TrainJob& j) { j.adapter()["data"] = j.ws / "missing.jsonl"; },
+      {"no data for the adapter",
+       [](TrainJob& j) { j.adapter().erase("data"); },
+       {"lora[0].data: missing"}},
+      {"data file missing",
+       [](TrainJob& j) { j.adapter()["data"] = j.ws / "missing.jsonl"; },
        {"missing.jsonl: data file not found"}},
       // Adapter names become directories under output_dir: nothing may leave it.
       adapter_value("name", "../escape", {"lora[0].name: must be a file name"}),

@@ -37,10 +37,14 @@ void with_config(TrainJob& job, const std::string& text) {
   write_file(job.base_model + "/config.json", text);
 }
 
-nlohmann::json stories_config() { return nlohmann::json::parse(slurp(stories_dir() + "/config.json")); }
+nlohmann::json stories_config() {
+  return nlohmann::json::parse(slurp(stories_dir() + "/config.json"));
+}
 
 // stories260K's tensors, rewritten with `edit` applied to the list.
-void with_tensors(TrainJob& job, const std::function<void(std::vector<std::pair<std::string, at::Tensor>>&)>& edit) {
+void with_tensors(
+    TrainJob& job,
+    const std::function<void(std::vector<std::pair<std::string, at::Tensor>>&)>& edit) {
   const auto file = mixlora::io::SafeTensorsFile::open(stories_dir() + "/model.safetensors");
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   for (const auto& t : file.tensors()) tensors.emplace_back(t.name, file.load(t.name));
@@ -55,10 +59,14 @@ TEST_CASE("battery: a broken base model is exit 2, one line, no output", "[batte
   const auto real = slurp(stories_dir() + "/model.safetensors");
   const uint64_t header_length = stories_header_length();
   const std::vector<Case> cases = {
-      {"safetensors shorter than its length prefix", [&](TrainJob& j) { with_weights(j, real.substr(0, 5)); },
+      {"safetensors shorter than its length prefix",
+       [&](TrainJob& j) { with_weights(j, real.substr(0, 5)); },
        {"model.safetensors", "8"}},
       {"safetensors header length beyond the file",
-       [&](TrainJob& j) { with_weights(j, safetensors_bytes(real.substr(8, header_length), "", header_length + 4096)); },
+       [&](TrainJob& j) {
+         with_weights(j,
+                      safetensors_bytes(real.substr(8, header_length), "", header_length + 4096));
+       },
        {"model.safetensors", "header"}},
       {"safetensors header length of 1 TiB (over the 100 MiB cap)",
        [&](TrainJob& j) { with_weights(j, safetensors_bytes("{}", "", 1ull << 40)); },
@@ -74,20 +82,24 @@ TEST_CASE("battery: a broken base model is exit 2, one line, no output", "[batte
        {"model.safetensors"}},
       {"safetensors unknown dtype",
        [&](TrainJob& j) {
-         with_weights(j, safetensors_bytes(R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})", "ab"));
+         with_weights(
+             j, safetensors_bytes(
+                    R"({"w": {"dtype": "F8_E4M3", "shape": [2], "data_offsets": [0, 2]}})", "ab"));
        },
        {"model.safetensors", "F8_E4M3"}},
       {"safetensors byte length that disagrees with shape x dtype",
        [&](TrainJob& j) {
-         with_weights(j, safetensors_bytes(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})",
-                                           std::string(8, '\0')));
+         with_weights(j, safetensors_bytes(
+                             R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})",
+                             std::string(8, '\0')));
        },
        {"model.safetensors", "tensor 'w'"}},
       {"safetensors overlapping tensors",
        [&](TrainJob& j) {
-         with_weights(j, safetensors_bytes(R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},)"
-                                           R"( "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
-                                           std::string(12, '\0')));
+         with_weights(j, safetensors_bytes(
+                             R"({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},)"
+                             R"( "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})",
+                             std::string(12, '\0')));
        },
        {"model.safetensors", "overlap"}},
       {"weight of the wrong shape (config.json says intermediate_size 100)",
@@ -106,7 +118,9 @@ TEST_CASE("battery: a broken base model is exit 2, one line, no output", "[batte
        [&](TrainJob& j) { with_tensors(j, [](auto& t) { t.pop_back(); }); },
        {"missing"}},
       {"unexpected extra tensor",
-       [&](TrainJob& j) { with_tensors(j, [](auto& t) { t.emplace_back("model.extra.weight", at::zeros({2})); }); },
+       [&](TrainJob& j) {
+         with_tensors(j, [](auto& t) { t.emplace_back("model.extra.weight", at::zeros({2})); });
+       },
        {"model.extra.weight"}},
       {"sharded index naming a missing shard",
        [&](TrainJob& j) {
@@ -115,8 +129,10 @@ TEST_CASE("battery: a broken base model is exit 2, one line, no output", "[batte
          nlohmann::json map;
          for (const auto& t : file.tensors()) map[t.name] = "model-00001-of-00002.safetensors";
          map[file.tensors().back().name] = "model-00002-of-00002.safetensors";
-         std::filesystem::rename(j.base_model + "/model.safetensors", j.base_model + "/model-00001-of-00002.safetensors");
-         write_file(j.base_model + "/model.safetensors.index.json", nlohmann::json{{"weight_map", map}}.dump());
+         std::filesystem::rename(j.base_model + "/model.safetensors",
+                                 j.base_model + "/model-00001-of-00002.safetensors");
+         write_file(j.base_model + "/model.safetensors.index.json",
+                    nlohmann::json{{"weight_map", map}}.dump());
        },
        {"model-00002-of-00002.safetensors"}},
       {"sharded index that is not JSON",
@@ -129,7 +145,8 @@ TEST_CASE("battery: a broken base model is exit 2, one line, no output", "[batte
       {"only pytorch_model.bin (a pickle)",
        [&](TrainJob& j) {
          j.base_model = copy_of_stories(j.ws);
-         std::filesystem::rename(j.base_model + "/model.safetensors", j.base_model + "/pytorch_model.bin");
+         std::filesystem::rename(j.base_model + "/model.safetensors",
+                                 j.base_model + "/pytorch_model.bin");
        },
        {"pytorch_model.bin", "unpickle", "safetensors"}},
       {"config.json hidden_size as a string",
@@ -146,9 +163,12 @@ TEST_CASE("battery: a broken base model is exit 2, one line, no output", "[batte
          with_config(j, c.dump());
        },
        {"config.json", "num_attention_heads"}},
-      {"config.json nested 100000 deep", [&](TrainJob& j) { with_config(j, nesting_bomb(100000)); },
+      {"config.json nested 100000 deep",
+       [&](TrainJob& j) { with_config(j, nesting_bomb(100000)); },
        {"config.json"}},
-      {"config.json empty", [&](TrainJob& j) { with_config(j, ""); }, {"config.json", "invalid JSON"}},
+      {"config.json empty",
+       [&](TrainJob& j) { with_config(j, ""); },
+       {"config.json", "invalid JSON"}},
       {"config.json of 65 MiB (over the 64 MiB cap)",
        [&](TrainJob& j) {
          j.base_model = copy_of_stories(j.ws);

@@ -3,9 +3,9 @@
 #include "mixlora/adapters/adapter.h"
 #include "mixlora/train/step.h"
 
+#include "stories_model.h"
 #include <ATen/CPUGeneratorImpl.h>
 #include <catch2/catch.hpp>
-#include "stories_model.h"
 
 using namespace mixlora;
 
@@ -43,13 +43,15 @@ StepResult run_step(bool checkpointing) {
   const model::Decoder decoder(base);
   std::vector<adapters::Adapter> adapters{
       adapters::Adapter::create(mixlora_adapter("topk", config::RoutingStrategy::mixlora), base, 1),
-      adapters::Adapter::create(mixlora_adapter("switch", config::RoutingStrategy::mixlora_switch), base, 2)};
+      adapters::Adapter::create(mixlora_adapter("switch", config::RoutingStrategy::mixlora_switch),
+                                base, 2)};
   // A LoRA segment too: plain LoRA dropout drawn from its generator.
   auto lora = mixlora_adapter("lora", config::RoutingStrategy::mixlora);
   lora.peft_type = config::PeftType::lora;
   adapters.push_back(adapters::Adapter::create(lora, base, 3));
   std::vector<at::Generator> generators;
-  for (uint64_t seed : {11, 12, 13}) generators.push_back(at::make_generator<at::CPUGeneratorImpl>(seed));
+  for (uint64_t seed : {11, 12, 13})
+    generators.push_back(at::make_generator<at::CPUGeneratorImpl>(seed));
 
   const auto rows = test::copy_task_rows(6);  // different lengths: padding and token masks
   std::vector<const data::Sample*> pointers;
@@ -60,7 +62,8 @@ StepResult run_step(bool checkpointing) {
     segments.push_back({&adapters[i], static_cast<int64_t>(2 * i), 2, generators[i]});
   }
   StepResult out;
-  out.losses = train::forward_backward(decoder, batch, segments, {1, 2, 1}, {moe::FfnPath::efficient, checkpointing});
+  out.losses = train::forward_backward(decoder, batch, segments, {1, 2, 1},
+                                       {moe::FfnPath::efficient, checkpointing});
   for (const auto& a : adapters) {
     for (const auto& p : a.parameters()) {
       REQUIRE(p.grad().defined());
@@ -73,13 +76,15 @@ StepResult run_step(bool checkpointing) {
 
 }  // namespace
 
-TEST_CASE("gradient checkpointing gives the gradients of the plain backward pass", "[train][checkpoint]") {
+TEST_CASE("gradient checkpointing gives the gradients of the plain backward pass",
+          "[train][checkpoint]") {
   const auto plain = run_step(false);
   const auto checkpointed = run_step(true);
   REQUIRE(plain.grads.size() == checkpointed.grads.size());
   double max_diff = 0.0, max_grad = 0.0;
   for (size_t i = 0; i < plain.grads.size(); ++i) {
-    max_diff = std::max(max_diff, (plain.grads[i] - checkpointed.grads[i]).abs().max().item<double>());
+    max_diff =
+        std::max(max_diff, (plain.grads[i] - checkpointed.grads[i]).abs().max().item<double>());
     max_grad = std::max(max_grad, plain.grads[i].abs().max().item<double>());
   }
   CHECK(max_grad > 1e-3);  // the comparison is not between zeros
@@ -90,5 +95,6 @@ TEST_CASE("gradient checkpointing gives the gradients of the plain backward pass
     CHECK(plain.losses[k].z == Approx(checkpointed.losses[k].z).epsilon(1e-6));
   }
   // The recomputation replays the draws and leaves each generator where the forward run left it.
-  for (size_t i = 0; i < plain.rng_after.size(); ++i) CHECK(plain.rng_after[i].equal(checkpointed.rng_after[i]));
+  for (size_t i = 0; i < plain.rng_after.size(); ++i)
+    CHECK(plain.rng_after[i].equal(checkpointed.rng_after[i]));
 }

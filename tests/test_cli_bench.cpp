@@ -19,7 +19,8 @@ using mixlora::test::run_tool;
 TEST_CASE("mixlora-bench --smoke --json reports every run with sane values", "[cli][bench]") {
   test::TempDir ws;
   const auto json_path = (ws.path / "bench.json").string();
-  const auto result = run_tool("mixlora-bench --smoke --threads 1 --json " + test::shell_quote(json_path));
+  const auto result =
+      run_tool("mixlora-bench --smoke --threads 1 --json " + test::shell_quote(json_path));
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   const auto report = io::read_json_file(json_path);
@@ -38,10 +39,13 @@ TEST_CASE("mixlora-bench --smoke --json reports every run with sane values", "[c
   const int64_t mlp = 16 * ((64 + 172) * 3);
   const int64_t lora = 5 * (attention + mlp);
   const int64_t mixlora = 5 * (attention + 8 * 64 + 8 * mlp);
-  const std::map<std::string, int64_t> expected_params = {
-      {"lora", lora},           {"mixlora", mixlora},        {"mixlora-naive", mixlora},
-      {"mixlora-dynamic", mixlora}, {"mixlora-switch", mixlora}, {"fused-2", 2 * mixlora},
-      {"sequential-2", 2 * mixlora}};
+  const std::map<std::string, int64_t> expected_params = {{"lora", lora},
+                                                          {"mixlora", mixlora},
+                                                          {"mixlora-naive", mixlora},
+                                                          {"mixlora-dynamic", mixlora},
+                                                          {"mixlora-switch", mixlora},
+                                                          {"fused-2", 2 * mixlora},
+                                                          {"sequential-2", 2 * mixlora}};
   const auto& runs = report.at("runs");
   REQUIRE(runs.size() == expected_params.size());
   // The CPU is named (figures from different machines are not comparable) and the runs were
@@ -70,7 +74,8 @@ TEST_CASE("mixlora-bench --smoke --json reports every run with sane values", "[c
     INFO(name);
     REQUIRE(expected_params.count(name) == 1);
     CHECK(run.at("trainable_params").get<int64_t>() == expected_params.at(name));
-    for (const char* key : {"tokens_per_s", "ms_per_step", "cpu_ms_per_step", "peak_mem_mb", "mfu", "flops_per_token"}) {
+    for (const char* key : {"tokens_per_s", "ms_per_step", "cpu_ms_per_step", "peak_mem_mb", "mfu",
+                            "flops_per_token"}) {
       const double v = run.at(key).get<double>();
       INFO(key);
       CHECK(std::isfinite(v));
@@ -91,13 +96,17 @@ TEST_CASE("useful FLOPs per token follow the documented formula", "[bench]") {
   const double frozen = 5.0 * (64 * 64 * 2 + 64 * 32 * 2 + 64 * 172 * 3) + 512.0 * 64;
   const double trainable = 5.0 * 16 * ((64 + 64) * 2 + (64 + 32) * 2 + (64 + 172) * 3);
   const double attention = 12.0 * 5 * 32 * 64;
-  CHECK(bench::useful_flops_per_token(shape, a, 32) == Approx(4 * frozen + 6 * trainable + attention));
+  CHECK(bench::useful_flops_per_token(shape, a, 32) ==
+        Approx(4 * frozen + 6 * trainable + attention));
   a.peft_type = config::PeftType::mixlora;  // top-2 of 8: two experts' LoRAs and the router
-  const double moe_trainable = 5.0 * (16 * ((64 + 64) * 2 + (64 + 32) * 2) + 8 * 64 + 2 * 16 * (64 + 172) * 3);
-  CHECK(bench::useful_flops_per_token(shape, a, 32) == Approx(4 * frozen + 6 * moe_trainable + attention));
+  const double moe_trainable =
+      5.0 * (16 * ((64 + 64) * 2 + (64 + 32) * 2) + 8 * 64 + 2 * 16 * (64 + 172) * 3);
+  CHECK(bench::useful_flops_per_token(shape, a, 32) ==
+        Approx(4 * frozen + 6 * moe_trainable + attention));
   // Top-p routing: the measured mean number of experts per token replaces top_k.
   const double dynamic_trainable = moe_trainable + 5.0 * 1.5 * 16 * (64 + 172) * 3;
-  CHECK(bench::useful_flops_per_token(shape, a, 32, 3.5) == Approx(4 * frozen + 6 * dynamic_trainable + attention));
+  CHECK(bench::useful_flops_per_token(shape, a, 32, 3.5) ==
+        Approx(4 * frozen + 6 * dynamic_trainable + attention));
 }
 
 TEST_CASE("mixlora-bench refuses unknown runs and a baseline that is not run", "[cli][bench]") {
@@ -106,16 +115,19 @@ TEST_CASE("mixlora-bench refuses unknown runs and a baseline that is not run", "
   CHECK(unknown.err.find("--runs: unknown run 'mixlora-fast'") != std::string::npos);
   const auto baseline = run_tool("mixlora-bench --smoke --runs lora --baseline mixlora");
   CHECK(baseline.exit_code == 2);
-  CHECK(baseline.err.find("--baseline: 'mixlora' is not one of the runs (lora)") != std::string::npos);
+  CHECK(baseline.err.find("--baseline: 'mixlora' is not one of the runs (lora)") !=
+        std::string::npos);
 }
 
-TEST_CASE("mixlora-bench --full-lm-loss: the unchunked loss gives the chunked loss's value", "[cli][bench]") {
+TEST_CASE("mixlora-bench --full-lm-loss: the unchunked loss gives the chunked loss's value",
+          "[cli][bench]") {
   test::TempDir ws;
   std::map<std::string, nlohmann::json> reports;
   for (const std::string flag : {"", " --full-lm-loss"}) {
-    const auto json_path = (ws.path / ("bench" + std::to_string(reports.size()) + ".json")).string();
-    const auto result = run_tool("mixlora-bench --smoke --threads 1 --runs mixlora" + flag + " --json " +
-                                 test::shell_quote(json_path));
+    const auto json_path =
+        (ws.path / ("bench" + std::to_string(reports.size()) + ".json")).string();
+    const auto result = run_tool("mixlora-bench --smoke --threads 1 --runs mixlora" + flag +
+                                 " --json " + test::shell_quote(json_path));
     INFO(result.err);
     REQUIRE(result.exit_code == 0);
     reports[flag] = io::read_json_file(json_path);

@@ -18,12 +18,14 @@ using mixlora::test::stories_dir;
 
 namespace {
 
-const std::vector<std::vector<int64_t>> kRows = {
-    {1, 403, 407, 261, 378, 300, 290}, {1, 15, 400, 311, 2}, {1, 261, 262, 263, 264, 265, 266, 267, 268}};
+const std::vector<std::vector<int64_t>> kRows = {{1, 403, 407, 261, 378, 300, 290},
+                                                 {1, 15, 400, 311, 2},
+                                                 {1, 261, 262, 263, 264, 265, 266, 267, 268}};
 
 }  // namespace
 
-TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapter", "[cli][eval]") {
+TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapter",
+          "[cli][eval]") {
   test::TempDir ws;
   const auto& base = test::stories();
   config::AdapterConfig cfg;
@@ -47,8 +49,10 @@ TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapt
     for (const auto& row : kRows) out << nlohmann::json({{"input_ids", row}}).dump() << "\n";
   }
   const auto report_path = ws / "report.json";
-  const auto result = run_tool(fmt::format("mixlora-eval --base-model {} --adapter {} --with-base --data {} "
-                                           "--batch-size 2 --output {}", stories_dir(), adapter_dir, data, report_path));
+  const auto result =
+      run_tool(fmt::format("mixlora-eval --base-model {} --adapter {} --with-base --data {} "
+                           "--batch-size 2 --output {}",
+                           stories_dir(), adapter_dir, data, report_path));
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   CHECK_THAT(result.out, Catch::Matchers::Contains("switchy"));
@@ -65,7 +69,8 @@ TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapt
     auto targets = ids.narrow(1, 1, ids.size(1) - 1).reshape({-1});
     auto score = [&](model::DecoderHooks* hooks) {
       auto logits = decoder.logits(decoder.hidden_states(ids, at::Tensor(), nullptr, hooks));
-      return at::cross_entropy_loss(logits[0].narrow(0, 0, ids.size(1) - 1), targets, {}, at::Reduction::Sum)
+      return at::cross_entropy_loss(logits[0].narrow(0, 0, ids.size(1) - 1), targets, {},
+                                    at::Reduction::Sum)
           .item<double>();
     };
     adapters::AdapterHooks hooks({{&adapter, 0, 1}}, at::Tensor(), false);
@@ -79,7 +84,8 @@ TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapt
   CHECK(report[1]["adapter_name"] == "switchy");
   CHECK(report[1]["metrics"]["samples"] == 3);
   CHECK(report[1]["metrics"]["loss"].get<double>() == Approx(adapter_sum / tokens).epsilon(1e-5));
-  CHECK(report[1]["metrics"]["perplexity"].get<double>() == Approx(std::exp(adapter_sum / tokens)).epsilon(1e-5));
+  CHECK(report[1]["metrics"]["perplexity"].get<double>() ==
+        Approx(std::exp(adapter_sum / tokens)).epsilon(1e-5));
   CHECK(report[1]["metrics"]["aux_loss"].get<double>() > 0.0);
   CHECK(report[1]["metrics"]["z_loss"].get<double>() > 0.0);
   const auto profile = report[1]["router_profile"];
@@ -90,10 +96,14 @@ TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapt
   }
 
   SECTION("mixlora-generate --adapter uses the adapter") {
-    auto with = run_tool(fmt::format("mixlora-generate --base-model {} --adapter {} --prompt-ids 1 "
-                                     "--max-new-tokens 16 --print-ids", stories_dir(), adapter_dir));
-    auto without = run_tool(fmt::format("mixlora-generate --base-model {} --prompt-ids 1 --max-new-tokens 16 "
-                                        "--print-ids", stories_dir()));
+    auto with =
+        run_tool(fmt::format("mixlora-generate --base-model {} --adapter {} --prompt-ids 1 "
+                             "--max-new-tokens 16 --print-ids",
+                             stories_dir(), adapter_dir));
+    auto without =
+        run_tool(fmt::format("mixlora-generate --base-model {} --prompt-ids 1 --max-new-tokens 16 "
+                             "--print-ids",
+                             stories_dir()));
     REQUIRE(with.exit_code == 0);
     // Greedy under the adapter, computed here token by token without a KV cache.
     std::vector<int64_t> ids{1}, expected;
@@ -110,13 +120,18 @@ TEST_CASE("mixlora-eval reports loss, router losses and profile of a saved adapt
     CHECK(with.out != without.out);
   }
   SECTION("bad inputs exit 2 with one line") {
-    auto missing = run_tool(fmt::format("mixlora-eval --base-model {} --adapter /nope --data {}", stories_dir(), data));
+    auto missing = run_tool(
+        fmt::format("mixlora-eval --base-model {} --adapter /nope --data {}", stories_dir(), data));
     CHECK(missing.exit_code == 2);
     CHECK_THAT(missing.err, Catch::Matchers::Contains("/nope: adapter directory not found"));
-    const auto bad_data = ws.write("bad.jsonl", "{\"input_ids\": [1, 2]}\n{\"input_ids\": [1, 999]}\n");
-    auto bad = run_tool(fmt::format("mixlora-eval --base-model {} --data {}", stories_dir(), bad_data));
+    const auto bad_data =
+        ws.write("bad.jsonl", "{\"input_ids\": [1, 2]}\n{\"input_ids\": [1, 999]}\n");
+    auto bad =
+        run_tool(fmt::format("mixlora-eval --base-model {} --data {}", stories_dir(), bad_data));
     CHECK(bad.exit_code == 2);
-    CHECK_THAT(bad.err, Catch::Matchers::Contains("bad.jsonl:2: input_ids: token id 999 is outside the vocabulary [0, 512)"));
+    CHECK_THAT(bad.err,
+               Catch::Matchers::Contains(
+                   "bad.jsonl:2: input_ids: token id 999 is outside the vocabulary [0, 512)"));
     CHECK(mixlora::test::count_lines(bad.err) == 1);
   }
 }

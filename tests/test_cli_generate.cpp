@@ -9,14 +9,15 @@ using mixlora::test::run_tool;
 using mixlora::test::stories_dir;
 
 TEST_CASE("mixlora-generate --prompt-ids prints the reference greedy ids", "[cli][generate]") {
-  const auto fixture =
-      mixlora::io::read_json_file(MIXLORA_TEST_SOURCE_DIR "/tests/fixtures/stories260K_reference.json");
+  const auto fixture = mixlora::io::read_json_file(MIXLORA_TEST_SOURCE_DIR
+                                                   "/tests/fixtures/stories260K_reference.json");
   for (const auto& run : fixture["greedy"]) {
     const auto prompt = run["prompt"].get<std::vector<int64_t>>();
     const auto expected = run["new_tokens"].get<std::vector<int64_t>>();
     const auto result = run_tool(fmt::format(
         "mixlora-generate --base-model {} --prompt-ids {} --max-new-tokens 64 --temperature 0 "
-        "--print-ids --device cpu", stories_dir(), fmt::join(prompt, ",")));
+        "--print-ids --device cpu",
+        stories_dir(), fmt::join(prompt, ",")));
     INFO(result.err);
     REQUIRE(result.exit_code == 0);
     CHECK(result.out == fmt::format("{}\n", fmt::join(expected, " ")));
@@ -25,9 +26,10 @@ TEST_CASE("mixlora-generate --prompt-ids prints the reference greedy ids", "[cli
 
 TEST_CASE("mixlora-generate sampling is reproducible for a seed", "[cli][generate]") {
   auto sample = [](int seed) {
-    return run_tool(fmt::format("mixlora-generate --base-model {} --prompt-ids 1 --max-new-tokens 32 "
-                                "--temperature 0.9 --top-k 40 --top-p 0.9 --seed {} --print-ids",
-                                stories_dir(), seed));
+    return run_tool(
+        fmt::format("mixlora-generate --base-model {} --prompt-ids 1 --max-new-tokens 32 "
+                    "--temperature 0.9 --top-k 40 --top-p 0.9 --seed {} --print-ids",
+                    stories_dir(), seed));
   };
   const auto a = sample(7), b = sample(7), c = sample(8);
   REQUIRE(a.exit_code == 0);
@@ -37,15 +39,21 @@ TEST_CASE("mixlora-generate sampling is reproducible for a seed", "[cli][generat
 }
 
 TEST_CASE("mixlora-generate rejects bad input with exit code 2 and one line", "[cli][generate]") {
-  struct Case { std::string args, message; };
+  struct Case {
+    std::string args, message;
+  };
   const std::vector<Case> cases = {
       {"--base-model /nonexistent --prompt-ids 1", "/nonexistent: base model directory not found"},
-      {"--base-model " + stories_dir() + " --prompt-ids 1,600", "prompt token 600 at position 1 is outside the vocabulary [0, 512)"},
-      {"--base-model " + stories_dir() + " --prompt-ids 1,x", "--prompt-ids: expected comma-separated token ids"},
+      {"--base-model " + stories_dir() + " --prompt-ids 1,600",
+       "prompt token 600 at position 1 is outside the vocabulary [0, 512)"},
+      {"--base-model " + stories_dir() + " --prompt-ids 1,x",
+       "--prompt-ids: expected comma-separated token ids"},
       {"--base-model " + stories_dir() + " --prompt hello", "tokenizer"},
       {"--base-model " + stories_dir() + " --prompt-ids 1 --top-p 0", "--top-p: must be in (0, 1]"},
-      {"--base-model " + stories_dir() + " --prompt-ids 1 --dtype fp8", "--dtype: expected fp32, bf16 or fp16"},
-      {"--base-model " + stories_dir() + " --prompt-ids " + fmt::format("{}", fmt::join(std::vector<int>(513, 1), ",")),
+      {"--base-model " + stories_dir() + " --prompt-ids 1 --dtype fp8",
+       "--dtype: expected fp32, bf16 or fp16"},
+      {"--base-model " + stories_dir() + " --prompt-ids " +
+           fmt::format("{}", fmt::join(std::vector<int>(513, 1), ",")),
        "the prompt has 513 tokens but the model's context (max_position_embeddings) is 512"},
       {"--base-model " + stories_dir(), "give exactly one of --prompt TEXT or --prompt-ids"},
       {"--prompt-ids 1", "--base-model is required"},

@@ -36,13 +36,16 @@ const std::string kTestData = kSource + "/data/stories/test.jsonl";
 
 // Runs `tool args...` from the build's bin dir with `cwd` as the working directory (the
 // example configs name their data relative to the repository root, as users run them).
-CommandResult run_in(const std::string& cwd, const std::string& tool, const std::vector<std::string>& args) {
+CommandResult run_in(const std::string& cwd, const std::string& tool,
+                     const std::vector<std::string>& args) {
   std::string line = tool;
   for (const auto& a : args) line += " " + shell_quote(a);
   return mixlora::test::run_tool(line, cwd);
 }
 
-CommandResult train(const std::vector<std::string>& args) { return run_in(kSource, "mixlora-train", args); }
+CommandResult train(const std::vector<std::string>& args) {
+  return run_in(kSource, "mixlora-train", args);
+}
 
 std::vector<nlohmann::json> read_metrics(const std::string& path) {
   std::vector<nlohmann::json> records;
@@ -81,7 +84,8 @@ std::string tokenizer_model_dir(const TempDir& ws) {
   const auto model = model::random_base_model(config, at::kFloat, c10::Device(c10::kCPU), 1234);
   const auto dir = ws / "tiny-llama";
   model::save_base_model(model, dir);
-  fs::copy_file(MIXLORA_TEST_SOURCE_DIR "/data/tokenizers/llama2/tokenizer.model", fs::path(dir) / "tokenizer.model");
+  fs::copy_file(MIXLORA_TEST_SOURCE_DIR "/data/tokenizers/llama2/tokenizer.model",
+                fs::path(dir) / "tokenizer.model");
   return dir;
 }
 
@@ -93,15 +97,19 @@ bool any_nonzero(const io::SafeTensorsFile& file, const std::string& name) {
 
 TEST_CASE("every example config trains stories260K from the repository root", "[cli][train]") {
   TempDir ws;
-  for (const std::string name : {"mixlora", "mixlora-dynamic", "mixlora-switch", "lora", "multi-task"}) {
+  for (const std::string name :
+       {"mixlora", "mixlora-dynamic", "mixlora-switch", "lora", "multi-task"}) {
     DYNAMIC_SECTION(name << ".json") {
       const auto config = io::read_json_file(kSource + "/configs/" + name + ".json");
       const auto out_dir = ws / name;
       // The config's own data file (data/stories/train.jsonl, relative to the repository root),
       // one epoch of 512 rows per step: 4 steps per adapter. Rows are cut to 4 tokens to keep
       // the run short.
-      std::vector<std::string> args = {"--config", "configs/" + name + ".json", "--base-model", stories_dir(),
-                                       "--output-dir", out_dir, "--set", "log_every=1", "--set", "cutoff_len=4"};
+      std::vector<std::string> args = {"--config",     "configs/" + name + ".json",
+                                       "--base-model", stories_dir(),
+                                       "--output-dir", out_dir,
+                                       "--set",        "log_every=1",
+                                       "--set",        "cutoff_len=4"};
       const size_t adapters = config["lora"].size();
       for (size_t i = 0; i < adapters; ++i) {
         CHECK(config["lora"][i]["data"] == "data/stories/train.jsonl");
@@ -122,7 +130,8 @@ TEST_CASE("every example config trains stories260K from the repository root", "[
         REQUIRE(fs::is_regular_file(dir / "adapter_model.safetensors"));
         REQUIRE(fs::is_regular_file(dir / "metrics.jsonl"));
         CHECK_THAT(result.out, Catch::Matchers::Contains(adapter_name + ": 4 steps"));
-        CHECK_THAT(result.err, Catch::Matchers::Contains("adapter '" + adapter_name + "': 2048 samples"));
+        CHECK_THAT(result.err,
+                   Catch::Matchers::Contains("adapter '" + adapter_name + "': 2048 samples"));
         const auto metrics = read_metrics((dir / "metrics.jsonl").string());
         REQUIRE(metrics.size() == 4);
         for (size_t s = 0; s < metrics.size(); ++s) CHECK(metrics[s]["step"] == s + 1);
@@ -142,8 +151,9 @@ TEST_CASE("every example config trains stories260K from the repository root", "[
         }
         // Trained: the zero-initialised lora_B weights moved.
         const auto file = io::SafeTensorsFile::open((dir / "adapter_model.safetensors").string());
-        const auto b_name = mixlora ? "mixlora.layers.0.mlp.up_proj.experts.0.lora_B.weight"
-                                    : "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight";
+        const auto b_name = mixlora
+                                ? "mixlora.layers.0.mlp.up_proj.experts.0.lora_B.weight"
+                                : "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight";
         REQUIRE(file.find(b_name) != nullptr);
         CHECK(any_nonzero(file, b_name));
         // No checkpoint left behind by a run shorter than save_step.
@@ -159,10 +169,11 @@ TEST_CASE("mixlora.json learns: loss falls and the adapter beats the base model 
   TempDir ws;
   const auto out_dir = ws / "out";
   // data/stories/train.jsonl (2048 rows, cut to 12 tokens for speed), 64 rows per step: 32 steps.
-  const auto result = train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir", out_dir,
-                             "--set", "lora[0].lr=0.005", "--set", "lora[0].batch_size=64", "--set",
-                             "lora[0].micro_batch_size=64", "--set", "lora[0].num_epochs=1", "--set", "log_every=1",
-                             "--set", "cutoff_len=12"});
+  const auto result =
+      train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir",
+             out_dir, "--set", "lora[0].lr=0.005", "--set", "lora[0].batch_size=64", "--set",
+             "lora[0].micro_batch_size=64", "--set", "lora[0].num_epochs=1", "--set", "log_every=1",
+             "--set", "cutoff_len=12"});
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   const auto adapter_dir = out_dir + "/mixlora";
@@ -181,8 +192,8 @@ TEST_CASE("mixlora.json learns: loss falls and the adapter beats the base model 
 
   const auto report_path = ws / "report.json";
   const auto eval = run_in(kSource, "mixlora-eval",
-                           {"--base-model", stories_dir(), "--adapter", adapter_dir, "--with-base", "--data",
-                            "data/stories/test.jsonl", "--output", report_path});
+                           {"--base-model", stories_dir(), "--adapter", adapter_dir, "--with-base",
+                            "--data", "data/stories/test.jsonl", "--output", report_path});
   INFO(eval.err);
   REQUIRE(eval.exit_code == 0);
   const auto report = io::read_json_file(report_path);
@@ -190,12 +201,14 @@ TEST_CASE("mixlora.json learns: loss falls and the adapter beats the base model 
   CHECK(report[0]["adapter_name"] == "base");
   CHECK(report[1]["adapter_name"] == "mixlora");
   CHECK(report[1]["metrics"]["samples"] == 128);
-  const double base_loss = report[0]["metrics"]["loss"], adapter_loss = report[1]["metrics"]["loss"];
+  const double base_loss = report[0]["metrics"]["loss"],
+               adapter_loss = report[1]["metrics"]["loss"];
   INFO("held-out loss: base " << base_loss << ", adapter " << adapter_loss);
   CHECK(adapter_loss < base_loss - 0.1);
 }
 
-TEST_CASE("the MoE-PEFT configs run unchanged on a model with the LLaMA tokenizer", "[cli][train]") {
+TEST_CASE("the MoE-PEFT configs run unchanged on a model with the LLaMA tokenizer",
+          "[cli][train]") {
   TempDir ws;
   const auto model_dir = tokenizer_model_dir(ws);
   struct Case {
@@ -216,11 +229,11 @@ TEST_CASE("the MoE-PEFT configs run unchanged on a model with the LLaMA tokenize
       const auto config = io::read_json_file(config_path);
       const auto& adapter = config["lora"][0];
       const auto out_dir = ws / fmt::format("out-{}", index);
-      const auto result = train({"--config", config_path, "--base-model", model_dir, "--output-dir", out_dir,
-                                 "--set", "lora[0].data=" + kCompat + "/dummy_data.json",
-                                 "--set", "lora[0].prompt=" + kCompat + "/" + c.prompt,
-                                 "--set", "cutoff_len=64", "--set", "lora[0].batch_size=4",
-                                 "--set", "lora[0].micro_batch_size=2", "--set", "lora[0].num_epochs=1"});
+      const auto result = train({"--config", config_path, "--base-model", model_dir, "--output-dir",
+                                 out_dir, "--set", "lora[0].data=" + kCompat + "/dummy_data.json",
+                                 "--set", "lora[0].prompt=" + kCompat + "/" + c.prompt, "--set",
+                                 "cutoff_len=64", "--set", "lora[0].batch_size=4", "--set",
+                                 "lora[0].micro_batch_size=2", "--set", "lora[0].num_epochs=1"});
       INFO(result.err);
       REQUIRE(result.exit_code == 0);
       const auto name = adapter["name"].get<std::string>();
@@ -236,8 +249,8 @@ TEST_CASE("the MoE-PEFT configs run unchanged on a model with the LLaMA tokenize
       CHECK(written["lora_dropout"].get<double>() == Approx(adapter["lora_dropout"].get<double>()));
       CHECK(written["base_model_name_or_path"] == model_dir);
       const auto targets = written["target_modules"].get<std::set<std::string>>();
-      CHECK(targets == std::set<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                             "down_proj"});
+      CHECK(targets == std::set<std::string>{"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                                             "up_proj", "down_proj"});
 
       const auto path = (dir / "adapter_model.safetensors").string();
       const auto file = io::SafeTensorsFile::open(path);
@@ -253,19 +266,27 @@ TEST_CASE("the MoE-PEFT configs run unchanged on a model with the LLaMA tokenize
       if (c.mixlora) {
         CHECK(written["routing_strategy"] == c.routing);
         CHECK(written["num_experts"] == 8);
-        if (c.routing == "mixlora") CHECK(written["top_k"] == 2);
-        else CHECK(written["top_p"].get<double>() == Approx(0.8));
-        // Per layer: router, 3 MLP projections x 8 experts x (A, B), 4 attention projections x (A, B).
+        if (c.routing == "mixlora")
+          CHECK(written["top_k"] == 2);
+        else
+          CHECK(written["top_p"].get<double>() == Approx(0.8));
+        // Per layer: router, 3 MLP projections x 8 experts x (A, B), 4 attention projections x (A,
+        // B).
         CHECK(names.size() == 2 * (1 + 3 * 8 * 2 + 4 * 2));
         for (int layer = 0; layer < 2; ++layer) {
           const auto mlp = fmt::format("mixlora.layers.{}.mlp.", layer);
           CHECK(shape(mlp + "moe_gate.weight") == std::vector<int64_t>{8, 32});
           for (int e = 0; e < 8; ++e) {
-            CHECK(shape(fmt::format("{}gate_proj.experts.{}.lora_A.weight", mlp, e)) == std::vector<int64_t>{r, 32});
-            CHECK(shape(fmt::format("{}gate_proj.experts.{}.lora_B.weight", mlp, e)) == std::vector<int64_t>{64, r});
-            CHECK(shape(fmt::format("{}up_proj.experts.{}.lora_B.weight", mlp, e)) == std::vector<int64_t>{64, r});
-            CHECK(shape(fmt::format("{}down_proj.experts.{}.lora_A.weight", mlp, e)) == std::vector<int64_t>{r, 64});
-            CHECK(shape(fmt::format("{}down_proj.experts.{}.lora_B.weight", mlp, e)) == std::vector<int64_t>{32, r});
+            CHECK(shape(fmt::format("{}gate_proj.experts.{}.lora_A.weight", mlp, e)) ==
+                  std::vector<int64_t>{r, 32});
+            CHECK(shape(fmt::format("{}gate_proj.experts.{}.lora_B.weight", mlp, e)) ==
+                  std::vector<int64_t>{64, r});
+            CHECK(shape(fmt::format("{}up_proj.experts.{}.lora_B.weight", mlp, e)) ==
+                  std::vector<int64_t>{64, r});
+            CHECK(shape(fmt::format("{}down_proj.experts.{}.lora_A.weight", mlp, e)) ==
+                  std::vector<int64_t>{r, 64});
+            CHECK(shape(fmt::format("{}down_proj.experts.{}.lora_B.weight", mlp, e)) ==
+                  std::vector<int64_t>{32, r});
           }
           const auto attn = fmt::format("mixlora.layers.{}.self_attn.", layer);
           CHECK(shape(attn + "q_proj.lora_A.weight") == std::vector<int64_t>{r, 32});
@@ -293,17 +314,20 @@ TEST_CASE("the MoE-PEFT configs run unchanged on a model with the LLaMA tokenize
   }
 }
 
-TEST_CASE("mixlora-train --export-bin writes an adapter_model.bin that torch.load reads back equal", "[cli][train]") {
+TEST_CASE("mixlora-train --export-bin writes an adapter_model.bin that torch.load reads back equal",
+          "[cli][train]") {
   const std::string python = "/usr/bin/python3";
   if (std::system((python + " -c 'import torch' >/dev/null 2>&1").c_str()) != 0) {
-    FAIL(python << " cannot import torch: install Debian's python3-torch (apt-get install python3-torch)");
+    FAIL(python
+         << " cannot import torch: install Debian's python3-torch (apt-get install python3-torch)");
   }
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(8));
   const auto out_dir = ws / "out";
-  const auto result = train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir", out_dir,
-                             "--set", "lora[0].data=" + (ws / "rows.jsonl"), "--set", "lora[0].batch_size=4",
-                             "--set", "lora[0].micro_batch_size=4", "--export-bin"});
+  const auto result =
+      train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir",
+             out_dir, "--set", "lora[0].data=" + (ws / "rows.jsonl"), "--set",
+             "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=4", "--export-bin"});
   INFO(result.err);
   REQUIRE(result.exit_code == 0);
   const auto dir = out_dir + "/mixlora";
@@ -336,10 +360,11 @@ nonzero_b = sum(1 for k, v in sd.items() if "lora_B" in k and bool(v.abs().max()
 print(len(sd), nonzero_b)
 )PY");
   const auto out = ws / "compare.out";
-  const int status = std::system(fmt::format("{} {} {} {} >{} 2>&1", python, shell_quote(script),
-                                             shell_quote(dir + "/adapter_model.bin"),
-                                             shell_quote(dir + "/adapter_model.safetensors"), shell_quote(out))
-                                     .c_str());
+  const int status =
+      std::system(fmt::format("{} {} {} {} >{} 2>&1", python, shell_quote(script),
+                              shell_quote(dir + "/adapter_model.bin"),
+                              shell_quote(dir + "/adapter_model.safetensors"), shell_quote(out))
+                      .c_str());
   const auto text = slurp(out);
   INFO("python: " << text);
   REQUIRE(WIFEXITED(status));
@@ -351,11 +376,13 @@ print(len(sd), nonzero_b)
   CHECK(nonzero_b > 0);  // the values compared are trained ones, not just zeros
 }
 
-TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and writes nothing", "[cli][train]") {
+TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and writes nothing",
+          "[cli][train]") {
   TempDir ws;
   const auto good = stories_rows(6);
   // Five good rows and a malformed line in the middle (line 4).
-  write_lines(ws / "malformed.jsonl", {good[0], good[1], good[2], "{\"input_ids\": [1, 2, 3", good[3], good[4]});
+  write_lines(ws / "malformed.jsonl",
+              {good[0], good[1], good[2], "{\"input_ids\": [1, 2, 3", good[3], good[4]});
   write_lines(ws / "missing.jsonl", {good[0], good[1], "{\"labels\": [1, 2, 3]}", good[2]});
   write_lines(ws / "oov.jsonl", {good[0], "{\"input_ids\": [1, 261, 600, 262]}", good[1]});
   write_lines(ws / "empty.jsonl", {});
@@ -374,31 +401,51 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
     std::string base_model = stories_dir();
     std::string out_dir = "";  // default: a fresh directory in the workspace
   };
-  auto data = [&](const std::string& file) { return std::vector<std::string>{"--set", "lora[0].data=" + (ws / file)}; };
+  auto data = [&](const std::string& file) {
+    return std::vector<std::string>{"--set", "lora[0].data=" + (ws / file)};
+  };
   const std::vector<Case> cases = {
-      {"malformed JSON line", data("malformed.jsonl"), {ws / "malformed.jsonl" + ":4: malformed JSON"}},
-      {"row without input_ids", data("missing.jsonl"),
-       {ws / "missing.jsonl" + ":3: expected {instruction, input?, output?}, {text} or {input_ids, labels?}",
+      {"malformed JSON line",
+       data("malformed.jsonl"),
+       {ws / "malformed.jsonl" + ":4: malformed JSON"}},
+      {"row without input_ids",
+       data("missing.jsonl"),
+       {ws / "missing.jsonl" +
+            ":3: expected {instruction, input?, output?}, {text} or {input_ids, labels?}",
         "got an object with keys [labels]"}},
-      {"token id out of vocabulary", data("oov.jsonl"),
+      {"token id out of vocabulary",
+       data("oov.jsonl"),
        {ws / "oov.jsonl" + ":2: input_ids: token id 600 is outside the vocabulary [0, 512)"}},
       {"empty data file", data("empty.jsonl"), {ws / "empty.jsonl" + ": no usable rows"}},
-      {"unknown config key", data("good.jsonl"),
-       {ws / "typo.json" + ": lora[0].num_expert: unknown key", "did you mean 'num_experts'"}, ws / "typo.json",
-       stories_dir(), ""},
+      {"unknown config key",
+       data("good.jsonl"),
+       {ws / "typo.json" + ": lora[0].num_expert: unknown key", "did you mean 'num_experts'"},
+       ws / "typo.json",
+       stories_dir(),
+       ""},
       {"top_k > num_experts",
-       {"--set", "lora[0].data=" + (ws / "good.jsonl"), "--set", "lora[0].num_experts=8", "--set", "lora[0].top_k=9"},
+       {"--set", "lora[0].data=" + (ws / "good.jsonl"), "--set", "lora[0].num_experts=8", "--set",
+        "lora[0].top_k=9"},
        {"configs/mixlora.json: lora[0].top_k: must be in 1..num_experts (8), got 9"}},
-      {"unwritable output dir", data("good.jsonl"), {"/proc/xyz: cannot create the output directory"},
-       "configs/mixlora.json", stories_dir(), "/proc/xyz"},
-      {"missing base model", data("good.jsonl"), {"/nonexistent-model: base model directory not found"},
-       "configs/mixlora.json", "/nonexistent-model", ""},
+      {"unwritable output dir",
+       data("good.jsonl"),
+       {"/proc/xyz: cannot create the output directory"},
+       "configs/mixlora.json",
+       stories_dir(),
+       "/proc/xyz"},
+      {"missing base model",
+       data("good.jsonl"),
+       {"/nonexistent-model: base model directory not found"},
+       "configs/mixlora.json",
+       "/nonexistent-model",
+       ""},
   };
   for (size_t i = 0; i < cases.size(); ++i) {
     const auto& c = cases[i];
     const auto out_dir = c.out_dir.empty() ? ws / fmt::format("out-{}", i) : c.out_dir;
-    std::vector<std::string> args = {"--config", c.config, "--base-model", c.base_model, "--output-dir", out_dir,
-                                     "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=4"};
+    std::vector<std::string> args = {
+        "--config", c.config, "--base-model",         c.base_model, "--output-dir",
+        out_dir,    "--set",  "lora[0].batch_size=4", "--set",      "lora[0].micro_batch_size=4"};
     args.insert(args.end(), c.extra.begin(), c.extra.end());
     DYNAMIC_SECTION(c.what) {
       const auto result = train(args);
@@ -407,7 +454,8 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
       CHECK(count_lines(result.err) == 1);
       CHECK(result.out.empty());
       for (const auto& m : c.messages) CHECK_THAT(result.err, Catch::Matchers::Contains(m));
-      CHECK_THAT(result.err, !Catch::Matchers::Contains("terminate") && !Catch::Matchers::Contains("Exception raised"));
+      CHECK_THAT(result.err, !Catch::Matchers::Contains("terminate") &&
+                                 !Catch::Matchers::Contains("Exception raised"));
       // Nothing written for the adapter: no adapter files, no metrics, no half checkpoint.
       const auto written = files_under(fs::path(out_dir));
       INFO("written: " << fmt::format("{}", fmt::join(written, ", ")));
@@ -417,9 +465,10 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
 
   SECTION("--skip-bad-rows skips the malformed line, counts it and trains on the rest") {
     const auto out_dir = ws / "skip";
-    const auto result = train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir", out_dir,
-                               "--set", "lora[0].data=" + (ws / "malformed.jsonl"), "--set", "lora[0].batch_size=4",
-                               "--set", "lora[0].micro_batch_size=4", "--skip-bad-rows"});
+    const auto result =
+        train({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir",
+               out_dir, "--set", "lora[0].data=" + (ws / "malformed.jsonl"), "--set",
+               "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=4", "--skip-bad-rows"});
     INFO(result.err);
     REQUIRE(result.exit_code == 0);
     CHECK_THAT(result.err, Catch::Matchers::Contains("5 samples"));
@@ -430,14 +479,19 @@ TEST_CASE("mixlora-train rejects bad input with exit code 2 and one line and wri
   }
 }
 
-TEST_CASE("mixlora-train into a finished output dir: refused unless --overwrite and kept by --resume", "[cli][train]") {
+TEST_CASE(
+    "mixlora-train into a finished output dir: refused unless --overwrite and kept by --resume",
+    "[cli][train]") {
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(8));
   const auto out_dir = ws / "out";
-  const std::vector<std::string> args = {"--config", "configs/mixlora.json", "--base-model", stories_dir(),
-                                         "--output-dir", out_dir, "--set", "lora[0].data=" + (ws / "rows.jsonl"),
-                                         "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=4",
-                                         "--set", "log_every=1"};
+  const std::vector<std::string> args = {"--config",     "configs/mixlora.json",
+                                         "--base-model", stories_dir(),
+                                         "--output-dir", out_dir,
+                                         "--set",        "lora[0].data=" + (ws / "rows.jsonl"),
+                                         "--set",        "lora[0].batch_size=4",
+                                         "--set",        "lora[0].micro_batch_size=4",
+                                         "--set",        "log_every=1"};
   auto with = [&](std::vector<std::string> flags) {
     auto a = args;
     a.insert(a.end(), flags.begin(), flags.end());
@@ -493,16 +547,22 @@ TEST_CASE("mixlora-train into a finished output dir: refused unless --overwrite 
   }
 }
 
-TEST_CASE("mixlora-train --resume through the CLI reaches the bytes of an uninterrupted run", "[cli][train]") {
+TEST_CASE("mixlora-train --resume through the CLI reaches the bytes of an uninterrupted run",
+          "[cli][train]") {
   TempDir ws;
   // 12 rows, 4 per step (2 micro-batches of 2), 2 epochs: 6 steps, checkpoints at 2 and 4.
   write_lines(ws / "rows.jsonl", stories_rows(12));
   auto args = [&](const std::string& out_dir) {
-    return std::vector<std::string>{"--config", "configs/mixlora.json", "--base-model", stories_dir(),
-                                    "--output-dir", out_dir, "--set", "lora[0].data=" + (ws / "rows.jsonl"),
-                                    "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=2",
-                                    "--set", "lora[0].num_epochs=2", "--set", "save_step=2",
-                                    "--set", "lora[0].lr=0.01", "--set", "log_every=1"};
+    return std::vector<std::string>{"--config",     "configs/mixlora.json",
+                                    "--base-model", stories_dir(),
+                                    "--output-dir", out_dir,
+                                    "--set",        "lora[0].data=" + (ws / "rows.jsonl"),
+                                    "--set",        "lora[0].batch_size=4",
+                                    "--set",        "lora[0].micro_batch_size=2",
+                                    "--set",        "lora[0].num_epochs=2",
+                                    "--set",        "save_step=2",
+                                    "--set",        "lora[0].lr=0.01",
+                                    "--set",        "log_every=1"};
   };
   const auto a_dir = ws / "A", b_dir = ws / "B";
   const fs::path a_adapter = fs::path(a_dir) / "mixlora", b_adapter = fs::path(b_dir) / "mixlora";
@@ -524,7 +584,8 @@ TEST_CASE("mixlora-train --resume through the CLI reaches the bytes of an uninte
   const auto a_bytes = slurp((a_adapter / "adapter_model.safetensors").string());
   REQUIRE(a_bytes.size() > 1000);
   REQUIRE(slurp((b_adapter / "adapter_model.safetensors").string()) == a_bytes);  // deterministic
-  // Interrupted after the checkpoint at step 2: the final adapter and the newest checkpoint are gone.
+  // Interrupted after the checkpoint at step 2: the final adapter and the newest checkpoint are
+  // gone.
   fs::remove(b_adapter / "adapter_model.safetensors");
   fs::remove(b_adapter / "adapter_config.json");
   fs::remove_all(b_adapter / "checkpoint-4");
@@ -547,7 +608,8 @@ TEST_CASE("mixlora-train --resume through the CLI reaches the bytes of an uninte
   CHECK_THAT(resumed.err, Catch::Matchers::Contains("checkpoint-2 (step 2)"));
   CHECK_THAT(resumed.out, Catch::Matchers::Contains("mixlora: 6 steps"));
   CHECK(slurp((b_adapter / "adapter_model.safetensors").string()) == a_bytes);
-  CHECK(slurp((a_adapter / "adapter_config.json").string()) == slurp((b_adapter / "adapter_config.json").string()));
+  CHECK(slurp((a_adapter / "adapter_config.json").string()) ==
+        slurp((b_adapter / "adapter_config.json").string()));
   // The checkpoint at step 4 was written again on the way, identical to A's.
   CHECK(slurp((a_adapter / "checkpoint-4" / "adapter_model.safetensors").string()) ==
         slurp((b_adapter / "checkpoint-4" / "adapter_model.safetensors").string()));
@@ -555,18 +617,25 @@ TEST_CASE("mixlora-train --resume through the CLI reaches the bytes of an uninte
         slurp((b_adapter / "checkpoint-4" / "optimizer.safetensors").string()));
 }
 
-TEST_CASE("mixlora-train --resume of a multi-task run whose adapters stop at different steps", "[cli][train]") {
+TEST_CASE("mixlora-train --resume of a multi-task run whose adapters stop at different steps",
+          "[cli][train]") {
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(12));
   // multi-task.json's three adapters fused: stories-mixlora 6 steps (2 epochs of 3), stories-switch
   // 3 steps, stories-lora 6 steps; checkpoints every 2 steps.
   auto args = [&](const std::string& out_dir) {
-    std::vector<std::string> a = {"--config", "configs/multi-task.json", "--base-model", stories_dir(),
-                                  "--output-dir", out_dir, "--set", "save_step=2", "--set", "log_every=1",
-                                  "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=2",
-                                  "--set", "lora[0].num_epochs=2", "--set", "lora[1].batch_size=4",
-                                  "--set", "lora[1].micro_batch_size=4", "--set", "lora[2].batch_size=2",
-                                  "--set", "lora[2].micro_batch_size=2"};
+    std::vector<std::string> a = {"--config",     "configs/multi-task.json",
+                                  "--base-model", stories_dir(),
+                                  "--output-dir", out_dir,
+                                  "--set",        "save_step=2",
+                                  "--set",        "log_every=1",
+                                  "--set",        "lora[0].batch_size=4",
+                                  "--set",        "lora[0].micro_batch_size=2",
+                                  "--set",        "lora[0].num_epochs=2",
+                                  "--set",        "lora[1].batch_size=4",
+                                  "--set",        "lora[1].micro_batch_size=4",
+                                  "--set",        "lora[2].batch_size=2",
+                                  "--set",        "lora[2].micro_batch_size=2"};
     for (int i = 0; i < 3; ++i) {
       a.push_back("--set");
       a.push_back(fmt::format("lora[{}].data={}", i, ws / "rows.jsonl"));
@@ -604,7 +673,8 @@ TEST_CASE("mixlora-train --resume of a multi-task run whose adapters stop at dif
   // the weights agree within fp32 rounding (as fused and alone training do), not bit for bit.
   for (const std::string name : {"stories-mixlora", "stories-switch", "stories-lora"}) {
     INFO("adapter " << name);
-    const auto fa = io::SafeTensorsFile::open((fs::path(a_dir) / name / "adapter_model.safetensors").string());
+    const auto fa =
+        io::SafeTensorsFile::open((fs::path(a_dir) / name / "adapter_model.safetensors").string());
     const auto fb = io::SafeTensorsFile::open((b / name / "adapter_model.safetensors").string());
     REQUIRE(fa.tensors().size() == fb.tensors().size());
     double worst = 0.0;

@@ -5,8 +5,8 @@
 #include "mixlora/config/train_config.h"
 #include "mixlora/io/json_file.h"
 
-#include <catch2/catch.hpp>
 #include "test_helpers.h"
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <set>
@@ -159,19 +159,22 @@ TEST_CASE("peft_type: inferred from MixLoRA keys, case-insensitive when given", 
   CHECK(a.peft_type == PeftType::mixlora);
   CHECK(a.routing_strategy == RoutingStrategy::mixlora);
   CHECK(parse_adapter(with(mixlora_config(), "peft_type", "lora")).peft_type == PeftType::lora);
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "peft_type", "ADALORA")),
-                      Equals("cfg.json: lora[0].peft_type: must be one of LORA, MIXLORA, LORAMOE, MOLA, "
-                             "got \"ADALORA\""));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "peft_type", "MIXLORAA")),
-                      Equals("cfg.json: lora[0].peft_type: must be one of LORA, MIXLORA, LORAMOE, MOLA, "
-                             "got \"MIXLORAA\"; did you mean 'MIXLORA'?"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "peft_type", "ADALORA")),
+      Equals("cfg.json: lora[0].peft_type: must be one of LORA, MIXLORA, LORAMOE, MOLA, "
+             "got \"ADALORA\""));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "peft_type", "MIXLORAA")),
+      Equals("cfg.json: lora[0].peft_type: must be one of LORA, MIXLORA, LORAMOE, MOLA, "
+             "got \"MIXLORAA\"; did you mean 'MIXLORA'?"));
   // LoRAMoE / MoLA from peft_type or routing_strategy, as MoE-PEFT's lora_config_factory.
-  CHECK(parse_adapter(with(with(lora_config(), "peft_type", "loramoe"), "num_experts", 4)).peft_type ==
-        PeftType::loramoe);
-  CHECK(parse_adapter(with(with(lora_config(), "routing_strategy", "mola"), "num_experts", 4)).peft_type ==
-        PeftType::mola);
-  REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "peft_type", "MOLA")),
-                      Equals("cfg.json: lora[0].routing_strategy: does not fit peft_type MOLA, got \"mixlora\""));
+  CHECK(parse_adapter(with(with(lora_config(), "peft_type", "loramoe"), "num_experts", 4))
+            .peft_type == PeftType::loramoe);
+  CHECK(parse_adapter(with(with(lora_config(), "routing_strategy", "mola"), "num_experts", 4))
+            .peft_type == PeftType::mola);
+  REQUIRE_INPUT_ERROR(
+      parse(with(mixlora_config(), "peft_type", "MOLA")),
+      Equals("cfg.json: lora[0].routing_strategy: does not fit peft_type MOLA, got \"mixlora\""));
 }
 
 TEST_CASE("MoE-PEFT loramoe.json and mola.json parse with MoE-PEFT's defaults", "[config]") {
@@ -209,14 +212,18 @@ TEST_CASE("MoE-PEFT loramoe.json and mola.json parse with MoE-PEFT's defaults", 
 }
 
 TEST_CASE("rule: LoRAMoE and MoLA keys", "[config]") {
-  const auto mola = [] { return with(with(lora_config(), "routing_strategy", "mola"), "num_experts", 4); };
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "routing_strategy", "loramoe")),
-                      StartsWith("cfg.json: lora[0].num_experts: is required for LoRAMoE adapters"));
+  const auto mola = [] {
+    return with(with(lora_config(), "routing_strategy", "mola"), "num_experts", 4);
+  };
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "routing_strategy", "loramoe")),
+      StartsWith("cfg.json: lora[0].num_experts: is required for LoRAMoE adapters"));
   REQUIRE_INPUT_ERROR(parse(with(mola(), "top_k", 5)),
                       Equals("cfg.json: lora[0].top_k: must be in 1..num_experts (4), got 5"));
   REQUIRE_INPUT_ERROR(parse(with(mola(), "use_dora", true)),
                       StartsWith("cfg.json: lora[0].use_dora: is not supported on MoLA adapters"));
-  const auto a = parse_adapter(with(with(mola(), "router_loss", true), "router_aux_loss_coef", 0.01));
+  const auto a =
+      parse_adapter(with(with(mola(), "router_loss", true), "router_aux_loss_coef", 0.01));
   CHECK(a.router_loss);
   CHECK(a.router_aux_loss_coef == 0.01);
 }
@@ -286,7 +293,8 @@ TEST_CASE("\"adapters\" is an alias of \"lora\"", "[config]") {
   REQUIRE_INPUT_ERROR(parse(j), Equals("cfg.json: adapters[0].r: must be >= 1, got 0"));
   j["lora"] = j["adapters"];
   REQUIRE_INPUT_ERROR(
-      parse(j), Equals("cfg.json: adapters: give the adapter list as \"lora\" or as \"adapters\", not both"));
+      parse(j),
+      Equals("cfg.json: adapters: give the adapter list as \"lora\" or as \"adapters\", not both"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,34 +305,40 @@ TEST_CASE("structure errors name the JSON path", "[config]") {
                       Equals("cfg.json: (top level): expected a JSON object, got array [1]"));
   auto j = lora_config();
   j.erase("lora");
-  REQUIRE_INPUT_ERROR(parse(j),
-                      Equals("cfg.json: lora: is required: the list of adapters to train, got nothing"));
+  REQUIRE_INPUT_ERROR(
+      parse(j), Equals("cfg.json: lora: is required: the list of adapters to train, got nothing"));
   j["lora"] = json::array();
-  REQUIRE_INPUT_ERROR(parse(j),
-                      Equals("cfg.json: lora: expected a non-empty list of adapter objects, got array []"));
+  REQUIRE_INPUT_ERROR(
+      parse(j),
+      Equals("cfg.json: lora: expected a non-empty list of adapter objects, got array []"));
   j["lora"] = json::object();
-  REQUIRE_INPUT_ERROR(parse(j),
-                      Equals("cfg.json: lora: expected a non-empty list of adapter objects, got object {}"));
+  REQUIRE_INPUT_ERROR(
+      parse(j),
+      Equals("cfg.json: lora: expected a non-empty list of adapter objects, got object {}"));
   j["lora"] = json::array({3});
   REQUIRE_INPUT_ERROR(parse(j), Equals("cfg.json: lora[0]: expected a JSON object, got number 3"));
 }
 
 TEST_CASE("unknown keys are errors with a did-you-mean", "[config]") {
-  REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "num_expert", 8)),
-                      Equals("cfg.json: lora[0].num_expert: unknown key; did you mean 'num_experts'?"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(mixlora_config(), "num_expert", 8)),
+      Equals("cfg.json: lora[0].num_expert: unknown key; did you mean 'num_experts'?"));
   REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "top-k", 2)),
                       Equals("cfg.json: lora[0].top-k: unknown key; did you mean 'top_k'?"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "learning_rate", 1e-4)),
                       Equals("cfg.json: lora[0].learning_rate: unknown key; did you mean 'lr'?"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "zzzz_qqqq", 1)),
-                      Equals("cfg.json: lora[0].zzzz_qqqq: unknown key (docs/config-keys.md lists the "
-                             "accepted keys)"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "zzzz_qqqq", 1)),
+      Equals("cfg.json: lora[0].zzzz_qqqq: unknown key (docs/config-keys.md lists the "
+             "accepted keys)"));
   auto j = lora_config();
   j["cutof_len"] = 5;
-  REQUIRE_INPUT_ERROR(parse(j), Equals("cfg.json: cutof_len: unknown key; did you mean 'cutoff_len'?"));
+  REQUIRE_INPUT_ERROR(parse(j),
+                      Equals("cfg.json: cutof_len: unknown key; did you mean 'cutoff_len'?"));
   j = with(mixlora_config(), "expert_lora", json{{"lora_alph", 4}});
   REQUIRE_INPUT_ERROR(
-      parse(j), Equals("cfg.json: lora[0].expert_lora.lora_alph: unknown key; did you mean 'lora_alpha'?"));
+      parse(j),
+      Equals("cfg.json: lora[0].expert_lora.lora_alph: unknown key; did you mean 'lora_alpha'?"));
 }
 
 TEST_CASE("wrong JSON types name the key and the value", "[config]") {
@@ -340,7 +354,8 @@ TEST_CASE("wrong JSON types name the key and the value", "[config]") {
                       Equals("cfg.json: lora[0].name: expected a string, got number 5"));
   auto j = lora_config();
   j["save_step"] = "10";
-  REQUIRE_INPUT_ERROR(parse(j), Equals("cfg.json: save_step: expected an integer, got string \"10\""));
+  REQUIRE_INPUT_ERROR(parse(j),
+                      Equals("cfg.json: save_step: expected an integer, got string \"10\""));
   // An integer written as a float is still that integer.
   CHECK(parse_adapter(with(lora_config(), "r", 8.0)).lora.r == 8);
 }
@@ -352,9 +367,11 @@ TEST_CASE("rule: adapter names are unique safe file names", "[config]") {
   REQUIRE_INPUT_ERROR(parse(without(lora_config(), "name")),
                       Equals("cfg.json: lora[0].name: is required (the adapter's output directory "
                              "name), got nothing"));
-  const std::string rule = "must be a file name of letters, digits, '-', '_' and '.', not starting "
-                           "with '.' (at most 128 characters), got ";
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "name", "")), Equals("cfg.json: lora[0].name: " + rule + "\"\""));
+  const std::string rule =
+      "must be a file name of letters, digits, '-', '_' and '.', not starting "
+      "with '.' (at most 128 characters), got ";
+  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "name", "")),
+                      Equals("cfg.json: lora[0].name: " + rule + "\"\""));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "name", "a/b")),
                       Equals("cfg.json: lora[0].name: " + rule + "\"a/b\""));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "name", "..")),
@@ -366,14 +383,16 @@ TEST_CASE("rule: adapter names are unique safe file names", "[config]") {
   CHECK(parse_adapter(with(lora_config(), "name", "Stories-v1.2_x")).name == "Stories-v1.2_x");
   auto j = lora_config();
   j["lora"].push_back(j["lora"][0]);
-  REQUIRE_INPUT_ERROR(parse(j), Equals("cfg.json: lora[1].name: must be unique: another adapter has "
-                                       "this name, got \"a\""));
+  REQUIRE_INPUT_ERROR(parse(j),
+                      Equals("cfg.json: lora[1].name: must be unique: another adapter has "
+                             "this name, got \"a\""));
   j["lora"][1]["name"] = "b";
   CHECK(parse(j).adapters.size() == 2);
 }
 
 TEST_CASE("rule: LoRA shape ranges", "[config]") {
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "r", 0)), Equals("cfg.json: lora[0].r: must be >= 1, got 0"));
+  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "r", 0)),
+                      Equals("cfg.json: lora[0].r: must be >= 1, got 0"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "lora_alpha", 0)),
                       Equals("cfg.json: lora[0].lora_alpha: must be > 0, got 0"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "lora_alpha", -8)),
@@ -397,10 +416,12 @@ TEST_CASE("rule: expert_lora ranges, inheriting what it leaves out", "[config]")
                       Equals("cfg.json: lora[0].expert_lora.r: must be >= 1, got 0"));
   REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "expert_lora", json{{"lora_alpha", 0.0}})),
                       Equals("cfg.json: lora[0].expert_lora.lora_alpha: must be > 0, got 0.0"));
-  REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "expert_lora", json{{"lora_dropout", 1.5}})),
-                      Equals("cfg.json: lora[0].expert_lora.lora_dropout: must be in [0, 1), got 1.5"));
-  REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "expert_lora", 4)),
-                      Equals("cfg.json: lora[0].expert_lora: expected a JSON object, got number 4"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(mixlora_config(), "expert_lora", json{{"lora_dropout", 1.5}})),
+      Equals("cfg.json: lora[0].expert_lora.lora_dropout: must be in [0, 1), got 1.5"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(mixlora_config(), "expert_lora", 4)),
+      Equals("cfg.json: lora[0].expert_lora: expected a JSON object, got number 4"));
 }
 
 TEST_CASE("rule: ffn_dropout is below 1 and not negative", "[config]") {
@@ -410,30 +431,35 @@ TEST_CASE("rule: ffn_dropout is below 1 and not negative", "[config]") {
 }
 
 TEST_CASE("rule: optimiser settings", "[config]") {
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "lr", 0)), Equals("cfg.json: lora[0].lr: must be > 0, got 0"));
+  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "lr", 0)),
+                      Equals("cfg.json: lora[0].lr: must be > 0, got 0"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "lr", -1e-4)),
                       Equals("cfg.json: lora[0].lr: must be > 0, got -0.0001"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "optim", "adam")),
-                      Equals("cfg.json: lora[0].optim: must be one of adamw, sgd, got \"adam\"; did you "
-                             "mean 'adamw'?"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "optim", "adam")),
+      Equals("cfg.json: lora[0].optim: must be one of adamw, sgd, got \"adam\"; did you "
+             "mean 'adamw'?"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "momentum", -0.9)),
                       Equals("cfg.json: lora[0].momentum: must be >= 0, got -0.9"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "weight_decay", -0.01)),
                       Equals("cfg.json: lora[0].weight_decay: must be >= 0, got -0.01"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "scheduler_type", "linaer")),
-                      Equals("cfg.json: lora[0].scheduler_type: must be one of constant, linear, cosine, "
-                             "constant_with_warmup, got \"linaer\"; did you mean 'linear'?"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "scheduler_type", "polynomial")),
-                      Equals("cfg.json: lora[0].scheduler_type: must be one of constant, linear, cosine, "
-                             "constant_with_warmup, got \"polynomial\""));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "scheduler_type", "linaer")),
+      Equals("cfg.json: lora[0].scheduler_type: must be one of constant, linear, cosine, "
+             "constant_with_warmup, got \"linaer\"; did you mean 'linear'?"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "scheduler_type", "polynomial")),
+      Equals("cfg.json: lora[0].scheduler_type: must be one of constant, linear, cosine, "
+             "constant_with_warmup, got \"polynomial\""));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "warmup_steps", -1)),
                       Equals("cfg.json: lora[0].warmup_steps: must be >= 0, got -1"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "warmup_ratio", 1.0)),
                       Equals("cfg.json: lora[0].warmup_ratio: must be in [0, 1), got 1.0"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "evaluate_batch_size", 0)),
                       Equals("cfg.json: lora[0].evaluate_batch_size: must be >= 1, got 0"));
-  auto a = parse_adapter(with(with(with(with(lora_config(), "optim", "sgd"), "momentum", 0.9),
-                                   "scheduler_type", "cosine"), "warmup_ratio", 0.1));
+  auto a = parse_adapter(with(
+      with(with(with(lora_config(), "optim", "sgd"), "momentum", 0.9), "scheduler_type", "cosine"),
+      "warmup_ratio", 0.1));
   CHECK(a.optim == Optimizer::sgd);
   CHECK(a.momentum == 0.9);
   CHECK(a.scheduler_type == SchedulerType::cosine);
@@ -445,18 +471,20 @@ TEST_CASE("rule: batch sizes and epochs", "[config]") {
                       Equals("cfg.json: lora[0].batch_size: must be >= 1, got 0"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "micro_batch_size", 0)),
                       Equals("cfg.json: lora[0].micro_batch_size: must be >= 1, got 0"));
-  REQUIRE_INPUT_ERROR(parse(with(with(lora_config(), "batch_size", 12), "micro_batch_size", 8)),
-                      Equals("cfg.json: lora[0].batch_size: must be a multiple of micro_batch_size (8), got 12"));
-  REQUIRE_INPUT_ERROR(parse(without(with(lora_config(), "micro_batch_size", 32), "batch_size")),
-                      Equals("cfg.json: lora[0].batch_size: must be a multiple of micro_batch_size (32), "
-                             "got 16 (the default)"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(with(lora_config(), "batch_size", 12), "micro_batch_size", 8)),
+      Equals("cfg.json: lora[0].batch_size: must be a multiple of micro_batch_size (8), got 12"));
+  REQUIRE_INPUT_ERROR(
+      parse(without(with(lora_config(), "micro_batch_size", 32), "batch_size")),
+      Equals("cfg.json: lora[0].batch_size: must be a multiple of micro_batch_size (32), "
+             "got 16 (the default)"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "num_epochs", 0)),
                       Equals("cfg.json: lora[0].num_epochs: must be >= 1, got 0"));
 }
 
 TEST_CASE("rule: target_modules", "[config]") {
-  auto a = parse_adapter(with(lora_config(), "target_modules", json{{"v_proj", true}, {"down_proj", true},
-                                                                     {"q_proj", false}}));
+  auto a = parse_adapter(with(lora_config(), "target_modules",
+                              json{{"v_proj", true}, {"down_proj", true}, {"q_proj", false}}));
   CHECK(a.target_modules == std::vector<std::string>{"v_proj", "down_proj"});
   CHECK(a.targets("v_proj"));
   CHECK_FALSE(a.targets("q_proj"));
@@ -465,32 +493,37 @@ TEST_CASE("rule: target_modules", "[config]") {
   CHECK(parse_adapter(without(lora_config(), "target_modules")).target_modules ==
         std::vector<std::string>{"q_proj", "v_proj"});
 
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", {"q_proj", "qproj"})),
-                      Equals("cfg.json: lora[0].target_modules[1]: unknown module \"qproj\"; did you mean "
-                             "'q_proj'? (known: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                             "down_proj, qkv_proj, gate_up_proj)"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", json{{"gate_prj", true}})),
-                      StartsWith("cfg.json: lora[0].target_modules.gate_prj: unknown module \"gate_prj\"; "
-                                 "did you mean 'gate_proj'?"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "target_modules", {"q_proj", "qproj"})),
+      Equals("cfg.json: lora[0].target_modules[1]: unknown module \"qproj\"; did you mean "
+             "'q_proj'? (known: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+             "down_proj, qkv_proj, gate_up_proj)"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "target_modules", json{{"gate_prj", true}})),
+      StartsWith("cfg.json: lora[0].target_modules.gate_prj: unknown module \"gate_prj\"; "
+                 "did you mean 'gate_proj'?"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", json{{"q_proj", "yes"}})),
                       Equals("cfg.json: lora[0].target_modules.q_proj: expected true or false, got "
                              "string \"yes\""));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", {"q_proj", 3})),
-                      Equals("cfg.json: lora[0].target_modules[1]: expected a module name, got number 3"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", json{{"q_proj", false}})),
-                      Equals("cfg.json: lora[0].target_modules: must select at least one of q_proj, "
-                             "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, qkv_proj, gate_up_proj, "
-                             "got {\"q_proj\":false}"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "target_modules", {"q_proj", 3})),
+      Equals("cfg.json: lora[0].target_modules[1]: expected a module name, got number 3"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "target_modules", json{{"q_proj", false}})),
+      Equals("cfg.json: lora[0].target_modules: must select at least one of q_proj, "
+             "k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, qkv_proj, gate_up_proj, "
+             "got {\"q_proj\":false}"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", json::array())),
                       StartsWith("cfg.json: lora[0].target_modules: must select at least one of"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "target_modules", "q_proj")),
-                      Equals("cfg.json: lora[0].target_modules: expected a list of module names or an "
-                             "object {name: true|false}, got string \"q_proj\""));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "target_modules", "q_proj")),
+      Equals("cfg.json: lora[0].target_modules: expected a list of module names or an "
+             "object {name: true|false}, got string \"q_proj\""));
 }
 
 TEST_CASE("rule: lora_init and the LoRA switches", "[config]") {
-  auto a = parse_adapter(with(with(with(lora_config(), "lora_init", "gaussian"), "use_rslora", true),
-                              "use_dora", true));
+  auto a = parse_adapter(with(
+      with(with(lora_config(), "lora_init", "gaussian"), "use_rslora", true), "use_dora", true));
   CHECK(a.lora_init == config::LoraInit::gaussian);
   CHECK(a.use_rslora);
   CHECK(a.use_dora);
@@ -500,9 +533,10 @@ TEST_CASE("rule: lora_init and the LoRA switches", "[config]") {
 }
 
 TEST_CASE("rule: routing_strategy and num_experts", "[config]") {
-  REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "routing_strategy", "mixlora_switch")),
-                      Equals("cfg.json: lora[0].routing_strategy: must be one of mixlora, mixlora-dynamic, "
-                             "mixlora-switch, got \"mixlora_switch\"; did you mean 'mixlora-switch'?"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(mixlora_config(), "routing_strategy", "mixlora_switch")),
+      Equals("cfg.json: lora[0].routing_strategy: must be one of mixlora, mixlora-dynamic, "
+             "mixlora-switch, got \"mixlora_switch\"; did you mean 'mixlora-switch'?"));
   REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "routing_strategy", "topk")),
                       StartsWith("cfg.json: lora[0].routing_strategy: must be one of mixlora, "
                                  "mixlora-dynamic, mixlora-switch, got \"topk\""));
@@ -516,11 +550,13 @@ TEST_CASE("rule: top_k in 1..num_experts", "[config]") {
   REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "top_k", 0)),
                       Equals("cfg.json: lora[0].top_k: must be in 1..num_experts (8), got 0"));
   // The default top_k (2) breaks the rule with a single expert under top-k routing ...
-  REQUIRE_INPUT_ERROR(parse(without(with(mixlora_config(), "num_experts", 1), "top_k")),
-                      Equals("cfg.json: lora[0].top_k: must be in 1..num_experts (1), got 2 (the default)"));
+  REQUIRE_INPUT_ERROR(
+      parse(without(with(mixlora_config(), "num_experts", 1), "top_k")),
+      Equals("cfg.json: lora[0].top_k: must be in 1..num_experts (1), got 2 (the default)"));
   // ... but not under switch routing, which does not use it.
-  auto j = without(with(with(mixlora_config(), "num_experts", 1), "routing_strategy", "mixlora-switch"),
-                   "top_k");
+  auto j =
+      without(with(with(mixlora_config(), "num_experts", 1), "routing_strategy", "mixlora-switch"),
+              "top_k");
   CHECK(parse_adapter(j).num_experts == 1);
   CHECK(parse_adapter(with(mixlora_config(), "top_k", 8)).top_k == 8);
 }
@@ -529,8 +565,10 @@ TEST_CASE("rule: dynamic routing top_p and temperature", "[config]") {
   auto j = with(mixlora_config(), "routing_strategy", "mixlora-dynamic");
   CHECK(parse_adapter(with(j, "top_p", 1.0)).top_p == 1.0);
   CHECK(parse_adapter(with(j, "temperature", 0.5)).temperature == 0.5);
-  REQUIRE_INPUT_ERROR(parse(with(j, "top_p", 0)), Equals("cfg.json: lora[0].top_p: must be in (0, 1], got 0"));
-  REQUIRE_INPUT_ERROR(parse(with(j, "top_p", 1.5)), Equals("cfg.json: lora[0].top_p: must be in (0, 1], got 1.5"));
+  REQUIRE_INPUT_ERROR(parse(with(j, "top_p", 0)),
+                      Equals("cfg.json: lora[0].top_p: must be in (0, 1], got 0"));
+  REQUIRE_INPUT_ERROR(parse(with(j, "top_p", 1.5)),
+                      Equals("cfg.json: lora[0].top_p: must be in (0, 1], got 1.5"));
   REQUIRE_INPUT_ERROR(parse(with(j, "temperature", -1)),
                       Equals("cfg.json: lora[0].temperature: must be >= 0 (0 = off), got -1"));
 }
@@ -546,9 +584,11 @@ TEST_CASE("rule: router coefficients, init range and jitter", "[config]") {
                       Equals("cfg.json: lora[0].jitter_noise: must be in [0, 1), got 1"));
   REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "jitter_noise", -0.1)),
                       Equals("cfg.json: lora[0].jitter_noise: must be in [0, 1), got -0.1"));
-  REQUIRE_INPUT_ERROR(parse(with(mixlora_config(), "router_loss", "yes")),
-                      Equals("cfg.json: lora[0].router_loss: expected true or false, got string \"yes\""));
-  const auto a = parse_adapter(with(with(mixlora_config(), "router_loss", false), "router_aux_loss_coef", 0.01));
+  REQUIRE_INPUT_ERROR(
+      parse(with(mixlora_config(), "router_loss", "yes")),
+      Equals("cfg.json: lora[0].router_loss: expected true or false, got string \"yes\""));
+  const auto a = parse_adapter(
+      with(with(mixlora_config(), "router_loss", false), "router_aux_loss_coef", 0.01));
   CHECK_FALSE(a.router_loss);
   CHECK(a.router_aux_loss_coef == 0.01);
 }
@@ -563,7 +603,8 @@ TEST_CASE("rule: expert_capacity, capacity_factor and act_fn", "[config]") {
   CHECK(parse_adapter(with(j, "act_fn", "gelu_new")).act_fn == model::Activation::gelu_tanh);
   CHECK(parse_adapter(with(j, "act_fn", nullptr)).act_fn == model::Activation::silu);
   REQUIRE_INPUT_ERROR(parse(with(j, "act_fn", "gelu-new")),
-                      Equals("cfg.json: lora[0].act_fn: must be one of silu, gelu, gelu_new, gelu_pytorch_tanh, relu, got "
+                      Equals("cfg.json: lora[0].act_fn: must be one of silu, gelu, gelu_new, "
+                             "gelu_pytorch_tanh, relu, got "
                              "\"gelu-new\"; did you mean 'gelu_new'?"));
 }
 
@@ -581,68 +622,83 @@ TEST_CASE("rule: task names", "[config]") {
   CHECK(is_causal_lm_task("causal"));
   CHECK_FALSE(is_causal_lm_task("boolq"));
 
-  const auto multi = parse_adapter(with(with(lora_config(), "task_name", "arc-e;boolq;causal"), "data",
-                                        {"arc.jsonl", "boolq.jsonl", "text.jsonl"}));
+  const auto multi = parse_adapter(with(with(lora_config(), "task_name", "arc-e;boolq;causal"),
+                                        "data", {"arc.jsonl", "boolq.jsonl", "text.jsonl"}));
   CHECK(multi.task_name == "arc-e;boolq;casual");
   CHECK(multi.tasks() == std::vector<std::string>{"arc-e", "boolq", "casual"});
   CHECK(multi.data == std::vector<std::string>{"arc.jsonl", "boolq.jsonl", "text.jsonl"});
 
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "task_name", "arc_e")),
-                      StartsWith("cfg.json: lora[0].task_name: unknown task \"arc_e\"; did you mean "
-                                 "'arc-e'? (known: casual, causal, classification, arc-e, arc-c, boolq, "
-                                 "obqa, piqa, siqa, hellaswag, winogrande, glue:cola, "));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "task_name", "translation")),
-                      Contains("cfg.json: lora[0].task_name: unknown task \"translation\" (known: ") &&
-                          Contains("glue:wnli; or several joined by ';')"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "task_name", "arc-e;;boolq")),
-                      Equals("cfg.json: lora[0].task_name: has an empty task id between ';' separators, "
-                             "got \"arc-e;;boolq\""));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "task_name", "glue:cola;glue:sst2")),
-                      Equals("cfg.json: lora[0].task_name: may hold at most one classification task (one "
-                             "head per adapter), got \"glue:cola;glue:sst2\""));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "task_name", "arc_e")),
+      StartsWith("cfg.json: lora[0].task_name: unknown task \"arc_e\"; did you mean "
+                 "'arc-e'? (known: casual, causal, classification, arc-e, arc-c, boolq, "
+                 "obqa, piqa, siqa, hellaswag, winogrande, glue:cola, "));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "task_name", "translation")),
+      Contains("cfg.json: lora[0].task_name: unknown task \"translation\" (known: ") &&
+          Contains("glue:wnli; or several joined by ';')"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "task_name", "arc-e;;boolq")),
+      Equals("cfg.json: lora[0].task_name: has an empty task id between ';' separators, "
+             "got \"arc-e;;boolq\""));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "task_name", "glue:cola;glue:sst2")),
+      Equals("cfg.json: lora[0].task_name: may hold at most one classification task (one "
+             "head per adapter), got \"glue:cola;glue:sst2\""));
 }
 
 TEST_CASE("rule: data is a file or one file per task", "[config]") {
   CHECK(parse_adapter(with(lora_config(), "data", "train.jsonl")).data ==
         std::vector<std::string>{"train.jsonl"});
   // MoE-PEFT joins the files of a multi-task adapter with ';'.
-  const auto a = parse_adapter(with(with(lora_config(), "task_name", "arc-e;piqa"), "data", "a.jsonl;b.jsonl"));
+  const auto a = parse_adapter(
+      with(with(lora_config(), "task_name", "arc-e;piqa"), "data", "a.jsonl;b.jsonl"));
   CHECK(a.data == std::vector<std::string>{"a.jsonl", "b.jsonl"});
-  REQUIRE_INPUT_ERROR(parse(with(with(lora_config(), "task_name", "arc-e;piqa"), "data", "a.jsonl")),
-                      Equals("cfg.json: lora[0].data: needs one file per task of task_name \"arc-e;piqa\" "
-                             "(2), got \"a.jsonl\""));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "data", {"a.jsonl", "b.jsonl"})),
-                      Equals("cfg.json: lora[0].data: needs one file per task of task_name \"casual\" (1), "
-                             "got [\"a.jsonl\",\"b.jsonl\"]"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "data", 5)),
-                      Equals("cfg.json: lora[0].data: expected a file name or a non-empty list of file "
-                             "names, got number 5"));
-  REQUIRE_INPUT_ERROR(parse(with(with(lora_config(), "task_name", "arc-e;piqa"), "data", {"a.jsonl", 3})),
-                      Equals("cfg.json: lora[0].data[1]: expected a file name, got number 3"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(with(lora_config(), "task_name", "arc-e;piqa"), "data", "a.jsonl")),
+      Equals("cfg.json: lora[0].data: needs one file per task of task_name \"arc-e;piqa\" "
+             "(2), got \"a.jsonl\""));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "data", {"a.jsonl", "b.jsonl"})),
+      Equals("cfg.json: lora[0].data: needs one file per task of task_name \"casual\" (1), "
+             "got [\"a.jsonl\",\"b.jsonl\"]"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "data", 5)),
+      Equals("cfg.json: lora[0].data: expected a file name or a non-empty list of file "
+             "names, got number 5"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(with(lora_config(), "task_name", "arc-e;piqa"), "data", {"a.jsonl", 3})),
+      Equals("cfg.json: lora[0].data[1]: expected a file name, got number 3"));
   REQUIRE_INPUT_ERROR(parse(with(lora_config(), "data", "")),
                       Equals("cfg.json: lora[0].data: has an empty file name, got \"\""));
 }
 
 TEST_CASE("rule: classification needs labels or num_labels", "[config]") {
   auto j = with(lora_config(), "task_name", "classification");
-  REQUIRE_INPUT_ERROR(parse(j), Equals("cfg.json: lora[0].labels: task \"classification\" needs \"labels\" "
-                                       "(names, in order) or \"num_labels\" >= 2, got neither"));
+  REQUIRE_INPUT_ERROR(parse(j),
+                      Equals("cfg.json: lora[0].labels: task \"classification\" needs \"labels\" "
+                             "(names, in order) or \"num_labels\" >= 2, got neither"));
   auto a = parse_adapter(with(j, "labels", {"neg", "pos"}));
   CHECK(a.labels == std::vector<std::string>{"neg", "pos"});
   CHECK(a.num_labels == 2);
   CHECK(parse_adapter(with(j, "num_labels", 3)).num_labels == 3);
-  REQUIRE_INPUT_ERROR(parse(with(j, "num_labels", 1)), Equals("cfg.json: lora[0].num_labels: must be >= 2, got 1"));
+  REQUIRE_INPUT_ERROR(parse(with(j, "num_labels", 1)),
+                      Equals("cfg.json: lora[0].num_labels: must be >= 2, got 1"));
   REQUIRE_INPUT_ERROR(parse(with(j, "labels", {"pos", "neg", "pos"})),
                       Equals("cfg.json: lora[0].labels[2]: duplicate label, got \"pos\""));
-  REQUIRE_INPUT_ERROR(parse(with(j, "labels", {"pos"})),
-                      Equals("cfg.json: lora[0].labels: must name at least 2 labels, got [\"pos\"]"));
-  REQUIRE_INPUT_ERROR(parse(with(j, "labels", {"pos", ""})),
-                      Equals("cfg.json: lora[0].labels[1]: expected a non-empty label name, got string \"\""));
-  REQUIRE_INPUT_ERROR(parse(with(with(j, "labels", {"a", "b"}), "num_labels", 3)),
-                      Equals("cfg.json: lora[0].num_labels: must equal the number of labels (2), got 3"));
-  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "labels", {"a", "b"})),
-                      Equals("cfg.json: lora[0].labels: only classification tasks have labels (task_name "
-                             "\"casual\"), got [\"a\",\"b\"]"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(j, "labels", {"pos"})),
+      Equals("cfg.json: lora[0].labels: must name at least 2 labels, got [\"pos\"]"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(j, "labels", {"pos", ""})),
+      Equals("cfg.json: lora[0].labels[1]: expected a non-empty label name, got string \"\""));
+  REQUIRE_INPUT_ERROR(
+      parse(with(with(j, "labels", {"a", "b"}), "num_labels", 3)),
+      Equals("cfg.json: lora[0].num_labels: must equal the number of labels (2), got 3"));
+  REQUIRE_INPUT_ERROR(
+      parse(with(lora_config(), "labels", {"a", "b"})),
+      Equals("cfg.json: lora[0].labels: only classification tasks have labels (task_name "
+             "\"casual\"), got [\"a\",\"b\"]"));
   // GLUE tasks know their label count.
   CHECK(parse_adapter(with(lora_config(), "task_name", "glue:mnli")).num_labels == 3);
   CHECK(parse_adapter(with(lora_config(), "task_name", "glue:sst2")).num_labels == 2);
@@ -656,9 +712,11 @@ TEST_CASE("rule: top-level ranges and choices", "[config]") {
     j[key] = value;
     return j;
   };
-  REQUIRE_INPUT_ERROR(parse(set("cutoff_len", 1)),
-                      Equals("cfg.json: cutoff_len: must be >= 2 (or -1: the model's maximum), got 1"));
-  REQUIRE_INPUT_ERROR(parse(set("save_step", 0)), Equals("cfg.json: save_step: must be >= 1, got 0"));
+  REQUIRE_INPUT_ERROR(
+      parse(set("cutoff_len", 1)),
+      Equals("cfg.json: cutoff_len: must be >= 2 (or -1: the model's maximum), got 1"));
+  REQUIRE_INPUT_ERROR(parse(set("save_step", 0)),
+                      Equals("cfg.json: save_step: must be >= 1, got 0"));
   REQUIRE_INPUT_ERROR(parse(set("train_lora_simultaneously_num", 0)),
                       Equals("cfg.json: train_lora_simultaneously_num: must be >= 1, got 0"));
   REQUIRE_INPUT_ERROR(parse(set("train_lora_candidate_num", 0)),
@@ -668,28 +726,34 @@ TEST_CASE("rule: top-level ranges and choices", "[config]") {
   CHECK(parse(set("train_strategy", "none")).train_strategy == TrainStrategy::none);
   REQUIRE_INPUT_ERROR(parse(set("dtype", "fp64")),
                       Equals("cfg.json: dtype: must be one of fp32, bf16, fp16, got \"fp64\""));
-  REQUIRE_INPUT_ERROR(parse(set("dtype", "fp23")),
-                      Equals("cfg.json: dtype: must be one of fp32, bf16, fp16, got \"fp23\"; did you mean "
-                             "'fp32'?"));
-  REQUIRE_INPUT_ERROR(parse(set("log_every", 0)), Equals("cfg.json: log_every: must be >= 1, got 0"));
+  REQUIRE_INPUT_ERROR(
+      parse(set("dtype", "fp23")),
+      Equals("cfg.json: dtype: must be one of fp32, bf16, fp16, got \"fp23\"; did you mean "
+             "'fp32'?"));
+  REQUIRE_INPUT_ERROR(parse(set("log_every", 0)),
+                      Equals("cfg.json: log_every: must be >= 1, got 0"));
   REQUIRE_INPUT_ERROR(parse(set("eval_every", -1)),
                       Equals("cfg.json: eval_every: must be >= 0 (0 = never), got -1"));
   REQUIRE_INPUT_ERROR(parse(set("max_grad_norm", -1.0)),
                       Equals("cfg.json: max_grad_norm: must be >= 0 (0 = no clipping), got -1.0"));
   REQUIRE_INPUT_ERROR(parse(set("seed", -1)), Equals("cfg.json: seed: must be >= 0, got -1"));
-  REQUIRE_INPUT_ERROR(parse(set("output_dir", "")), Equals("cfg.json: output_dir: must not be empty, got \"\""));
+  REQUIRE_INPUT_ERROR(parse(set("output_dir", "")),
+                      Equals("cfg.json: output_dir: must not be empty, got \"\""));
 }
 
 TEST_CASE("require_training_inputs names what the command line must add", "[config]") {
   auto config = load_train_config(kCompat + "/lora.json");
-  REQUIRE_INPUT_ERROR(require_training_inputs(config, "lora.json"),
-                      Equals("lora.json: base_model: missing; give it in the config or with --base-model DIR"));
+  REQUIRE_INPUT_ERROR(
+      require_training_inputs(config, "lora.json"),
+      Equals("lora.json: base_model: missing; give it in the config or with --base-model DIR"));
   config.base_model = "/models/x";
-  REQUIRE_INPUT_ERROR(require_training_inputs(config, "lora.json"),
-                      Equals("lora.json: lora[0].data: missing for adapter 'lora'; give it in the config "
-                             "or with --set lora[0].data=FILE"));
-  config = load_train_config(kCompat + "/lora.json",
-                             {"base_model=/models/x", "lora[0].data=" + kCompat + "/dummy_data.json"});
+  REQUIRE_INPUT_ERROR(
+      require_training_inputs(config, "lora.json"),
+      Equals("lora.json: lora[0].data: missing for adapter 'lora'; give it in the config "
+             "or with --set lora[0].data=FILE"));
+  config =
+      load_train_config(kCompat + "/lora.json",
+                        {"base_model=/models/x", "lora[0].data=" + kCompat + "/dummy_data.json"});
   REQUIRE_NOTHROW(require_training_inputs(config, "lora.json"));
   CHECK(config.adapters[0].data == std::vector<std::string>{kCompat + "/dummy_data.json"});
 }
@@ -762,18 +826,23 @@ TEST_CASE("overrides create missing objects and follow the adapters alias", "[co
 
 TEST_CASE("bad overrides are errors naming the override", "[config]") {
   auto j = lora_config();
-  REQUIRE_INPUT_ERROR(apply_override(j, "lora[3].lr=1e-4"),
-                      Equals("--set lora[3].lr=1e-4: lora[3]: index 3 is out of range (lora has 1 element)"));
+  REQUIRE_INPUT_ERROR(
+      apply_override(j, "lora[3].lr=1e-4"),
+      Equals("--set lora[3].lr=1e-4: lora[3]: index 3 is out of range (lora has 1 element)"));
   REQUIRE_INPUT_ERROR(apply_override(j, "cutoff_len[0]=5"),
                       Equals("--set cutoff_len[0]=5: cutoff_len: not a list, got number 64"));
   REQUIRE_INPUT_ERROR(apply_override(j, "lora[0].lr.x=5"),
                       Equals("--set lora[0].lr.x=5: lora[0].lr: not an object, got number 0.001"));
-  REQUIRE_INPUT_ERROR(apply_override(j, "lr"), Equals("--set lr: expected PATH=VALUE, e.g. lora[0].lr=1e-4"));
-  REQUIRE_INPUT_ERROR(apply_override(j, "=5"), Equals("--set =5: expected PATH=VALUE, e.g. lora[0].lr=1e-4"));
-  REQUIRE_INPUT_ERROR(apply_override(j, "lora[x].lr=1"),
-                      Equals("--set lora[x].lr=1: bad path \"lora[x].lr\": an index must be a non-negative "
-                             "integer (expected e.g. lora[0].lr=1e-4)"));
-  REQUIRE_INPUT_ERROR(apply_override(j, "lora..lr=1"), Contains("bad path \"lora..lr\": empty key"));
+  REQUIRE_INPUT_ERROR(apply_override(j, "lr"),
+                      Equals("--set lr: expected PATH=VALUE, e.g. lora[0].lr=1e-4"));
+  REQUIRE_INPUT_ERROR(apply_override(j, "=5"),
+                      Equals("--set =5: expected PATH=VALUE, e.g. lora[0].lr=1e-4"));
+  REQUIRE_INPUT_ERROR(
+      apply_override(j, "lora[x].lr=1"),
+      Equals("--set lora[x].lr=1: bad path \"lora[x].lr\": an index must be a non-negative "
+             "integer (expected e.g. lora[0].lr=1e-4)"));
+  REQUIRE_INPUT_ERROR(apply_override(j, "lora..lr=1"),
+                      Contains("bad path \"lora..lr\": empty key"));
   REQUIRE_INPUT_ERROR(apply_override(j, "datasets[0]=a"),
                       Equals("--set datasets[0]=a: datasets: no such list in the config"));
 }
@@ -781,12 +850,14 @@ TEST_CASE("bad overrides are errors naming the override", "[config]") {
 TEST_CASE("load_train_config applies overrides before validation", "[config]") {
   mixlora::test::TempDir dir;
   const auto path = dir.write("cfg.json", with(mixlora_config(), "top_k", 9).dump(2));
-  REQUIRE_INPUT_ERROR(load_train_config(path), Equals(path + ": lora[0].top_k: must be in 1..num_experts (8), got 9"));
+  REQUIRE_INPUT_ERROR(load_train_config(path),
+                      Equals(path + ": lora[0].top_k: must be in 1..num_experts (8), got 9"));
   CHECK(load_train_config(path, {"lora[0].top_k=3"}).adapters[0].top_k == 3);
   CHECK(load_train_config(path, {"lora[0].num_experts=16"}).adapters[0].num_experts == 16);
   REQUIRE_INPUT_ERROR(load_train_config(path, {"lora[0].top_k=3", "lora[0].r=0"}),
                       Equals(path + ": lora[0].r: must be >= 1, got 0"));
-  REQUIRE_INPUT_ERROR(load_train_config(dir / "missing.json"), Contains("missing.json: no such file"));
+  REQUIRE_INPUT_ERROR(load_train_config(dir / "missing.json"),
+                      Contains("missing.json: no such file"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -832,8 +903,8 @@ TEST_CASE("adapter_config.json of a plain causal LoRA is a pure PEFT config", "[
   CHECK(j["lora_alpha"] == 8);
   CHECK(j["target_modules"] == json({"q_proj", "v_proj"}));
   const std::set<std::string> peft_keys = {
-      "peft_type",      "task_type",  "base_model_name_or_path", "bias",           "r",
-      "lora_alpha",     "lora_dropout", "target_modules",        "use_rslora",     "use_dora",
+      "peft_type",      "task_type",      "base_model_name_or_path", "bias",       "r",
+      "lora_alpha",     "lora_dropout",   "target_modules",          "use_rslora", "use_dora",
       "fan_in_fan_out", "inference_mode", "init_lora_weights"};
   for (const auto& item : j.items()) CHECK(peft_keys.count(item.key()) == 1);
   // A fractional alpha stays a float.
@@ -844,9 +915,12 @@ TEST_CASE("adapter_config.json of a plain causal LoRA is a pure PEFT config", "[
 TEST_CASE("adapter_config.json round trip gives equal fields", "[config]") {
   auto j = with(mixlora_config(), "routing_strategy", "mixlora-switch");
   j = with(with(with(j, "expert_lora", json{{"r", 2}, {"lora_alpha", 4}, {"lora_dropout", 0.1}}),
-                "capacity_factor", 1.5), "expert_capacity", 7);
-  j = with(with(with(j, "task_name", "classification"), "labels", {"neg", "neu", "pos"}), "act_fn", "gelu");
-  j = with(with(with(j, "router_init_range", 0.3), "jitter_noise", 0.05), "router_z_loss_coef", 0.002);
+                "capacity_factor", 1.5),
+           "expert_capacity", 7);
+  j = with(with(with(j, "task_name", "classification"), "labels", {"neg", "neu", "pos"}), "act_fn",
+           "gelu");
+  j = with(with(with(j, "router_init_range", 0.3), "jitter_noise", 0.05), "router_z_loss_coef",
+           0.002);
   j = with(with(with(j, "router_aux_loss_coef", 0.02), "router_loss", false), "ffn_dropout", 0.1);
   j = with(with(with(j, "use_rslora", true), "lora_init", "gaussian"), "num_experts", 6);
   const auto original = parse_adapter(j);
@@ -885,9 +959,10 @@ TEST_CASE("adapter_config.json round trip gives equal fields", "[config]") {
   CHECK(back.expert_lora->lora_dropout == 0.1);
 
   // Plain LoRA and the dynamic strategy too.
-  for (const auto& config : {lora_config(), with(mixlora_config(), "routing_strategy", "mixlora-dynamic"),
-                             with(lora_config(), "task_name", "glue:mnli"),
-                             with(lora_config(), "task_name", "arc-e;piqa")}) {
+  for (const auto& config :
+       {lora_config(), with(mixlora_config(), "routing_strategy", "mixlora-dynamic"),
+        with(lora_config(), "task_name", "glue:mnli"),
+        with(lora_config(), "task_name", "arc-e;piqa")}) {
     const auto a = parse_adapter(config);
     const auto b = parse_adapter_config_file(adapter_config_to_json(a, "m"), "adapter_config.json");
     CHECK(b.peft_type == a.peft_type);
@@ -926,26 +1001,30 @@ TEST_CASE("a PEFT adapter_config.json reads with unknown keys ignored", "[config
 
   auto bad = peft;
   bad["bias"] = "all";
-  REQUIRE_INPUT_ERROR(parse_adapter_config_file(bad, "adapter_config.json"),
-                      Equals("adapter_config.json: bias: only \"none\" is supported (no trained biases), "
-                             "got \"all\""));
+  REQUIRE_INPUT_ERROR(
+      parse_adapter_config_file(bad, "adapter_config.json"),
+      Equals("adapter_config.json: bias: only \"none\" is supported (no trained biases), "
+             "got \"all\""));
   bad = peft;
   bad["rank_pattern"] = {{"q_proj", 4}};
-  REQUIRE_INPUT_ERROR(parse_adapter_config_file(bad, "adapter_config.json"),
-                      Equals("adapter_config.json: rank_pattern: is not supported (must be null or empty), "
-                             "got {\"q_proj\":4}"));
+  REQUIRE_INPUT_ERROR(
+      parse_adapter_config_file(bad, "adapter_config.json"),
+      Equals("adapter_config.json: rank_pattern: is not supported (must be null or empty), "
+             "got {\"q_proj\":4}"));
   bad = peft;
   bad["r"] = "16";
   REQUIRE_INPUT_ERROR(parse_adapter_config_file(bad, "adapter_config.json"),
                       Equals("adapter_config.json: r: expected an integer, got string \"16\""));
   bad = peft;
   bad["target_modules"] = ".*proj";
-  REQUIRE_INPUT_ERROR(parse_adapter_config_file(bad, "adapter_config.json"),
-                      StartsWith("adapter_config.json: target_modules: must be a list of module names"));
+  REQUIRE_INPUT_ERROR(
+      parse_adapter_config_file(bad, "adapter_config.json"),
+      StartsWith("adapter_config.json: target_modules: must be a list of module names"));
   bad = peft;
   bad["peft_type"] = "IA3";
   REQUIRE_INPUT_ERROR(parse_adapter_config_file(bad, "adapter_config.json"),
-                      Equals("adapter_config.json: peft_type: must be one of LORA, MIXLORA, LORAMOE, MOLA, got \"IA3\""));
+                      Equals("adapter_config.json: peft_type: must be one of LORA, MIXLORA, "
+                             "LORAMOE, MOLA, got \"IA3\""));
 }
 
 TEST_CASE("a MoE-PEFT adapter_config.json reads with missing keys defaulted", "[config]") {
@@ -970,7 +1049,8 @@ TEST_CASE("a MoE-PEFT adapter_config.json reads with missing keys defaulted", "[
   REQUIRE(a.expert_lora.has_value());
   CHECK(a.expert_lora->r == 8);
 
-  const auto minimal = R"({"peft_type": "MIXLORA", "routing_strategy": "mixlora", "num_experts": 4})"_json;
+  const auto minimal =
+      R"({"peft_type": "MIXLORA", "routing_strategy": "mixlora", "num_experts": 4})"_json;
   const auto m = parse_adapter_config_file(minimal, "adapter_config.json");
   const AdapterConfig defaults;
   CHECK(m.lora.r == defaults.lora.r);

@@ -76,8 +76,8 @@ Rank start_rank(const std::vector<std::string>& args, const std::string& files) 
   r.out_path = files + ".out";
   r.err_path = files + ".err";
   // exec: the pid is mixlora-train's own, so that a signal reaches the trainer, not a shell.
-  std::string line = fmt::format("cd {} && exec {}/mixlora-train", shell_quote(MIXLORA_TEST_SOURCE_DIR),
-                                 MIXLORA_TEST_BIN_DIR);
+  std::string line = fmt::format("cd {} && exec {}/mixlora-train",
+                                 shell_quote(MIXLORA_TEST_SOURCE_DIR), MIXLORA_TEST_BIN_DIR);
   for (const auto& a : args) line += " " + shell_quote(a);
   line += fmt::format(" >{} 2>{}", shell_quote(r.out_path), shell_quote(r.err_path));
   r.start = std::chrono::steady_clock::now();
@@ -117,7 +117,8 @@ bool wait_for_log(const Rank& r, const std::string& text, double limit_s) {
   while (std::chrono::steady_clock::now() < until) {
     if (r.err().find(text) != std::string::npos) return true;
     int status = 0;
-    if (::waitpid(r.pid, &status, WNOHANG) == r.pid) return false;  // exited (status lost: a test failure anyway)
+    if (::waitpid(r.pid, &status, WNOHANG) == r.pid)
+      return false;  // exited (status lost: a test failure anyway)
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return false;
@@ -127,8 +128,11 @@ using mixlora::test::stories_rows;
 using mixlora::test::write_lines;
 
 std::vector<std::string> dist_flags(int rank, int port, int timeout_s) {
-  return {"--world-size", "2", "--rank", std::to_string(rank), "--master-addr", "127.0.0.1",
-          "--master-port", std::to_string(port), "--dist-timeout", std::to_string(timeout_s)};
+  return {"--world-size",   "2",
+          "--rank",         std::to_string(rank),
+          "--master-addr",  "127.0.0.1",
+          "--master-port",  std::to_string(port),
+          "--dist-timeout", std::to_string(timeout_s)};
 }
 
 std::vector<std::string> operator+(std::vector<std::string> a, const std::vector<std::string>& b) {
@@ -169,9 +173,13 @@ TEST_CASE("rank discovery: torchrun variables, Slurm variables, flags over both"
     CHECK(r.source == "single process");
   }
   SECTION("torchrun") {
-    const auto r = discover_ranks({}, env_of({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"},
-                                              {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29411"},
-                                              {"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}}));
+    const auto r = discover_ranks({}, env_of({{"RANK", "3"},
+                                              {"WORLD_SIZE", "8"},
+                                              {"LOCAL_RANK", "1"},
+                                              {"MASTER_ADDR", "node7"},
+                                              {"MASTER_PORT", "29411"},
+                                              {"SLURM_PROCID", "0"},
+                                              {"SLURM_NTASKS", "2"}}));
     CHECK(r.rank == 3);
     CHECK(r.world_size == 8);
     CHECK(r.local_rank == 1);
@@ -179,14 +187,17 @@ TEST_CASE("rank discovery: torchrun variables, Slurm variables, flags over both"
     CHECK(r.master_port == 29411);
     CHECK(r.source == "torchrun");
     CHECK_FALSE(r.agent_store);
-    const auto agent = discover_ranks({}, env_of({{"RANK", "0"}, {"WORLD_SIZE", "2"},
+    const auto agent = discover_ranks({}, env_of({{"RANK", "0"},
+                                                  {"WORLD_SIZE", "2"},
                                                   {"TORCHELASTIC_USE_AGENT_STORE", "True"},
                                                   {"TORCHELASTIC_RESTART_COUNT", "2"}}));
     CHECK(agent.agent_store);
     CHECK(agent.store_prefix == "/worker/attempt_2");
   }
   SECTION("Slurm, master from the node list") {
-    const auto r = discover_ranks({}, env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"},
+    const auto r = discover_ranks({}, env_of({{"SLURM_PROCID", "5"},
+                                              {"SLURM_NTASKS", "8"},
+                                              {"SLURM_LOCALID", "1"},
                                               {"SLURM_JOB_NODELIST", "gpu[003-006,010],login1"}}));
     CHECK(r.rank == 5);
     CHECK(r.world_size == 8);
@@ -194,8 +205,10 @@ TEST_CASE("rank discovery: torchrun variables, Slurm variables, flags over both"
     CHECK(r.master_addr == "gpu003");
     CHECK(r.master_port == 29500);
     CHECK(r.source == "slurm");
-    const auto with_master = discover_ranks(
-        {}, env_of({{"SLURM_PROCID", "0"}, {"SLURM_NTASKS", "2"}, {"SLURM_NODELIST", "a,b"}, {"MASTER_ADDR", "10.0.0.9"}}));
+    const auto with_master = discover_ranks({}, env_of({{"SLURM_PROCID", "0"},
+                                                        {"SLURM_NTASKS", "2"},
+                                                        {"SLURM_NODELIST", "a,b"},
+                                                        {"MASTER_ADDR", "10.0.0.9"}}));
     CHECK(with_master.master_addr == "10.0.0.9");
   }
   SECTION("flags win over the environment") {
@@ -217,7 +230,8 @@ TEST_CASE("rank discovery: torchrun variables, Slurm variables, flags over both"
                         Catch::Matchers::Contains("WORLD_SIZE is set but RANK is not"));
     RankFlags port;
     port.master_port = 70000;
-    REQUIRE_INPUT_ERROR(discover_ranks(port, env_of({})), Catch::Matchers::Contains("master port must be in [1, 65535]"));
+    REQUIRE_INPUT_ERROR(discover_ranks(port, env_of({})),
+                        Catch::Matchers::Contains("master port must be in [1, 65535]"));
   }
 }
 
@@ -236,30 +250,45 @@ TEST_CASE("first host of a Slurm node list", "[distributed]") {
 // rank's own generator. The LoRA adapter with 3 micro-batches uses SGD: its gradient is summed
 // in another order than alone (fp32 rounding), which Adam's normalisation would magnify on
 // near-zero gradient entries; the two others agree bit for bit with Adam.
-TEST_CASE("two Gloo ranks train the same adapters as one process with the same global batch", "[distributed][cli]") {
+TEST_CASE("two Gloo ranks train the same adapters as one process with the same global batch",
+          "[distributed][cli]") {
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(12));
-  std::vector<std::string> args = {"--config", "configs/multi-task.json", "--base-model", stories_dir(),
-                                   "--threads", "1", "--set", "log_every=1", "--set", "save_step=2",
-                                   "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=2",
-                                   "--set", "lora[1].batch_size=4", "--set", "lora[1].micro_batch_size=4",
-                                   "--set", "lora[2].batch_size=6", "--set", "lora[2].micro_batch_size=2",
-                                   "--set", "lora[1].jitter_noise=0", "--set", "lora[0].lr=0.01", "--set", "lora[2].optim=sgd",
-                                   "--set", "eval_every=2"};
+  std::vector<std::string> args = {"--config",     "configs/multi-task.json",
+                                   "--base-model", stories_dir(),
+                                   "--threads",    "1",
+                                   "--set",        "log_every=1",
+                                   "--set",        "save_step=2",
+                                   "--set",        "lora[0].batch_size=4",
+                                   "--set",        "lora[0].micro_batch_size=2",
+                                   "--set",        "lora[1].batch_size=4",
+                                   "--set",        "lora[1].micro_batch_size=4",
+                                   "--set",        "lora[2].batch_size=6",
+                                   "--set",        "lora[2].micro_batch_size=2",
+                                   "--set",        "lora[1].jitter_noise=0",
+                                   "--set",        "lora[0].lr=0.01",
+                                   "--set",        "lora[2].optim=sgd",
+                                   "--set",        "eval_every=2"};
   for (int i = 0; i < 3; ++i) {
-    // Held-out scoring is sharded over the ranks: 3-row eval batches, rank r scores batches r, r + 2, ...
-    args = args + std::vector<std::string>{"--set", fmt::format("lora[{}].data={}", i, ws / "rows.jsonl"), "--set",
-                                           fmt::format("lora[{}].lora_dropout=0", i), "--set",
-                                           fmt::format("lora[{}].eval_data=data/stories/test.jsonl", i), "--set",
-                                           fmt::format("lora[{}].evaluate_batch_size=3", i)};
+    // Held-out scoring is sharded over the ranks: 3-row eval batches, rank r scores batches r, r +
+    // 2, ...
+    args = args + std::vector<std::string>{
+                      "--set", fmt::format("lora[{}].data={}", i, ws / "rows.jsonl"),
+                      "--set", fmt::format("lora[{}].lora_dropout=0", i),
+                      "--set", fmt::format("lora[{}].eval_data=data/stories/test.jsonl", i),
+                      "--set", fmt::format("lora[{}].evaluate_batch_size=3", i)};
   }
   const auto one_dir = ws / "one", two_dir = ws / "two";
   const int port = free_port();
   // 8 KiB gradient buckets (the adapters have 36-268 KB of parameters): several per adapter, so
   // that some leave during the backward pass (gradient_buckets.h) while the rest follow after it.
   ::setenv("MIXLORA_BUCKET_MB", "0.0078125", 1);
-  auto rank0 = start_rank(args + std::vector<std::string>{"--output-dir", two_dir} + dist_flags(0, port, 60), ws / "r0");
-  auto rank1 = start_rank(args + std::vector<std::string>{"--output-dir", two_dir} + dist_flags(1, port, 60), ws / "r1");
+  auto rank0 =
+      start_rank(args + std::vector<std::string>{"--output-dir", two_dir} + dist_flags(0, port, 60),
+                 ws / "r0");
+  auto rank1 =
+      start_rank(args + std::vector<std::string>{"--output-dir", two_dir} + dist_flags(1, port, 60),
+                 ws / "r1");
   ::unsetenv("MIXLORA_BUCKET_MB");
   auto single = start_rank(args + std::vector<std::string>{"--output-dir", one_dir}, ws / "single");
   wait_rank(rank0, 120);
@@ -272,12 +301,14 @@ TEST_CASE("two Gloo ranks train the same adapters as one process with the same g
   REQUIRE(rank1.exit_code == 0);
   CHECK_THAT(rank0.err(), Catch::Matchers::Contains("2 ranks joined over gloo"));
   {
-    // "data-parallel: E of T gradient buckets (all ranks) were sent during the backward pass", E > 0.
+    // "data-parallel: E of T gradient buckets (all ranks) were sent during the backward pass", E >
+    // 0.
     const auto log = rank0.err();
     const auto at = log.find("data-parallel: ");
     REQUIRE(at != std::string::npos);
     long early = -1, total = -1;
-    REQUIRE(std::sscanf(log.c_str() + at, "data-parallel: %ld of %ld gradient buckets", &early, &total) == 2);
+    REQUIRE(std::sscanf(log.c_str() + at, "data-parallel: %ld of %ld gradient buckets", &early,
+                        &total) == 2);
     CHECK(early > 0);
     CHECK(early < total);
   }
@@ -288,7 +319,8 @@ TEST_CASE("two Gloo ranks train the same adapters as one process with the same g
     const auto one = fs::path(one_dir) / name, two = fs::path(two_dir) / name;
     CHECK(worst_relative_difference((one / "adapter_model.safetensors").string(),
                                     (two / "adapter_model.safetensors").string()) < 1e-5);
-    CHECK(slurp((one / "adapter_config.json").string()) == slurp((two / "adapter_config.json").string()));
+    CHECK(slurp((one / "adapter_config.json").string()) ==
+          slurp((two / "adapter_config.json").string()));
     // The logged losses are the global batch's: every micro-batch of every rank counted once.
     const auto m1 = read_metrics((one / "metrics.jsonl").string());
     const auto m2 = read_metrics((two / "metrics.jsonl").string());
@@ -306,66 +338,80 @@ TEST_CASE("two Gloo ranks train the same adapters as one process with the same g
         CHECK(e2["samples"] == e1["samples"]);
         CHECK(e2["loss"].get<double>() == Approx(e1["loss"].get<double>()).epsilon(1e-5));
         if (e1.contains("aux_loss")) {
-          CHECK(e2["aux_loss"].get<double>() == Approx(e1["aux_loss"].get<double>()).epsilon(1e-4).margin(1e-9));
+          CHECK(e2["aux_loss"].get<double>() ==
+                Approx(e1["aux_loss"].get<double>()).epsilon(1e-4).margin(1e-9));
         }
         continue;
       }
       CHECK(m2[i]["loss"].get<double>() == Approx(m1[i]["loss"].get<double>()).epsilon(1e-5));
-      CHECK(m2[i]["aux_loss"].get<double>() == Approx(m1[i]["aux_loss"].get<double>()).epsilon(1e-4).margin(1e-9));
+      CHECK(m2[i]["aux_loss"].get<double>() ==
+            Approx(m1[i]["aux_loss"].get<double>()).epsilon(1e-4).margin(1e-9));
     }
     CHECK(eval_records >= 1);  // at step 2 and at the end
   }
   // Checkpoints: written once, by rank 0, with the single process's content.
   CHECK(fs::is_directory(fs::path(two_dir) / "stories-mixlora" / "checkpoint-2"));
-  CHECK(worst_relative_difference(one_dir + "/stories-mixlora/checkpoint-2/adapter_model.safetensors",
-                                  two_dir + "/stories-mixlora/checkpoint-2/adapter_model.safetensors") < 1e-5);
+  CHECK(worst_relative_difference(
+            one_dir + "/stories-mixlora/checkpoint-2/adapter_model.safetensors",
+            two_dir + "/stories-mixlora/checkpoint-2/adapter_model.safetensors") < 1e-5);
 }
 
-TEST_CASE("a rank killed mid-run ends the other with an error within the timeout", "[distributed][cli]") {
+TEST_CASE("a rank killed mid-run ends the other with an error within the timeout",
+          "[distributed][cli]") {
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(64));
   const int timeout_s = 6;
-  const std::vector<std::string> args = {"--config", "configs/mixlora.json", "--base-model", stories_dir(),
-                                         "--output-dir", ws / "out", "--threads", "1",
-                                         "--set", "lora[0].data=" + (ws / "rows.jsonl"), "--set", "log_every=1",
-                                         "--set", "lora[0].batch_size=2", "--set", "lora[0].micro_batch_size=1",
-                                         "--set", "lora[0].num_epochs=50"};
+  const std::vector<std::string> args = {"--config",     "configs/mixlora.json",
+                                         "--base-model", stories_dir(),
+                                         "--output-dir", ws / "out",
+                                         "--threads",    "1",
+                                         "--set",        "lora[0].data=" + (ws / "rows.jsonl"),
+                                         "--set",        "log_every=1",
+                                         "--set",        "lora[0].batch_size=2",
+                                         "--set",        "lora[0].micro_batch_size=1",
+                                         "--set",        "lora[0].num_epochs=50"};
   const int port = free_port();
   auto rank0 = start_rank(args + dist_flags(0, port, timeout_s), ws / "r0");
   auto rank1 = start_rank(args + dist_flags(1, port, timeout_s), ws / "r1");
   // Training is under way once rank 0 logged its first step.
   const bool training = wait_for_log(rank0, "| step 1/", 60);
-  SECTION("kill -9") {
-    ::kill(rank1.pid, SIGKILL);
-  }
-  SECTION("stopped (a hung peer): only the timeout can tell") {
-    ::kill(rank1.pid, SIGSTOP);
-  }
+  SECTION("kill -9") { ::kill(rank1.pid, SIGKILL); }
+  SECTION("stopped (a hung peer): only the timeout can tell") { ::kill(rank1.pid, SIGSTOP); }
   const auto killed_at = std::chrono::steady_clock::now();
   wait_rank(rank0, 60);  // a generous bound: a hang fails here, not in a CI timeout
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed_at).count();
   ::kill(rank1.pid, SIGKILL);
   wait_rank(rank1, 10);
   INFO("rank 0:\n" << rank0.err());
   REQUIRE(training);
   CHECK(rank0.exit_code == 1);
   CHECK(seconds < timeout_s + 20);
-  CHECK_THAT(rank0.err(), Catch::Matchers::Contains("mixlora-train: error: rank 0: all_reduce failed"));
+  CHECK_THAT(rank0.err(),
+             Catch::Matchers::Contains("mixlora-train: error: rank 0: all_reduce failed"));
   CHECK_FALSE(fs::exists(ws / "out/mixlora/adapter_model.safetensors"));
 }
 
-TEST_CASE("a rank that fails on its data ends the other, which names the cause", "[distributed][cli]") {
+TEST_CASE("a rank that fails on its data ends the other, which names the cause",
+          "[distributed][cli]") {
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(8));
-  const std::vector<std::string> args = {"--config", "configs/mixlora.json", "--base-model", stories_dir(),
-                                         "--output-dir", ws / "out", "--threads", "1",
-                                         "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=2"};
+  const std::vector<std::string> args = {"--config",     "configs/mixlora.json",
+                                         "--base-model", stories_dir(),
+                                         "--output-dir", ws / "out",
+                                         "--threads",    "1",
+                                         "--set",        "lora[0].batch_size=4",
+                                         "--set",        "lora[0].micro_batch_size=2"};
   const int port = free_port();
   // Rank 1 alone sees a data file that is not there (a node without the shared file system).
-  auto rank0 = start_rank(args + std::vector<std::string>{"--set", "lora[0].data=" + (ws / "rows.jsonl")} +
-                              dist_flags(0, port, 30), ws / "r0");
-  auto rank1 = start_rank(args + std::vector<std::string>{"--set", "lora[0].data=" + (ws / "missing.jsonl")} +
-                              dist_flags(1, port, 30), ws / "r1");
+  auto rank0 =
+      start_rank(args + std::vector<std::string>{"--set", "lora[0].data=" + (ws / "rows.jsonl")} +
+                     dist_flags(0, port, 30),
+                 ws / "r0");
+  auto rank1 = start_rank(
+      args + std::vector<std::string>{"--set", "lora[0].data=" + (ws / "missing.jsonl")} +
+          dist_flags(1, port, 30),
+      ws / "r1");
   wait_rank(rank0, 90);
   wait_rank(rank1, 90);
   INFO("rank 0:\n" << rank0.err() << "\nrank 1:\n" << rank1.err());
@@ -379,11 +425,12 @@ TEST_CASE("a rank that fails on its data ends the other, which names the cause",
 TEST_CASE("a rank whose peers never come gives up after --dist-timeout", "[distributed][cli]") {
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(4));
-  auto rank0 = start_rank({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir",
-                           ws / "out", "--set", "lora[0].data=" + (ws / "rows.jsonl"), "--world-size", "2",
-                           "--rank", "0", "--master-addr", "127.0.0.1", "--master-port",
-                           std::to_string(free_port()), "--dist-timeout", "2"},
-                          ws / "r0");
+  auto rank0 =
+      start_rank({"--config", "configs/mixlora.json", "--base-model", stories_dir(), "--output-dir",
+                  ws / "out", "--set", "lora[0].data=" + (ws / "rows.jsonl"), "--world-size", "2",
+                  "--rank", "0", "--master-addr", "127.0.0.1", "--master-port",
+                  std::to_string(free_port()), "--dist-timeout", "2"},
+                 ws / "r0");
   wait_rank(rank0, 60);
   INFO(rank0.err());
   CHECK(rank0.exit_code == 1);
@@ -392,16 +439,23 @@ TEST_CASE("a rank whose peers never come gives up after --dist-timeout", "[distr
   CHECK_FALSE(fs::exists(ws / "out/mixlora"));
 }
 
-TEST_CASE("resume on two ranks (--resume) continues a one-process checkpoint to the uninterrupted bytes", "[distributed][cli]") {
+TEST_CASE(
+    "resume on two ranks (--resume) continues a one-process checkpoint to the uninterrupted bytes",
+    "[distributed][cli]") {
   TempDir ws;
   write_lines(ws / "rows.jsonl", stories_rows(12));
   // 12 rows, 2 micro-batches of 2 per step, 2 epochs: 6 steps, checkpoints at 2 and 4.
-  const std::vector<std::string> args = {"--config", "configs/mixlora.json", "--base-model", stories_dir(),
-                                         "--threads", "1", "--set", "lora[0].data=" + (ws / "rows.jsonl"),
-                                         "--set", "lora[0].batch_size=4", "--set", "lora[0].micro_batch_size=2",
-                                         "--set", "lora[0].num_epochs=2", "--set", "save_step=2",
-                                         "--set", "lora[0].lr=0.01", "--set", "lora[0].lora_dropout=0",
-                                         "--set", "log_every=1"};
+  const std::vector<std::string> args = {"--config",     "configs/mixlora.json",
+                                         "--base-model", stories_dir(),
+                                         "--threads",    "1",
+                                         "--set",        "lora[0].data=" + (ws / "rows.jsonl"),
+                                         "--set",        "lora[0].batch_size=4",
+                                         "--set",        "lora[0].micro_batch_size=2",
+                                         "--set",        "lora[0].num_epochs=2",
+                                         "--set",        "save_step=2",
+                                         "--set",        "lora[0].lr=0.01",
+                                         "--set",        "lora[0].lora_dropout=0",
+                                         "--set",        "log_every=1"};
   const auto a_dir = ws / "A", b_dir = ws / "B";
   auto single = start_rank(args + std::vector<std::string>{"--output-dir", a_dir}, ws / "single");
   wait_rank(single, 120);

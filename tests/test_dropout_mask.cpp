@@ -28,7 +28,8 @@ TEST_CASE("dropout mask equals its scalar reference element by element", "[lora]
   const float scale = static_cast<float>(1.0 / (1.0 - p));
   int64_t mismatches = 0;
   for (int64_t i = 0; i < flat.numel(); ++i) {
-    mismatches += values[i] != (lora::dropout_keeps(seed, static_cast<uint64_t>(i), p) ? scale : 0.0f);
+    mismatches +=
+        values[i] != (lora::dropout_keeps(seed, static_cast<uint64_t>(i), p) ? scale : 0.0f);
   }
   CHECK(mismatches == 0);
 }
@@ -68,5 +69,6 @@ TEST_CASE("dropout masks follow the generator and not the thread count", "[lora]
   CHECK(!at::equal(first, lora::dropout_scale_mask({4096}, 0.1, seeded(4))));
   // lora::dropout applies it: x * mask.
   const auto x = at::randn({64, 32});
-  CHECK(at::allclose(lora::dropout(x, 0.1, seeded(5)), x * lora::dropout_scale_mask({64, 32}, 0.1, seeded(5))));
+  CHECK(at::allclose(lora::dropout(x, 0.1, seeded(5)),
+                     x * lora::dropout_scale_mask({64, 32}, 0.1, seeded(5))));
 }

@@ -5,10 +5,10 @@
 #include "mixlora/model/base_model.h"
 #include "mixlora/tasks/classification.h"
 
+#include "stories_model.h"
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
-#include "stories_model.h"
 
 using namespace mixlora;
 using mixlora::test::stories;
@@ -44,7 +44,8 @@ TEST_CASE("evaluate: classification and multiple-choice accuracy", "[eval]") {
   auto classifier = adapters::Adapter::create(cls, stories(), 5);
   classifier.classifier.normal_(0.0, 1.0);
   auto cls_rows = rows_of_lengths({5, 9, 3, 7, 6, 4, 8});
-  for (size_t i = 0; i < cls_rows.size(); ++i) cls_rows[i].class_label = static_cast<int64_t>(i % 3);
+  for (size_t i = 0; i < cls_rows.size(); ++i)
+    cls_rows[i].class_label = static_cast<int64_t>(i % 3);
 
   // Multiple choice on the bare base model: 3 choices per row, answer = row index % 3.
   auto mc_rows = rows_of_lengths({6, 6, 8, 5, 7});
@@ -55,8 +56,9 @@ TEST_CASE("evaluate: classification and multiple-choice accuracy", "[eval]") {
   }
 
   const model::Decoder decoder(stories());
-  const auto results = eval::evaluate(decoder, {{&classifier, "classification", &cls_rows}, {nullptr, "arc-e", &mc_rows}},
-                                      /*batch_size=*/3, /*pad_id=*/0);
+  const auto results = eval::evaluate(
+      decoder, {{&classifier, "classification", &cls_rows}, {nullptr, "arc-e", &mc_rows}},
+      /*batch_size=*/3, /*pad_id=*/0);
   REQUIRE(results.size() == 2);
 
   int64_t cls_correct = 0;
@@ -64,8 +66,8 @@ TEST_CASE("evaluate: classification and multiple-choice accuracy", "[eval]") {
     auto ids = at::tensor(row.input_ids, at::kLong).view({1, -1});
     adapters::AdapterHooks hooks({{&classifier, 0, 1}}, at::Tensor(), false);
     auto hidden = decoder.hidden_states(ids, at::Tensor(), nullptr, &hooks);
-    auto logits = tasks::classification_logits(hidden, at::tensor(std::vector<int64_t>{ids.size(1) - 1}),
-                                               classifier.classifier);
+    auto logits = tasks::classification_logits(
+        hidden, at::tensor(std::vector<int64_t>{ids.size(1) - 1}), classifier.classifier);
     cls_correct += logits.argmax(-1).item<int64_t>() == row.class_label;
   }
   int64_t mc_correct = 0;
@@ -74,7 +76,8 @@ TEST_CASE("evaluate: classification and multiple-choice accuracy", "[eval]") {
     auto logits = decoder.logits(decoder.hidden_states(ids, at::Tensor()))[0][-1];
     std::vector<double> scores;
     for (auto c : row.choice_token_ids) scores.push_back(logits[c].item<double>());
-    mc_correct += std::max_element(scores.begin(), scores.end()) - scores.begin() == row.answer_index;
+    mc_correct +=
+        std::max_element(scores.begin(), scores.end()) - scores.begin() == row.answer_index;
   }
   CHECK(results[0].adapter_name == "cls");
   CHECK(*results[0].accuracy == Approx(static_cast<double>(cls_correct) / 7));
@@ -100,7 +103,8 @@ TEST_CASE("evaluate: shards of the batches sum to the one-process results", "[ev
   mix.target_modules = {"q_proj", "up_proj"};
   auto adapter = adapters::Adapter::create(mix, stories(), 11);
   {
-    torch::NoGradGuard no_grad;  // fresh LoRA B is zero: perturb every weight so the adapter matters
+    torch::NoGradGuard
+        no_grad;  // fresh LoRA B is zero: perturb every weight so the adapter matters
     for (auto p : adapter.parameters()) p.normal_(0.0, 0.05);
   }
   auto rows = rows_of_lengths({5, 9, 3, 7, 6, 4, 8, 5, 6, 7, 3});
@@ -109,10 +113,12 @@ TEST_CASE("evaluate: shards of the batches sum to the one-process results", "[ev
     row.labels[0] = data::kIgnoreIndex;
   }
   const model::Decoder decoder(stories());
-  const std::vector<eval::EvalInput> inputs = {{&adapter, "casual", &rows}, {nullptr, "casual", &rows}};
+  const std::vector<eval::EvalInput> inputs = {{&adapter, "casual", &rows},
+                                               {nullptr, "casual", &rows}};
   const auto whole = eval::evaluate(decoder, inputs, /*batch_size=*/2, /*pad_id=*/0);  // 6 batches
 
-  // Three shards: batches {0, 3}, {1, 4}, {2, 5}; their totals summed as the trainer's all-reduce does.
+  // Three shards: batches {0, 3}, {1, 4}, {2, 5}; their totals summed as the trainer's all-reduce
+  // does.
   std::vector<eval::EvalTotals> sum;
   int64_t shard_batches = 0;
   for (int64_t index = 0; index < 3; ++index) {

@@ -18,15 +18,17 @@
 
 using namespace mixlora;
 
-TEST_CASE("LLaMA, Mistral and Qwen2 forwards equal transformers' (tests/reference/forward_reference.py)",
-          "[model][parity][reference]") {
+TEST_CASE(
+    "LLaMA, Mistral and Qwen2 forwards equal transformers' (tests/reference/forward_reference.py)",
+    "[model][parity][reference]") {
   const auto python = test::reference_python_or_skip();
   if (python.empty()) return;
   test::TempDir dir;
   const auto log = dir / "reference.log";
-  const auto command = fmt::format("{} {} {} >{} 2>&1", test::shell_quote(python),
-                                   test::shell_quote(MIXLORA_TEST_SOURCE_DIR "/tests/reference/forward_reference.py"),
-                                   test::shell_quote(dir.str()), test::shell_quote(log));
+  const auto command = fmt::format(
+      "{} {} {} >{} 2>&1", test::shell_quote(python),
+      test::shell_quote(MIXLORA_TEST_SOURCE_DIR "/tests/reference/forward_reference.py"),
+      test::shell_quote(dir.str()), test::shell_quote(log));
   const int status = std::system(command.c_str());
   INFO(test::slurp(log));
   REQUIRE(status == 0);
@@ -41,7 +43,8 @@ TEST_CASE("LLaMA, Mistral and Qwen2 forwards equal transformers' (tests/referenc
     const auto logits = decoder.logits(decoder.hidden_states(reference.load("input_ids"), mask)) *
                         mask.unsqueeze(-1).to(at::kFloat);
     const auto expected = reference.load("logits");
-    const double error = (logits - expected).abs().max().item<double>() / expected.abs().max().item<double>();
+    const double error =
+        (logits - expected).abs().max().item<double>() / expected.abs().max().item<double>();
     INFO("logits: max error relative to max |logit| " << error);
     CHECK(error < 1e-4);
     std::cout << fmt::format("forward parity {}: logits max relative error {:.1e}\n", name, error);
@@ -52,8 +55,10 @@ TEST_CASE("LLaMA, Mistral and Qwen2 forwards equal transformers' (tests/referenc
     options.sampling.temperature = 0.0;
     options.max_new_tokens = greedy.numel();
     options.eos_token_id = model.config.eos_token_id;
-    const auto ids = generate::generate(decoder, {prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + prompt.numel()},
-                                        options);
-    CHECK(ids == std::vector<int64_t>(greedy.data_ptr<int64_t>(), greedy.data_ptr<int64_t>() + greedy.numel()));
+    const auto ids = generate::generate(
+        decoder, {prompt.data_ptr<int64_t>(), prompt.data_ptr<int64_t>() + prompt.numel()},
+        options);
+    CHECK(ids == std::vector<int64_t>(greedy.data_ptr<int64_t>(),
+                                      greedy.data_ptr<int64_t>() + greedy.numel()));
   }
 }

@@ -7,9 +7,9 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <iostream>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <sstream>
 #include <string>
 #include <system_error>
@@ -17,10 +17,10 @@
 
 // The expression throws mixlora::InputError (exit code 2 in the apps) with a message that
 // satisfies the string matcher.
-#define REQUIRE_INPUT_ERROR(expr, matcher)                 \
-  do {                                                     \
-    REQUIRE_THROWS_AS(expr, ::mixlora::InputError);        \
-    REQUIRE_THROWS_WITH(expr, matcher);                    \
+#define REQUIRE_INPUT_ERROR(expr, matcher)          \
+  do {                                              \
+    REQUIRE_THROWS_AS(expr, ::mixlora::InputError); \
+    REQUIRE_THROWS_WITH(expr, matcher);             \
   } while (false)
 
 namespace mixlora::test {
@@ -46,7 +46,8 @@ inline bool have_or_skip(const std::string& path, const std::string& what) {
 inline std::string reference_python_or_skip() {
   const char* python = std::getenv("MIXLORA_PYTHON");
   if (python != nullptr && *python != '\0') return python;
-  std::cout << "skipped: needs MIXLORA_PYTHON (the venv of scripts/setup-python-refs.sh)" << std::endl;
+  std::cout << "skipped: needs MIXLORA_PYTHON (the venv of scripts/setup-python-refs.sh)"
+            << std::endl;
   return "";
 }
 

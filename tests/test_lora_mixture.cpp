@@ -7,9 +7,9 @@
 #include "mixlora/moe/lora_mixture.h"
 #include "mixlora/train/trainer.h"
 
-#include <catch2/catch.hpp>
 #include "stories_model.h"
 #include "test_helpers.h"
+#include <catch2/catch.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/autograd.h>
@@ -20,10 +20,12 @@ using namespace mixlora;
 
 namespace {
 
-moe::LoraMixtureWeights random_mixture(int64_t experts, int64_t in, int64_t out, int64_t r, uint64_t seed) {
+moe::LoraMixtureWeights random_mixture(int64_t experts, int64_t in, int64_t out, int64_t r,
+                                       uint64_t seed) {
   auto g = at::make_generator<at::CPUGeneratorImpl>(seed);
   moe::LoraMixtureWeights m;
-  m.router = at::normal(0.0, 1.0, {experts, in}, g, at::TensorOptions(at::kFloat)).requires_grad_(true);
+  m.router =
+      at::normal(0.0, 1.0, {experts, in}, g, at::TensorOptions(at::kFloat)).requires_grad_(true);
   for (int64_t e = 0; e < experts; ++e) {
     lora::LoraWeights w;
     w.a = at::normal(0.0, 0.3, {r, in}, g, at::TensorOptions(at::kFloat)).requires_grad_(true);
@@ -47,7 +49,8 @@ at::Tensor reference(const moe::LoraMixtureWeights& m, const at::Tensor& x, cons
   auto out = base.reshape({flat.size(0), -1}).clone();
   for (size_t e = 0; e < m.experts.size(); ++e) {
     const auto& w = m.experts[e];
-    out = out + weights.narrow(1, static_cast<int64_t>(e), 1) * at::linear(at::linear(flat, w.a), w.b) * w.scale;
+    out = out + weights.narrow(1, static_cast<int64_t>(e), 1) *
+                    at::linear(at::linear(flat, w.a), w.b) * w.scale;
   }
   return out.view(base.sizes());
 }
@@ -55,7 +58,8 @@ at::Tensor reference(const moe::LoraMixtureWeights& m, const at::Tensor& x, cons
 std::vector<at::Tensor> grads_of(const moe::LoraMixtureWeights& m, const at::Tensor& loss) {
   std::vector<at::Tensor> params = {m.router};
   for (const auto& e : m.experts) params.insert(params.end(), {e.a, e.b});
-  auto grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true, false, /*allow_unused=*/true);
+  auto grads = torch::autograd::grad({loss}, params, {}, /*retain_graph=*/true, false,
+                                     /*allow_unused=*/true);
   for (size_t i = 0; i < grads.size(); ++i) {
     if (!grads[i].defined()) grads[i] = at::zeros_like(params[i]);  // an expert no token chose
   }
@@ -64,8 +68,10 @@ std::vector<at::Tensor> grads_of(const moe::LoraMixtureWeights& m, const at::Ten
 
 }  // namespace
 
-TEST_CASE("LoRA mixtures: top-k (MoLA) and dense (LoRAMoE) equal the dense reference, values and gradients",
-          "[lora][mixture]") {
+TEST_CASE(
+    "LoRA mixtures: top-k (MoLA) and dense (LoRAMoE) equal the dense reference, values and "
+    "gradients",
+    "[lora][mixture]") {
   const auto m = random_mixture(5, 12, 7, 3, 11);
   auto g = at::make_generator<at::CPUGeneratorImpl>(12);
   const auto x = at::normal(0.0, 1.0, {2, 9, 12}, g, at::TensorOptions(at::kFloat));
@@ -110,7 +116,8 @@ TEST_CASE("LoRA mixture routers start as MoE-PEFT's kaiming-uniform gates", "[lo
   CHECK(r0.abs().max().item<double>() == Approx(std::sqrt(6.0 / 400.0)).epsilon(0.02));
 }
 
-TEST_CASE("LoRAMoE and MoLA adapters train on the copy task and reload bit-identically", "[train][mixture]") {
+TEST_CASE("LoRAMoE and MoLA adapters train on the copy task and reload bit-identically",
+          "[train][mixture]") {
   for (const auto type : {config::PeftType::loramoe, config::PeftType::mola}) {
     INFO(config::peft_type_name(type));
     config::AdapterConfig a;
@@ -131,7 +138,8 @@ TEST_CASE("LoRAMoE and MoLA adapters train on the copy task and reload bit-ident
     c.adapters = {a};
     c.output_dir = out.str();
     c.log_every = 1;
-    c.gradient_checkpointing = type == config::PeftType::mola;  // router records through checkpoints
+    c.gradient_checkpointing =
+        type == config::PeftType::mola;  // router records through checkpoints
     train::TrainerOptions options;
     options.base_model_name = test::stories_dir();
     train::prepare_output(c, options);
@@ -153,14 +161,17 @@ TEST_CASE("LoRAMoE and MoLA adapters train on the copy task and reload bit-ident
     // MoE-PEFT's names: per-projection gates and experts; LoRAMoE's attention LoRAs stay plain.
     CHECK(has(root + ".layers.0.mlp.up_proj.moe_gate.weight"));
     CHECK(has(root + ".layers.0.mlp.up_proj.experts.3.lora_B.weight"));
-    CHECK(has(root + ".layers.0.self_attn.q_proj.moe_gate.weight") == (type == config::PeftType::mola));
-    CHECK(has(root + ".layers.0.self_attn.q_proj.lora_A.weight") == (type == config::PeftType::loramoe));
+    CHECK(has(root + ".layers.0.self_attn.q_proj.moe_gate.weight") ==
+          (type == config::PeftType::mola));
+    CHECK(has(root + ".layers.0.self_attn.q_proj.lora_A.weight") ==
+          (type == config::PeftType::loramoe));
     for (const auto& [name, tensor] : loaded.state_dict()) {
       INFO(name);
       CHECK(at::equal(tensor.cpu(), file.load(name)));
     }
     test::TempDir again;
     loaded.save(again.str(), test::stories_dir());
-    CHECK(test::slurp(again / "adapter_model.safetensors") == test::slurp(dir + "/adapter_model.safetensors"));
+    CHECK(test::slurp(again / "adapter_model.safetensors") ==
+          test::slurp(dir + "/adapter_model.safetensors"));
   }
 }

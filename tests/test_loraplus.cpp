@@ -7,7 +7,8 @@
 
 using namespace mixlora::train;
 
-TEST_CASE("loraplus_lr_scales groups lora_B and 1-D parameters like MoE-PEFT", "[optimizer][loraplus]") {
+TEST_CASE("loraplus_lr_scales groups lora_B and 1-D parameters like MoE-PEFT",
+          "[optimizer][loraplus]") {
   const std::vector<std::pair<std::string, at::Tensor>> named = {
       {"x.q_proj.lora_A.weight", at::zeros({2, 4})},
       {"x.q_proj.lora_B.weight", at::zeros({4, 2})},
@@ -17,14 +18,16 @@ TEST_CASE("loraplus_lr_scales groups lora_B and 1-D parameters like MoE-PEFT", "
   CHECK(loraplus_lr_scales(named, 16.0) == std::vector<double>{1.0, 16.0, 16.0, 1.0, 1.0});
 }
 
-TEST_CASE("an optimizer with LoRA+ scales moves each parameter as with lr * scale", "[optimizer][loraplus]") {
+TEST_CASE("an optimizer with LoRA+ scales moves each parameter as with lr * scale",
+          "[optimizer][loraplus]") {
   for (const bool adamw : {true, false}) {
     DYNAMIC_SECTION((adamw ? "adamw" : "sgd")) {
       at::manual_seed(0);
       const auto a0 = at::randn({3, 4}), b0 = at::randn({4, 3});
       const auto ga = at::randn({3, 4}), gb = at::randn({4, 3});
       const auto make = [&](std::vector<at::Tensor> params) {
-        return adamw ? make_adamw(std::move(params), {0.9, 0.999, 1e-8, 0.01}) : make_sgd(std::move(params), {0.9, 0.01});
+        return adamw ? make_adamw(std::move(params), {0.9, 0.999, 1e-8, 0.01})
+                     : make_sgd(std::move(params), {0.9, 0.01});
       };
       const auto param = [](const at::Tensor& t) { return t.clone().requires_grad_(true); };
       auto a = param(a0), b = param(b0);

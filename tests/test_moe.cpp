@@ -1,10 +1,10 @@
 // Routers against hand-computed cases, router losses, and the efficient MixLoRA FFN against the
 // naive per-expert path and against a per-token formula written out here.
 #include "mixlora/config/train_config.h"
+#include "mixlora/model/decoder.h"
 #include "mixlora/moe/mixlora_ffn.h"
 #include "mixlora/moe/router.h"
 #include "mixlora/moe/router_loss.h"
-#include "mixlora/model/decoder.h"
 
 #include <catch2/catch.hpp>
 
@@ -85,8 +85,8 @@ TEST_CASE("top-p router keeps the prefix whose mass first exceeds top_p", "[moe]
 
 TEST_CASE("switch router: top-1 with per-sequence capacity in position order", "[moe][router]") {
   // Two sequences of 4 tokens. Sequence 0: all prefer expert 1; sequence 1: 0, 1, 1, 2.
-  auto logits = rows({{0, 5, 0}, {0, 5, 0}, {0, 5, 0}, {0, 5, 0},
-                      {5, 0, 0}, {0, 5, 0}, {0, 5, 0}, {0, 0, 5}});
+  auto logits = rows(
+      {{0, 5, 0}, {0, 5, 0}, {0, 5, 0}, {0, 5, 0}, {5, 0, 0}, {0, 5, 0}, {0, 5, 0}, {0, 0, 5}});
   SECTION("capacity 2: the third and fourth token of sequence 0 overflow") {
     auto r = moe::router_switch(logits, 2, 2, at::Tensor());
     CHECK(ints(r.experts) == std::vector<int64_t>{1, 1, -1, -1, 0, 1, 1, 2});
@@ -200,20 +200,24 @@ struct FfnFixture {
                                                      bool training = false, uint64_t seed = 0) {
     for (auto& t : leaves()) t.mutable_grad() = at::Tensor();
     const auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
-    auto out = moe::mixlora_ffn(x, mask, mlp, weights, config.moe_options(), training, path, generator).output;
+    auto out =
+        moe::mixlora_ffn(x, mask, mlp, weights, config.moe_options(), training, path, generator)
+            .output;
     auto probe = at::linspace(-1.0, 1.0, out.numel()).view(out.sizes());
     (out * probe).sum().backward();
     std::vector<at::Tensor> grads;
     // An expert no token reached (top-p routing after dropout can leave one idle) has no grad:
     // its gradient is zero, and both paths must agree on that.
-    for (auto& t : leaves()) grads.push_back(t.grad().defined() ? t.grad().clone() : at::zeros_like(t));
+    for (auto& t : leaves())
+      grads.push_back(t.grad().defined() ? t.grad().clone() : at::zeros_like(t));
     return {out.detach(), grads};
   }
 };
 
 }  // namespace
 
-TEST_CASE("efficient MixLoRA FFN equals the naive per-expert path in value and gradient", "[moe][ffn]") {
+TEST_CASE("efficient MixLoRA FFN equals the naive per-expert path in value and gradient",
+          "[moe][ffn]") {
   for (auto strategy : {config::RoutingStrategy::mixlora, config::RoutingStrategy::mixlora_dynamic,
                         config::RoutingStrategy::mixlora_switch}) {
     INFO(config::routing_strategy_name(strategy));
@@ -231,7 +235,8 @@ TEST_CASE("efficient MixLoRA FFN equals the naive per-expert path in value and g
   }
 }
 
-TEST_CASE("efficient and naive paths agree in training mode, dropout and jitter included", "[moe][ffn]") {
+TEST_CASE("efficient and naive paths agree in training mode, dropout and jitter included",
+          "[moe][ffn]") {
   for (auto strategy : {config::RoutingStrategy::mixlora, config::RoutingStrategy::mixlora_dynamic,
                         config::RoutingStrategy::mixlora_switch}) {
     INFO(config::routing_strategy_name(strategy));
@@ -260,7 +265,8 @@ TEST_CASE("efficient and naive paths agree in training mode, dropout and jitter 
 TEST_CASE("naive path equals the per-token MixLoRA formula written out", "[moe][ffn]") {
   FfnFixture f(config::RoutingStrategy::mixlora);
   torch::NoGradGuard no_grad;
-  auto result = moe::mixlora_ffn(f.x, at::Tensor(), f.mlp, f.weights, f.config.moe_options(), false, moe::FfnPath::naive);
+  auto result = moe::mixlora_ffn(f.x, at::Tensor(), f.mlp, f.weights, f.config.moe_options(), false,
+                                 moe::FfnPath::naive);
   auto flat = f.x.reshape({-1, f.x.size(2)});
   auto out = result.output.reshape({-1, f.x.size(2)});
   for (int64_t t = 0; t < flat.size(0); ++t) {
@@ -275,17 +281,20 @@ TEST_CASE("naive path equals the per-token MixLoRA formula written out", "[moe][
       };
       auto h = at::silu(at::matmul(merged(f.mlp.gate_proj, *e.gate_proj), xt)) *
                at::matmul(merged(f.mlp.up_proj, *e.up_proj), xt);
-      expected = expected + (top[k] / top.sum()) * at::matmul(merged(f.mlp.down_proj, *e.down_proj), h);
+      expected =
+          expected + (top[k] / top.sum()) * at::matmul(merged(f.mlp.down_proj, *e.down_proj), h);
     }
     CHECK(max_relative_error(out[t], expected) < 1e-5);
   }
 }
 
-TEST_CASE("switch: overflowing tokens pass through scaled by their top-1 probability", "[moe][ffn]") {
+TEST_CASE("switch: overflowing tokens pass through scaled by their top-1 probability",
+          "[moe][ffn]") {
   FfnFixture f(config::RoutingStrategy::mixlora_switch);
   f.config.expert_capacity = 1;
   torch::NoGradGuard no_grad;
-  auto result = moe::mixlora_ffn(f.x, at::Tensor(), f.mlp, f.weights, f.config.moe_options(), false);
+  auto result =
+      moe::mixlora_ffn(f.x, at::Tensor(), f.mlp, f.weights, f.config.moe_options(), false);
   auto flat = f.x.reshape({-1, f.x.size(2)});
   auto out = result.output.reshape({-1, f.x.size(2)});
   int64_t dropped = 0;

@@ -10,11 +10,11 @@
 #include "mixlora/tasks/causal_lm.h"
 #include "mixlora/train/pretrain.h"
 
-#include <catch2/catch.hpp>
-#include <torch/csrc/autograd/grad_mode.h>
+#include "cli_runner.h"
 #include "stories_model.h"
 #include "test_helpers.h"
-#include "cli_runner.h"
+#include <catch2/catch.hpp>
+#include <torch/csrc/autograd/grad_mode.h>
 
 #include <filesystem>
 
@@ -58,9 +58,12 @@ std::vector<std::pair<std::string, at::Tensor>> named_weights(const model::BaseM
     const auto& l = m.layers[i];
     out.insert(out.end(), {{p + "input_layernorm", l.input_norm},
                            {p + "post_attention_layernorm", l.post_attention_norm},
-                           {p + "q_proj", l.attention.q_proj}, {p + "k_proj", l.attention.k_proj},
-                           {p + "v_proj", l.attention.v_proj}, {p + "o_proj", l.attention.o_proj},
-                           {p + "gate_proj", l.mlp.gate_proj}, {p + "up_proj", l.mlp.up_proj},
+                           {p + "q_proj", l.attention.q_proj},
+                           {p + "k_proj", l.attention.k_proj},
+                           {p + "v_proj", l.attention.v_proj},
+                           {p + "o_proj", l.attention.o_proj},
+                           {p + "gate_proj", l.mlp.gate_proj},
+                           {p + "up_proj", l.mlp.up_proj},
                            {p + "down_proj", l.mlp.down_proj}});
   }
   out.emplace_back("norm", m.final_norm);
@@ -89,7 +92,8 @@ at::Tensor logits_of(const model::BaseModel& m, const std::vector<data::Sample>&
 
 }  // namespace
 
-TEST_CASE("pretraining trains every weight, lowers the loss and saves a loadable model", "[pretrain]") {
+TEST_CASE("pretraining trains every weight, lowers the loss and saves a loadable model",
+          "[pretrain]") {
   test::TempDir out;
   auto model = tiny_model(3);
   std::vector<std::pair<std::string, at::Tensor>> before;
@@ -116,7 +120,8 @@ TEST_CASE("pretraining trains every weight, lowers the loss and saves a loadable
   }
   CHECK(model.lm_head.is_same(model.embed_tokens));  // still tied: one tensor
 
-  for (const char* name : {"config.json", "model.safetensors", "metrics.jsonl", "tokenizer.model", "tokenizer_config.json"}) {
+  for (const char* name : {"config.json", "model.safetensors", "metrics.jsonl", "tokenizer.model",
+                           "tokenizer_config.json"}) {
     INFO(name);
     CHECK(fs::exists(out.path / name));
   }
@@ -151,7 +156,8 @@ TEST_CASE("pretraining refuses non-fp32 weights and several config entries", "[p
   REQUIRE_INPUT_ERROR(train::pretrain(config, model, rows(16), {}), Catch::Contains("exactly one"));
 }
 
-TEST_CASE("mixlora-train --pretrain from a shape file writes a model that the other tools load", "[pretrain][cli]") {
+TEST_CASE("mixlora-train --pretrain from a shape file writes a model that the other tools load",
+          "[pretrain][cli]") {
   test::TempDir ws;
   // A small shape of the tiny LLaMA's vocabulary, trained on a few text rows with its tokenizer.
   auto shape = io::read_json_file(MIXLORA_TEST_SOURCE_DIR "/configs/tiny-llama-shape.json");
@@ -163,17 +169,21 @@ TEST_CASE("mixlora-train --pretrain from a shape file writes a model that the ot
   const auto shape_file = (ws.path / "shape.json").string();
   test::write_file(shape_file, shape.dump());
   const auto text = (ws.path / "text.jsonl").string();
-  test::write_file(text, "{\"text\": \"Call me Ishmael. Some years ago, never mind how long precisely.\"}\n"
-                         "{\"text\": \"It is a way I have of driving off the spleen.\"}\n");
+  test::write_file(
+      text,
+      "{\"text\": \"Call me Ishmael. Some years ago, never mind how long precisely.\"}\n"
+      "{\"text\": \"It is a way I have of driving off the spleen.\"}\n");
   const auto out = ws.path / "model";
   const auto pretrain = [&](const std::string& extra) {
-    return test::run_tool(fmt::format("mixlora-train --pretrain --config configs/pretrain-tiny-llama.json "
-                                      "--init-model {} --tokenizer data/tiny-llama --output-dir {} "
-                                      "--set lora[0].data={} --set lora[0].batch_size=2 --set lora[0].micro_batch_size=2 "
-                                      "--set lora[0].num_epochs=3 --set lora[0].warmup_steps=0 {}",
-                                      test::shell_quote(shape_file), test::shell_quote(out.string()),
-                                      test::shell_quote(text), extra),
-                          MIXLORA_TEST_SOURCE_DIR);
+    return test::run_tool(
+        fmt::format(
+            "mixlora-train --pretrain --config configs/pretrain-tiny-llama.json "
+            "--init-model {} --tokenizer data/tiny-llama --output-dir {} "
+            "--set lora[0].data={} --set lora[0].batch_size=2 --set lora[0].micro_batch_size=2 "
+            "--set lora[0].num_epochs=3 --set lora[0].warmup_steps=0 {}",
+            test::shell_quote(shape_file), test::shell_quote(out.string()), test::shell_quote(text),
+            extra),
+        MIXLORA_TEST_SOURCE_DIR);
   };
   const auto first = pretrain("");
   INFO(first.err);
@@ -194,8 +204,10 @@ TEST_CASE("mixlora-train --pretrain from a shape file writes a model that the ot
   CHECK_THAT(both.err, Catch::Matchers::Contains("exclude each other"));
 
   // The written directory is a base model for generation (its own tokenizer).
-  const auto generated = test::run_tool(fmt::format("mixlora-generate --base-model {} --prompt Call --max-new-tokens 4 "
-                                                    "--temperature 0 --print-ids", test::shell_quote(out.string())));
+  const auto generated = test::run_tool(
+      fmt::format("mixlora-generate --base-model {} --prompt Call --max-new-tokens 4 "
+                  "--temperature 0 --print-ids",
+                  test::shell_quote(out.string())));
   INFO(generated.err);
   CHECK(generated.exit_code == 0);
 }

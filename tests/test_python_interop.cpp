@@ -36,8 +36,8 @@ const std::string kReference = MIXLORA_TEST_SOURCE_DIR "/tests/reference/";
 double relative(double a, double b) { return std::abs(a - b) / std::abs(b); }
 
 // Runs a reference script with the venv's python; a FAIL with its stderr if it fails.
-void run_script(const std::string& python, const std::string& script, const std::vector<std::string>& args,
-                const TempDir& ws) {
+void run_script(const std::string& python, const std::string& script,
+                const std::vector<std::string>& args, const TempDir& ws) {
   std::string line = shell_quote(python) + " " + shell_quote(kReference + script);
   for (const auto& a : args) line += " " + shell_quote(a);
   const std::string err = ws / (script + ".stderr");
@@ -46,13 +46,14 @@ void run_script(const std::string& python, const std::string& script, const std:
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (code != 0) {
     const auto text = slurp(err);
-    FAIL(script << " exited with " << code << ":\n" << text.substr(text.size() > 4000 ? text.size() - 4000 : 0));
+    FAIL(script << " exited with " << code << ":\n"
+                << text.substr(text.size() > 4000 ? text.size() - 4000 : 0));
   }
 }
 
 // The same, returning the JSON the script wrote to `out`.
-Json run_python(const std::string& python, const std::string& script, const std::vector<std::string>& args,
-                const TempDir& ws, const std::string& out) {
+Json run_python(const std::string& python, const std::string& script,
+                const std::vector<std::string>& args, const TempDir& ws, const std::string& out) {
   run_script(python, script, args, ws);
   return Json::parse(slurp(out));
 }
@@ -61,9 +62,9 @@ Json run_python(const std::string& python, const std::string& script, const std:
 Json eval_metrics(const TempDir& ws, const std::string& adapter_dir, const std::string& data,
                   const std::string& flags = "") {
   const std::string report = ws / "eval.json";
-  const auto r = run_tool("mixlora-eval --base-model " + shell_quote(stories_dir()) + " --adapter " +
-                          shell_quote(adapter_dir) + " --data " + shell_quote(data) + " --output " +
-                          shell_quote(report) + flags);
+  const auto r = run_tool("mixlora-eval --base-model " + shell_quote(stories_dir()) +
+                          " --adapter " + shell_quote(adapter_dir) + " --data " +
+                          shell_quote(data) + " --output " + shell_quote(report) + flags);
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   return Json::parse(slurp(report)).at(0).at("metrics");
@@ -148,23 +149,27 @@ TEST_CASE("PEFT loads our LoRA and DoRA adapters and gives our logits", "[python
       c.lora.r = 4;
       c.lora.lora_alpha = 8;
       c.use_dora = dora;
-      c.target_modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+      c.target_modules = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                          "gate_proj", "up_proj", "down_proj"};
       auto adapter = adapters::Adapter::create(c, stories(), 3);
       randomize(adapter, 4);
       const auto dir = ws / "adapter";
       adapter.save(dir, stories_dir());
 
       std::vector<at::Tensor> rows;
-      for (const auto& s : copy_task_rows(3)) rows.push_back(at::tensor(s.input_ids, at::kLong).narrow(0, 0, 24));
+      for (const auto& s : copy_task_rows(3))
+        rows.push_back(at::tensor(s.input_ids, at::kLong).narrow(0, 0, 24));
       const auto ids = at::stack(rows);
       const model::Decoder decoder(stories());
       adapters::AdapterHooks hooks({{&adapter, 0, ids.size(0)}}, at::Tensor(), false);
       torch::NoGradGuard no_grad;
       const auto logits = decoder.logits(decoder.hidden_states(ids, at::Tensor(), nullptr, &hooks));
-      io::save_safetensors(ws / "expected.safetensors", {{"input_ids", ids}, {"logits", logits.contiguous()}});
+      io::save_safetensors(ws / "expected.safetensors",
+                           {{"input_ids", ids}, {"logits", logits.contiguous()}});
 
       const auto out = ws / "peft.json";
-      const auto r = run_python(python, "peft_interop.py", {stories_dir(), dir, ws / "expected.safetensors", out}, ws, out);
+      const auto r = run_python(python, "peft_interop.py",
+                                {stories_dir(), dir, ws / "expected.safetensors", out}, ws, out);
       INFO(r.dump());
       CHECK(r.at("max_rel_diff").get<double>() < 1e-4);
       if (dora) CHECK(r.at("magnitude_keys").get<int>() == 5 * 7);  // every layer, every target
@@ -178,23 +183,24 @@ TEST_CASE("the MixLoRA plugin loads a default mixlora-train adapter and scores m
   if (python.empty()) return;
   TempDir ws;
   write_lines(ws / "train.jsonl", stories_rows(8));
-  const Json config = {{"cutoff_len", 64},
-                       {"save_step", 1000},
-                       {"lora",
-                        {{{"name", "topk"},
-                          {"data", ws / "train.jsonl"},
-                          {"peft_type", "MIXLORA"},
-                          {"routing_strategy", "mixlora"},
-                          {"num_experts", 4},
-                          {"top_k", 2},
-                          {"batch_size", 4},
-                          {"micro_batch_size", 4},
-                          {"num_epochs", 2},
-                          {"lr", 0.05},
-                          {"r", 4},
-                          {"lora_alpha", 8},
-                          {"lora_dropout", 0.05},
-                          {"target_modules", {"q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"}}}}}};
+  const Json config = {
+      {"cutoff_len", 64},
+      {"save_step", 1000},
+      {"lora",
+       {{{"name", "topk"},
+         {"data", ws / "train.jsonl"},
+         {"peft_type", "MIXLORA"},
+         {"routing_strategy", "mixlora"},
+         {"num_experts", 4},
+         {"top_k", 2},
+         {"batch_size", 4},
+         {"micro_batch_size", 4},
+         {"num_epochs", 2},
+         {"lr", 0.05},
+         {"r", 4},
+         {"lora_alpha", 8},
+         {"lora_dropout", 0.05},
+         {"target_modules", {"q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"}}}}}};
   ws.write("config.json", config.dump());
   const auto train = [&](const std::string& out, const std::string& flags) {
     return run_tool("mixlora-train --config " + shell_quote(ws / "config.json") + " --base-model " +
@@ -209,7 +215,8 @@ TEST_CASE("the MixLoRA plugin loads a default mixlora-train adapter and scores m
   const auto rows = causal_rows(ws);
   const double ours = eval_loss(ws, dir, rows);
   const auto out = ws / "plugin.json";
-  const auto plugin = run_python(python, "plugin_interop.py", {stories_dir(), dir, rows, out}, ws, out);
+  const auto plugin =
+      run_python(python, "plugin_interop.py", {stories_dir(), dir, rows, out}, ws, out);
   INFO("ours " << ours << ", plugin " << plugin.dump());
   CHECK(relative(plugin.at("loss").get<double>(), ours) < 1e-4);
   // Pinned plugin defect: model.eval() leaves the experts' dropout on (docs/compatibility.md).
@@ -223,7 +230,8 @@ TEST_CASE("the MixLoRA plugin loads a default mixlora-train adapter and scores m
   }
 }
 
-TEST_CASE("MoE-PEFT loads our adapters of every routing strategy and our classifier", "[python][interop][moe-peft]") {
+TEST_CASE("MoE-PEFT loads our adapters of every routing strategy and our classifier",
+          "[python][interop][moe-peft]") {
   const auto python = reference_python_or_skip();
   if (python.empty()) return;
   TempDir ws;
@@ -297,10 +305,12 @@ TEST_CASE("MoE-PEFT loads our adapters of every routing strategy and our classif
     CHECK(their(name, "loss_again") == their(name, "loss"));
   }
   // MoLA's load-balancing loss over all its projections' routers, one row per batch as there.
-  const double our_aux = eval_metrics(ws, ws / "mola", causal, " --batch-size 1").at("aux_loss").get<double>();
+  const double our_aux =
+      eval_metrics(ws, ws / "mola", causal, " --batch-size 1").at("aux_loss").get<double>();
   CHECK(our_aux > 0.01);  // top-2 of 4: the loss is near k = 2 times the coefficient
   CHECK(relative(their("mola", "aux"), our_aux) < 1e-5);
-  // Switch routes only in MoE-PEFT's training mode (capacity overflow included): the same loss there.
+  // Switch routes only in MoE-PEFT's training mode (capacity overflow included): the same loss
+  // there.
   CHECK(relative(their("switch", "loss_train_mode"), ours["switch"]) < 1e-4);
 
   // Pinned MoE-PEFT defects (docs/compatibility.md); a change on either side shows here.
@@ -315,8 +325,9 @@ TEST_CASE("MoE-PEFT loads our adapters of every routing strategy and our classif
   CHECK(relative(their("topk", "loss_as_is"), ours["topk"]) > 1e-5);
 }
 
-TEST_CASE("mixlora-eval loads MoE-PEFT's own adapters (adapter_model.bin, GLUE head) and scores its loss",
-          "[python][interop][moe-peft][cli]") {
+TEST_CASE(
+    "mixlora-eval loads MoE-PEFT's own adapters (adapter_model.bin, GLUE head) and scores its loss",
+    "[python][interop][moe-peft][cli]") {
   const auto python = reference_python_or_skip();
   if (python.empty()) return;
   TempDir ws;
@@ -327,8 +338,13 @@ TEST_CASE("mixlora-eval loads MoE-PEFT's own adapters (adapter_model.bin, GLUE h
   run_script(python, "moe_peft_interop.py", {"make", stories_dir(), made}, ws);
   // MoE-PEFT's GLUE adapter has no task_name in its config: its own loader needs to be told.
   const std::vector<std::pair<std::string, std::string>> adapters = {
-      {"lora", causal + ""}, {"mixlora", causal}, {"mixlora-dynamic", causal}, {"mixlora-switch", causal},
-      {"glue_sst2", classification + ":glue:sst2"}, {"loramoe", causal}, {"mola", causal}};
+      {"lora", causal + ""},
+      {"mixlora", causal},
+      {"mixlora-dynamic", causal},
+      {"mixlora-switch", causal},
+      {"glue_sst2", classification + ":glue:sst2"},
+      {"loramoe", causal},
+      {"mola", causal}};
   const auto out = ws / "moe_peft.json";
   std::vector<std::string> args = {"score", stories_dir(), out};
   for (const auto& [name, spec] : adapters) args.push_back(made + "/" + name + ":" + spec);
@@ -359,8 +375,9 @@ TEST_CASE("mixlora-train warns about the config values the Python tools refuse, 
                           {"lora_dropout", 0},
                           {"target_modules", {"q_proj"}}}}}};
   ws.write("config.json", config.dump());
-  const auto r = run_tool("mixlora-train --config " + shell_quote(ws / "config.json") + " --base-model " +
-                          shell_quote(stories_dir()) + " --output-dir " + shell_quote(ws / "out"));
+  const auto r =
+      run_tool("mixlora-train --config " + shell_quote(ws / "config.json") + " --base-model " +
+               shell_quote(stories_dir()) + " --output-dir " + shell_quote(ws / "out"));
   // Config warnings come before the app's logger is set up (spdlog's default logger: stdout).
   const auto printed = r.err + r.out;
   INFO(printed);

@@ -6,7 +6,8 @@
 
 using mixlora::rank_device;
 
-TEST_CASE("an unindexed cuda device means cuda:<local rank> modulo the visible GPUs", "[distributed][device]") {
+TEST_CASE("an unindexed cuda device means cuda:<local rank> modulo the visible GPUs",
+          "[distributed][device]") {
   const c10::Device cuda0(c10::kCUDA, 0), cpu(c10::kCPU);
   // parse_device turns "cuda" and "auto" into cuda:0; the rank still gets its own GPU.
   CHECK(rank_device("cuda", cuda0, 3, 4) == c10::Device(c10::kCUDA, 3));

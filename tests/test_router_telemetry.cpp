@@ -9,10 +9,10 @@
 #include "mixlora/train/router_telemetry.h"
 #include "mixlora/train/trainer.h"
 
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 #include "stories_model.h"
 #include "test_helpers.h"
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
@@ -61,7 +61,8 @@ TEST_CASE("router telemetry: per-layer statistics equal the hand-computed ones",
   const auto record = hand_record({2, 1});
   // Two batches of the same two layers, summed on the device and read once.
   moe::RouterStatAccumulator pending;
-  for (int batch = 0; batch < 2; ++batch) pending.add(moe::router_batch_stats({record, record}, c.moe_options()));
+  for (int batch = 0; batch < 2; ++batch)
+    pending.add(moe::router_batch_stats({record, record}, c.moe_options()));
   const auto summary = moe::summarize(pending.read(), c.moe_options());
   REQUIRE(pending.empty());
   REQUIRE(summary.layers.size() == 2);
@@ -75,7 +76,8 @@ TEST_CASE("router telemetry: per-layer statistics equal the hand-computed ones",
   CHECK(layer.prob_share[0] == Approx((0.9 + 0.6 + 0.2) / 3.0));
   CHECK(layer.prob_share[1] == Approx((0.1 + 0.4 + 0.8) / 3.0));
   CHECK(layer.load_imbalance == Approx(4.0 / 3.0));
-  CHECK(layer.entropy == Approx((entropy({0.9, 0.1}) + entropy({0.6, 0.4}) + entropy({0.2, 0.8})) / 3.0));
+  CHECK(layer.entropy ==
+        Approx((entropy({0.9, 0.1}) + entropy({0.6, 0.4}) + entropy({0.2, 0.8})) / 3.0));
   CHECK(layer.top1_prob == Approx((0.9 + 0.6 + 0.8) / 3.0));
   CHECK(layer.experts_per_token == Approx(1.0));
   CHECK_FALSE(layer.drop_rate);
@@ -104,7 +106,8 @@ TEST_CASE("router telemetry: switch drop rate and z loss", "[telemetry]") {
   REQUIRE(layer.drop_rate);
   CHECK(*layer.drop_rate == Approx(1.0 / 3.0));
   REQUIRE(layer.z_loss);
-  CHECK(*layer.z_loss == Approx(moe::router_z_loss({record}).item<double>() * c.router_z_loss_coef));
+  CHECK(*layer.z_loss ==
+        Approx(moe::router_z_loss({record}).item<double>() * c.router_z_loss_coef));
   CHECK(moe::router_json(summary)["layers"][0]["drop_rate"].get<double>() == Approx(1.0 / 3.0));
 }
 
@@ -133,7 +136,8 @@ TEST_CASE("router alarms: each condition once, none for a balanced router", "[te
   train::RouterAlarms alarms;  // defaults: dead after 3 logged steps in a row
   auto kinds = [](const std::vector<train::RouterAlarm>& raised) {
     std::vector<std::string> out;
-    for (const auto& a : raised) out.push_back(a.kind + "@" + std::to_string(a.layer) + ":" + std::to_string(a.expert));
+    for (const auto& a : raised)
+      out.push_back(a.kind + "@" + std::to_string(a.layer) + ":" + std::to_string(a.expert));
     return out;
   };
   CHECK(kinds(alarms.check(1, failing)) ==
@@ -149,11 +153,15 @@ TEST_CASE("router alarms: each condition once, none for a balanced router", "[te
   CHECK(dead[0].threshold == Approx(0.0625));
   CHECK(alarms.check(7, failing).empty());  // once per condition
   CHECK_THAT(train::alarm_line("moe", dead),
-             Equals("moe | step 6 | router alarm: dead expert: share of routed tokens below 0.0625 for the last "
+             Equals("moe | step 6 | router alarm: dead expert: share of routed tokens below 0.0625 "
+                    "for the last "
                     "logged steps: layer 0 expert 3 (0.02)"));
-  CHECK(train::alarm_json(dead[0]) ==
-        nlohmann::json{{"kind", "dead_expert"}, {"step", 6}, {"layer", 0}, {"expert", 3}, {"value", 0.02},
-                       {"threshold", 0.0625}});
+  CHECK(train::alarm_json(dead[0]) == nlohmann::json{{"kind", "dead_expert"},
+                                                     {"step", 6},
+                                                     {"layer", 0},
+                                                     {"expert", 3},
+                                                     {"value", 0.02},
+                                                     {"threshold", 0.0625}});
 }
 
 TEST_CASE("router alarm thresholds are config keys, validated", "[telemetry][config]") {
@@ -173,10 +181,12 @@ TEST_CASE("router alarm thresholds are config keys, validated", "[telemetry][con
   CHECK(set.router_alarm_dead_steps == 5);
   CHECK_FALSE(set.router_telemetry);
   j["router_alarm_collapse_share"] = 1.5;
-  REQUIRE_INPUT_ERROR(config::parse_train_config(j, "cfg.json"), Contains("router_alarm_collapse_share: must be in (0, 1]"));
+  REQUIRE_INPUT_ERROR(config::parse_train_config(j, "cfg.json"),
+                      Contains("router_alarm_collapse_share: must be in (0, 1]"));
   j.erase("router_alarm_collapse_share");
   j["router_alarm_dead_steps"] = 0;
-  REQUIRE_INPUT_ERROR(config::parse_train_config(j, "cfg.json"), Contains("router_alarm_dead_steps: must be >= 1"));
+  REQUIRE_INPUT_ERROR(config::parse_train_config(j, "cfg.json"),
+                      Contains("router_alarm_dead_steps: must be >= 1"));
   j.erase("router_alarm_dead_steps");
   j["router_alarm_colapse_share"] = 0.5;
   REQUIRE_INPUT_ERROR(config::parse_train_config(j, "cfg.json"),
@@ -203,7 +213,8 @@ config::AdapterConfig stories_moe(double lr, bool router_loss) {
 }
 
 // Trains one MixLoRA adapter on the stories copy task with log_every 1; the metrics.jsonl records.
-std::vector<nlohmann::json> train_records(const fs::path& dir, const config::AdapterConfig& adapter, size_t rows) {
+std::vector<nlohmann::json> train_records(const fs::path& dir, const config::AdapterConfig& adapter,
+                                          size_t rows) {
   config::TrainConfig c;
   c.adapters = {adapter};
   c.output_dir = dir.string();
@@ -230,7 +241,8 @@ std::vector<std::string> alarm_kinds(const std::vector<nlohmann::json>& records)
 
 }  // namespace
 
-TEST_CASE("training writes router records; a balanced router raises no alarm", "[telemetry][train]") {
+TEST_CASE("training writes router records; a balanced router raises no alarm",
+          "[telemetry][train]") {
   test::TempDir scratch;
   const auto records = train_records(scratch.path, stories_moe(5e-3, true), 48);
   REQUIRE(records.size() == 6);
@@ -238,7 +250,7 @@ TEST_CASE("training writes router records; a balanced router raises no alarm", "
     REQUIRE(r.contains("router"));
     const auto& router = r["router"];
     CHECK(router["num_experts"] == 4);
-    CHECK(router["batches"] == 2);  // both micro-batches of the step
+    CHECK(router["batches"] == 2);          // both micro-batches of the step
     REQUIRE(router["layers"].size() == 5);  // every layer of stories260K routes
     for (const auto& layer : router["layers"]) {
       double sum = 0.0;
@@ -256,7 +268,8 @@ TEST_CASE("training writes router records; a balanced router raises no alarm", "
   CHECK_THAT(html, Contains("no router alarms"));
 }
 
-TEST_CASE("a collapsing router (huge lr, no balancing loss) raises the collapse alarm", "[telemetry][train]") {
+TEST_CASE("a collapsing router (huge lr, no balancing loss) raises the collapse alarm",
+          "[telemetry][train]") {
   test::TempDir scratch;
   const auto records = train_records(scratch.path, stories_moe(2.0, false), 48);
   const auto kinds = alarm_kinds(records);
@@ -284,7 +297,8 @@ TEST_CASE("mixlora-eval's report carries the router object of metrics.jsonl", "[
   REQUIRE(router["layers"].size() == results[0].router_profile.size());
   for (size_t l = 0; l < results[0].router_profile.size(); ++l) {
     for (size_t e = 0; e < 4; ++e) {
-      CHECK(router["layers"][l]["expert_share"][e].get<double>() == Approx(results[0].router_profile[l][e]));
+      CHECK(router["layers"][l]["expert_share"][e].get<double>() ==
+            Approx(results[0].router_profile[l][e]));
     }
   }
 }

@@ -4,8 +4,8 @@
 #include "mixlora/io/safetensors.h"
 #include "mixlora/io/weight_store.h"
 
-#include <catch2/catch.hpp>
 #include "test_helpers.h"
+#include <catch2/catch.hpp>
 
 #include <signal.h>
 #include <sys/resource.h>
@@ -65,7 +65,8 @@ TEST_CASE("safetensors round trip keeps every dtype bit-identical", "[safetensor
       {"scalar", at::scalar_tensor(3.5)},
       {"empty", at::empty({0, 4})},
   };
-  const std::map<std::string, std::string> metadata = {{"format", "pt"}, {"note", "quote \" and é"}};
+  const std::map<std::string, std::string> metadata = {{"format", "pt"},
+                                                       {"note", "quote \" and é"}};
   const std::string path = dir / "out.safetensors";
   save_safetensors(path, tensors, metadata);
 
@@ -83,7 +84,8 @@ TEST_CASE("safetensors round trip keeps every dtype bit-identical", "[safetensor
   CHECK(file.find("bf16")->shape == std::vector<int64_t>{2, 3, 4});
   CHECK(file.find("scalar")->shape.empty());
   CHECK(file.find("missing") == nullptr);
-  REQUIRE_THROWS_WITH(file.load("missing"), Catch::Contains("out.safetensors") && Catch::Contains("'missing'"));
+  REQUIRE_THROWS_WITH(file.load("missing"),
+                      Catch::Contains("out.safetensors") && Catch::Contains("'missing'"));
 
   // Loaded tensors are copies: they outlive the file and may be written to.
   at::Tensor kept;
@@ -116,8 +118,9 @@ TEST_CASE("safetensors writer refuses bad input and stays atomic", "[safetensors
   REQUIRE_THROWS_WITH(save_safetensors(path, {{"__metadata__", t}}), Catch::Contains("reserved"));
   REQUIRE_THROWS_WITH(save_safetensors(path, {{"c", at::ones({2}, at::kComplexFloat)}}),
                       Catch::Contains("'c'") && Catch::Contains("ComplexFloat"));
-  REQUIRE_THROWS_WITH(save_safetensors(dir / "no-such-dir/x.safetensors", {{"a", t}}),
-                      Catch::Contains("no-such-dir/x.safetensors") && Catch::Contains("No such file"));
+  REQUIRE_THROWS_WITH(
+      save_safetensors(dir / "no-such-dir/x.safetensors", {{"a", t}}),
+      Catch::Contains("no-such-dir/x.safetensors") && Catch::Contains("No such file"));
   CHECK(dir.files().empty());
 
   SECTION("a write that fails midway (file size limit, as on a full disk) keeps the old file") {
@@ -140,7 +143,8 @@ TEST_CASE("safetensors writer refuses bad input and stays atomic", "[safetensors
     ::signal(SIGXFSZ, old_handler);
 
     CHECK(threw_runtime);
-    CHECK_THAT(message, Catch::Contains("adapter.safetensors") && Catch::Contains("File too large"));
+    CHECK_THAT(message,
+               Catch::Contains("adapter.safetensors") && Catch::Contains("File too large"));
     CHECK(dir.files() == std::vector<std::string>{"adapter.safetensors"});
     const auto file = SafeTensorsFile::open(path);
     CHECK(file.find("old") != nullptr);
@@ -168,9 +172,9 @@ TEST_CASE("safetensors reads the real stories260K checkpoint", "[safetensors]") 
   const at::Tensor e = file.load("model.embed_tokens.weight");
   CHECK(e.sizes() == at::IntArrayRef{512, 64});
   CHECK(e.to(at::kDouble).sum().item<double>() == Approx(-752.3677446640068).epsilon(1e-12));
-  CHECK(e[0][0].item<float>() == -0x1.2dd2a0p-2f);    // -0.29474878311157227
-  CHECK(e[1][5].item<float>() == -0x1.356db4p-6f);    // -0.0188860185444355
-  CHECK(e[511][63].item<float>() == -0x1.b2359ap-2f); // -0.424032598733902
+  CHECK(e[0][0].item<float>() == -0x1.2dd2a0p-2f);     // -0.29474878311157227
+  CHECK(e[1][5].item<float>() == -0x1.356db4p-6f);     // -0.0188860185444355
+  CHECK(e[511][63].item<float>() == -0x1.b2359ap-2f);  // -0.424032598733902
   CHECK(e.abs().max().item<float>() == Approx(1.327228307723999));
 
   const at::Tensor norm = file.load("model.norm.weight");
@@ -196,11 +200,13 @@ TEST_CASE("weight store loads a sharded directory through its index", "[safetens
   TempDir dir;
   at::manual_seed(3);
   const std::vector<std::pair<std::string, at::Tensor>> shard1 = {
-      {"model.embed_tokens.weight", at::randn({16, 8})}, {"model.layers.0.mlp.up_proj.weight", at::randn({4, 8})}};
+      {"model.embed_tokens.weight", at::randn({16, 8})},
+      {"model.layers.0.mlp.up_proj.weight", at::randn({4, 8})}};
   const std::vector<std::pair<std::string, at::Tensor>> shard2 = {
       {"model.norm.weight", at::randn({8}).to(at::kBFloat16)},
       {"lm_head.weight", at::randn({16, 8}).to(at::kHalf)},
-      {"unlisted", at::ones({1})}};  // in a shard but not in the index: ignored, as transformers does
+      {"unlisted",
+       at::ones({1})}};  // in a shard but not in the index: ignored, as transformers does
   save_safetensors(dir / "model-00001-of-00002.safetensors", shard1, {{"format", "pt"}});
   save_safetensors(dir / "model-00002-of-00002.safetensors", shard2, {{"format", "pt"}});
   dir.write("model.safetensors.index.json", R"({
@@ -214,7 +220,8 @@ TEST_CASE("weight store loads a sharded directory through its index", "[safetens
 
   const auto store = WeightStore::open_dir(dir.path.string());
   CHECK(store.names() == std::vector<std::string>{"lm_head.weight", "model.embed_tokens.weight",
-                                                  "model.layers.0.mlp.up_proj.weight", "model.norm.weight"});
+                                                  "model.layers.0.mlp.up_proj.weight",
+                                                  "model.norm.weight"});
   CHECK_FALSE(store.contains("unlisted"));
   CHECK(store.info("model.norm.weight").dtype == DType::BF16);
   for (const auto* shard : {&shard1, &shard2})
@@ -230,7 +237,8 @@ TEST_CASE("safetensors reader rejects corrupt files with one clear line", "[safe
   const auto rejects = [](const std::string& path, const std::string& expected) {
     INFO(path);
     REQUIRE_THROWS_AS(SafeTensorsFile::open(path), InputError);
-    REQUIRE_THROWS_WITH(SafeTensorsFile::open(path), Catch::Contains(path) && Catch::Contains(expected));
+    REQUIRE_THROWS_WITH(SafeTensorsFile::open(path),
+                        Catch::Contains(path) && Catch::Contains(expected));
   };
   const auto header_with = [](const std::string& entry) {
     return R"({"__metadata__": {"format": "pt"}, "w": )" + entry + "}";
@@ -248,50 +256,67 @@ TEST_CASE("safetensors reader rejects corrupt files with one clear line", "[safe
   }
   SECTION("header length larger than the file") {
     dir.write("model.safetensors", le_u64(1000) + "{}");
-    rejects(dir / "model.safetensors", "header length 1000 bytes runs past the end of the 10-byte file");
+    rejects(dir / "model.safetensors",
+            "header length 1000 bytes runs past the end of the 10-byte file");
   }
   SECTION("header length above the cap") {
     dir.write("model.safetensors", le_u64(kMaxHeaderBytes + 1) + "{}");
     rejects(dir / "model.safetensors", "exceeds the 104857600-byte limit");
   }
-  SECTION("header not JSON") { rejects(write_raw(dir, "{\"w\": nope"), "header is not valid JSON"); }
+  SECTION("header not JSON") {
+    rejects(write_raw(dir, "{\"w\": nope"), "header is not valid JSON");
+  }
   SECTION("header a JSON array") { rejects(write_raw(dir, "[1, 2]"), "header is a JSON array"); }
   SECTION("metadata value not a string") {
-    rejects(write_raw(dir, R"({"__metadata__": {"step": 5}})"), "__metadata__ key 'step' is 5, expected a string");
+    rejects(write_raw(dir, R"({"__metadata__": {"step": 5}})"),
+            "__metadata__ key 'step' is 5, expected a string");
   }
-  SECTION("entry not an object") { rejects(write_raw(dir, header_with("3")), "tensor 'w': entry is 3"); }
+  SECTION("entry not an object") {
+    rejects(write_raw(dir, header_with("3")), "tensor 'w': entry is 3");
+  }
   SECTION("missing field") {
-    rejects(write_raw(dir, header_with(R"({"dtype": "F32", "shape": [1]})")), "tensor 'w': missing \"data_offsets\"");
+    rejects(write_raw(dir, header_with(R"({"dtype": "F32", "shape": [1]})")),
+            "tensor 'w': missing \"data_offsets\"");
   }
   SECTION("unknown dtype") {
-    rejects(write_raw(dir, header_with(R"({"dtype": "Q4_K", "shape": [1], "data_offsets": [0, 4]})"), 4),
+    rejects(write_raw(dir,
+                      header_with(R"({"dtype": "Q4_K", "shape": [1], "data_offsets": [0, 4]})"), 4),
             "tensor 'w': unknown dtype \"Q4_K\" (expected one of F32, F16, BF16");
   }
   SECTION("negative shape") {
-    rejects(write_raw(dir, header_with(R"({"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 8]})"), 8),
-            "tensor 'w': shape [2,-1] has dimension -1, expected a non-negative integer");
+    rejects(
+        write_raw(dir, header_with(R"({"dtype": "F32", "shape": [2, -1], "data_offsets": [0, 8]})"),
+                  8),
+        "tensor 'w': shape [2,-1] has dimension -1, expected a non-negative integer");
   }
   SECTION("fractional shape") {
-    rejects(write_raw(dir, header_with(R"({"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]})"), 8),
+    rejects(write_raw(
+                dir, header_with(R"({"dtype": "F32", "shape": [2.5], "data_offsets": [0, 8]})"), 8),
             "tensor 'w': shape [2.5] has dimension 2.5");
   }
   SECTION("offsets out of range") {
-    rejects(write_raw(dir, header_with(R"({"dtype": "F32", "shape": [4], "data_offsets": [0, 16]})"), 12),
+    rejects(write_raw(
+                dir, header_with(R"({"dtype": "F32", "shape": [4], "data_offsets": [0, 16]})"), 12),
             "tensor 'w': data_offsets [0, 16] run past the 12-byte data section");
   }
   SECTION("offsets not a pair") {
-    rejects(write_raw(dir, header_with(R"({"dtype": "F32", "shape": [1], "data_offsets": [0]})"), 4),
-            "tensor 'w': data_offsets is [0], expected [begin, end]");
+    rejects(
+        write_raw(dir, header_with(R"({"dtype": "F32", "shape": [1], "data_offsets": [0]})"), 4),
+        "tensor 'w': data_offsets is [0], expected [begin, end]");
   }
   SECTION("begin after end") {
-    rejects(write_raw(dir, header_with(R"({"dtype": "F32", "shape": [0], "data_offsets": [8, 4]})"), 8),
-            "tensor 'w': data_offsets [8, 4] has begin after end");
+    rejects(
+        write_raw(dir, header_with(R"({"dtype": "F32", "shape": [0], "data_offsets": [8, 4]})"), 8),
+        "tensor 'w': data_offsets [8, 4] has begin after end");
   }
   SECTION("byte length mismatch") {
     const auto path = write_raw(
-        dir, R"({"model.norm.weight": {"dtype": "F32", "shape": [64], "data_offsets": [0, 100]}})", 100);
-    rejects(path, "model.safetensors: tensor 'model.norm.weight': data_offsets [0, 100] hold 100 bytes but "
-                  "shape [64] of F32 needs 256");
+        dir, R"({"model.norm.weight": {"dtype": "F32", "shape": [64], "data_offsets": [0, 100]}})",
+        100);
+    rejects(
+        path,
+        "model.safetensors: tensor 'model.norm.weight': data_offsets [0, 100] hold 100 bytes but "
+        "shape [64] of F32 needs 256");
   }
   SECTION("byte length overflows 64 bits") {
     rejects(write_raw(dir, header_with(R"({"dtype": "F32", "shape": [4294967296, 4294967296],
@@ -302,12 +327,14 @@ TEST_CASE("safetensors reader rejects corrupt files with one clear line", "[safe
     const auto path = write_raw(dir, R"({
         "a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]},
         "b": {"dtype": "F32", "shape": [2], "data_offsets": [24, 32]},
-        "c": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})", 32);
+        "c": {"dtype": "F32", "shape": [2], "data_offsets": [8, 16]}})",
+                                32);
     rejects(path, "tensor 'c': data_offsets [8, 16] overlap tensor 'a' at [0, 16]");
   }
   SECTION("duplicate tensor name") {
     const std::string entry = R"({"dtype": "F32", "shape": [1], "data_offsets": [0, 4]})";
-    rejects(write_raw(dir, "{\"w\": " + entry + ", \"w\": " + entry + "}", 4), "tensor 'w' appears twice");
+    rejects(write_raw(dir, "{\"w\": " + entry + ", \"w\": " + entry + "}", 4),
+            "tensor 'w' appears twice");
   }
 }
 
@@ -322,7 +349,8 @@ TEST_CASE("safetensors reader accepts edge cases the format allows", "[safetenso
     const auto file = SafeTensorsFile::open(write_raw(dir, R"({
         "z1": {"dtype": "F32", "shape": [0, 3], "data_offsets": [0, 0]},
         "s": {"dtype": "I32", "shape": [], "data_offsets": [0, 4]},
-        "z2": {"dtype": "BF16", "shape": [5, 0], "data_offsets": [2, 2]}})", 4));
+        "z2": {"dtype": "BF16", "shape": [5, 0], "data_offsets": [2, 2]}})",
+                                                      4));
     CHECK(file.load("z1").sizes() == at::IntArrayRef{0, 3});
     CHECK(file.load("s").item<int>() == 0);
     CHECK(file.load("z2").scalar_type() == at::kBFloat16);
@@ -364,16 +392,19 @@ TEST_CASE("weight store rejects broken model directories with hints", "[safetens
     dir.write("model.safetensors.index.json",
               R"({"weight_map": {"a": "model-00001-of-00002.safetensors",
                                    "b": "model-00002-of-00002.safetensors"}})");
-    rejects(root, {"model.safetensors.index.json", "tensor 'b'", "'model-00002-of-00002.safetensors'", "missing"});
+    rejects(root, {"model.safetensors.index.json", "tensor 'b'",
+                   "'model-00002-of-00002.safetensors'", "missing"});
   }
   SECTION("index naming a tensor its shard lacks") {
     save_safetensors(dir / "model-00001-of-00001.safetensors", {{"a", at::ones({1})}});
-    dir.write("model.safetensors.index.json",
-              R"({"weight_map": {"a": "model-00001-of-00001.safetensors", "ghost": "model-00001-of-00001.safetensors"}})");
+    dir.write(
+        "model.safetensors.index.json",
+        R"({"weight_map": {"a": "model-00001-of-00001.safetensors", "ghost": "model-00001-of-00001.safetensors"}})");
     rejects(root, {"model.safetensors.index.json", "tensor 'ghost'", "has no such tensor"});
   }
   SECTION("index pointing outside the directory") {
-    dir.write("model.safetensors.index.json", R"({"weight_map": {"a": "../elsewhere.safetensors"}})");
+    dir.write("model.safetensors.index.json",
+              R"({"weight_map": {"a": "../elsewhere.safetensors"}})");
     rejects(root, {"tensor 'a'", "expected a file name in the same directory"});
   }
   SECTION("a corrupt shard names the shard") {

@@ -16,7 +16,8 @@
 using namespace mixlora;
 using namespace mixlora::test;
 
-TEST_CASE("StepGuard counts non-finite steps in a row per adapter and stops at the limit", "[faults]") {
+TEST_CASE("StepGuard counts non-finite steps in a row per adapter and stops at the limit",
+          "[faults]") {
   train::StepGuard guard(2, 3);
   const double nan = std::numeric_limits<double>::quiet_NaN();
   guard.add_loss(0, 1.5);
@@ -41,13 +42,16 @@ TEST_CASE("StepGuard counts non-finite steps in a row per adapter and stops at t
   spdlog::set_level(level);
 }
 
-TEST_CASE("mixlora-train skips non-finite steps, then stops after max_nonfinite_steps with a checkpoint", "[faults]") {
+TEST_CASE(
+    "mixlora-train skips non-finite steps, then stops after max_nonfinite_steps with a checkpoint",
+    "[faults]") {
   battery::TrainJob job;
   job.ws.write("data.jsonl", battery::lines(battery::good_rows(32)));
   job.adapter()["batch_size"] = 2;
   job.adapter()["micro_batch_size"] = 2;
   job.adapter()["num_epochs"] = 2;  // 32 steps
-  job.adapter()["lr"] = 1e30;       // the first update makes the weights ~1e30: every later loss overflows
+  job.adapter()["lr"] =
+      1e30;  // the first update makes the weights ~1e30: every later loss overflows
   job.config["max_nonfinite_steps"] = 3;
   const auto r = job.run();
   INFO(r.err);
@@ -58,9 +62,14 @@ TEST_CASE("mixlora-train skips non-finite steps, then stops after max_nonfinite_
                        Catch::Matchers::Contains("lower lr"));
   // Each skip is logged with the adapter and the step.
   std::smatch m;
-  REQUIRE(std::regex_search(r.err, m, std::regex(R"(adapter 'a': step (\d+): non-finite loss or gradients, step skipped \(1 in a row)")));
+  REQUIRE(std::regex_search(
+      r.err, m,
+      std::regex(
+          R"(adapter 'a': step (\d+): non-finite loss or gradients, step skipped \(1 in a row)")));
   const int first_bad = std::stoi(m[1]);
-  CHECK_THAT(r.err, Catch::Matchers::Contains(fmt::format("step {}: non-finite loss or gradients, step skipped (3 in a row", first_bad + 2)));
+  CHECK_THAT(r.err, Catch::Matchers::Contains(fmt::format(
+                        "step {}: non-finite loss or gradients, step skipped (3 in a row",
+                        first_bad + 2)));
   // Stopped at that step with the weights of the last finite one, and no finished adapter.
   const auto dir = std::filesystem::path(job.out_dir) / "a";
   CHECK_FALSE(std::filesystem::exists(dir / "adapter_model.safetensors"));
@@ -88,5 +97,6 @@ TEST_CASE("max_nonfinite_steps 0 skips non-finite steps and never stops", "[faul
   INFO(r.err);
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.err, Catch::Matchers::Contains("(5 in a row)"));  // steps 2..6 of 6
-  CHECK(std::filesystem::exists(std::filesystem::path(job.out_dir) / "a" / "adapter_model.safetensors"));
+  CHECK(std::filesystem::exists(std::filesystem::path(job.out_dir) / "a" /
+                                "adapter_model.safetensors"));
 }

@@ -29,8 +29,10 @@ struct RestoreThreads {
     if (const char* v = std::getenv("OMP_NUM_THREADS")) saved = v, had = true;
   }
   ~RestoreThreads() {
-    if (had) ::setenv("OMP_NUM_THREADS", saved.c_str(), 1);
-    else ::unsetenv("OMP_NUM_THREADS");
+    if (had)
+      ::setenv("OMP_NUM_THREADS", saved.c_str(), 1);
+    else
+      ::unsetenv("OMP_NUM_THREADS");
     configure_threads(0);
   }
 };

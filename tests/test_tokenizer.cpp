@@ -5,9 +5,9 @@
 #include "mixlora/common/error.h"
 #include "mixlora/data/tokenizer.h"
 
+#include "test_helpers.h"
 #include <ATen/ATen.h>
 #include <catch2/catch.hpp>
-#include "test_helpers.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -133,8 +133,9 @@ TEST_CASE("llama2 tokenizer pieces, byte fallback and decode", "[tokenizer]") {
 TEST_CASE("tokenizer matches spm_encode on multilingual text", "[tokenizer]") {
   const auto spm_encode = find_on_path("spm_encode");
   if (!spm_encode) {
-    FAIL("spm_encode not found on PATH: install the Debian package 'sentencepiece' (the "
-         "setup script does); it is the reference this test compares against");
+    FAIL(
+        "spm_encode not found on PATH: install the Debian package 'sentencepiece' (the "
+        "setup script does); it is the reference this test compares against");
   }
   const auto lines = read_lines(kMultilingual);
   REQUIRE(lines.size() == 60);
@@ -251,8 +252,8 @@ TEST_CASE("tokenizer errors name the file and the problem", "[tokenizer]") {
 
   // A model directory without tokenizer.model (like stories260K).
   const std::string missing = message_of([&] { Tokenizer::from_model_dir(dir.str()); });
-  CHECK_THAT(missing, Contains(dir.str()) && Contains("no tokenizer.model") &&
-                          Contains("--prompt-ids"));
+  CHECK_THAT(missing,
+             Contains(dir.str()) && Contains("no tokenizer.model") && Contains("--prompt-ids"));
   CHECK_THAT(message_of([&] { Tokenizer::from_model_dir(dir / "nope"); }),
              Contains("nope") && Contains("not found"));
   CHECK_THAT(message_of([&] { Tokenizer::from_file(dir / "nope.model"); }),

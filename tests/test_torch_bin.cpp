@@ -6,8 +6,8 @@
 #include "mixlora/io/torch_bin.h"
 #include "mixlora/io/zip_writer.h"
 
-#include <catch2/catch.hpp>
 #include "test_helpers.h"
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <sys/wait.h>
@@ -27,15 +27,18 @@ namespace {
 
 // Runs the Python checker and returns its JSON report; FAILs with its stderr otherwise.
 Json run_checker(const TempDir& dir, const std::string& mode, const std::string& input) {
-  const std::string script = std::string(MIXLORA_TEST_SOURCE_DIR) + "/tests/reference/check_torch_bin.py";
+  const std::string script =
+      std::string(MIXLORA_TEST_SOURCE_DIR) + "/tests/reference/check_torch_bin.py";
   const std::string out = dir / "report.json", err = dir / "stderr.txt";
-  const std::string command = fmt::format("/usr/bin/python3 '{}' {} '{}' '{}' 2>'{}'", script, mode, input, out, err);
+  const std::string command =
+      fmt::format("/usr/bin/python3 '{}' {} '{}' '{}' 2>'{}'", script, mode, input, out, err);
   const int status = std::system(command.c_str());
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (code == 3 || code == 127)
-    FAIL("/usr/bin/python3 with torch is needed to check .bin files: install Debian's python3-torch "
-         "(apt-get install python3-torch). "
-         << slurp(err));
+    FAIL(
+        "/usr/bin/python3 with torch is needed to check .bin files: install Debian's python3-torch "
+        "(apt-get install python3-torch). "
+        << slurp(err));
   if (code != 0) FAIL("check_torch_bin.py exited with " << code << ":\n" << slurp(err));
   return Json::parse(slurp(out));
 }
@@ -85,16 +88,20 @@ std::vector<std::pair<std::string, at::Tensor>> sample_tensors() {
   f32[0][2] = -0.0f;
   f32[0][3] = std::numeric_limits<float>::denorm_min();
   tensors.emplace_back("mixlora.layers.0.mlp.moe_gate.weight", f32);
-  tensors.emplace_back("transposed", at::arange(6, at::kFloat).reshape({2, 3}).t());  // not contiguous
+  tensors.emplace_back("transposed",
+                       at::arange(6, at::kFloat).reshape({2, 3}).t());  // not contiguous
   tensors.emplace_back("bf16", (at::arange(-5, 5, at::kFloat) * 0.5 + 1.0 / 3).to(at::kBFloat16));
   tensors.emplace_back("f16", (at::arange(-4, 4, at::kFloat) / 3).to(at::kHalf));
-  tensors.emplace_back("i64", at::tensor({int64_t{0}, int64_t{-1}, int64_t{1} << 40, std::numeric_limits<int64_t>::min()}));
+  tensors.emplace_back("i64", at::tensor({int64_t{0}, int64_t{-1}, int64_t{1} << 40,
+                                          std::numeric_limits<int64_t>::min()}));
   tensors.emplace_back("i32", at::arange(-3, 3, at::kInt));
   tensors.emplace_back("scalar", at::scalar_tensor(3.25, at::kFloat));
   tensors.emplace_back("empty", at::zeros({0, 4}));
   tensors.emplace_back("empty_last", at::zeros({4, 0}, at::kBFloat16));
-  tensors.emplace_back("slice", at::arange(20, at::kFloat).slice(0, 5, 11));  // contiguous, storage offset 5
-  tensors.emplace_back("size_one_dims", at::arange(3, at::kFloat).reshape({1, 3}).t());  // odd strides on size 1
+  tensors.emplace_back("slice",
+                       at::arange(20, at::kFloat).slice(0, 5, 11));  // contiguous, storage offset 5
+  tensors.emplace_back("size_one_dims",
+                       at::arange(3, at::kFloat).reshape({1, 3}).t());  // odd strides on size 1
   tensors.emplace_back("rows300", at::arange(600, at::kFloat).reshape({2, 300}));   // BININT2 sizes
   tensors.emplace_back("wide", at::arange(70000, at::kFloat).reshape({1, 70000}));  // BININT stride
   tensors.emplace_back("f64", at::arange(5, at::kDouble) / 7);
@@ -126,7 +133,8 @@ TEST_CASE("torch.load(weights_only=True) reads back every tensor bit for bit", "
   INFO("python torch " << report["torch_version"]);
   CHECK(report["type"] == "OrderedDict");
   REQUIRE(report["tensors"].size() == tensors.size());
-  for (size_t i = 0; i < tensors.size(); ++i) check_tensor(report["tensors"][i], tensors[i].first, tensors[i].second);
+  for (size_t i = 0; i < tensors.size(); ++i)
+    check_tensor(report["tensors"][i], tensors[i].first, tensors[i].second);
   if (report.contains("mmap_tensors"))
     for (size_t i = 0; i < tensors.size(); ++i)
       check_tensor(report["mmap_tensors"][i], tensors[i].first, tensors[i].second);
@@ -199,12 +207,13 @@ TEST_CASE("save_torch_bin refuses bad input and leaves the old file alone", "[to
   TempDir dir;
   const std::string path = dir.write("adapter_model.bin", "old");
 
-  CHECK_THROWS_MATCHES(save_torch_bin(path, {{"a", at::ones({1})}, {"a", at::ones({1})}}), RuntimeError,
-                       Catch::Matchers::Message(path + ": tensor 'a' given twice"));
+  CHECK_THROWS_MATCHES(save_torch_bin(path, {{"a", at::ones({1})}, {"a", at::ones({1})}}),
+                       RuntimeError, Catch::Matchers::Message(path + ": tensor 'a' given twice"));
   CHECK_THROWS_MATCHES(save_torch_bin(path, {{"u", at::Tensor()}}), RuntimeError,
                        Catch::Matchers::Message(path + ": tensor 'u' is undefined"));
   CHECK_THROWS_WITH(save_torch_bin(path, {{"c", at::ones({2}, at::kComplexFloat)}}),
-                    Contains(path) && Contains("'c' has dtype ComplexFloat") && Contains("Float, Double, BFloat16"));
+                    Contains(path) && Contains("'c' has dtype ComplexFloat") &&
+                        Contains("Float, Double, BFloat16"));
   CHECK(slurp(path) == "old");
   CHECK(dir.files() == std::vector<std::string>{"adapter_model.bin"});
 

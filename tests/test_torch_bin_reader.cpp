@@ -19,14 +19,15 @@
 
 using namespace mixlora;
 using namespace mixlora::io;
-using mixlora::test::TempDir;
 using Catch::Matchers::Contains;
+using mixlora::test::TempDir;
 
 namespace {
 
 bool same_bits(const at::Tensor& a, const at::Tensor& b) {
   return a.scalar_type() == b.scalar_type() && a.sizes() == b.sizes() &&
-         (a.numel() == 0 || std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.nbytes()) == 0);
+         (a.numel() == 0 ||
+          std::memcmp(a.contiguous().data_ptr(), b.contiguous().data_ptr(), a.nbytes()) == 0);
 }
 
 std::string pickle_error(const std::string& pickle) {
@@ -40,7 +41,8 @@ std::string pickle_error(const std::string& pickle) {
 
 }  // namespace
 
-TEST_CASE("load_torch_bin reads back what save_torch_bin wrote, every dtype", "[torch_bin][reader]") {
+TEST_CASE("load_torch_bin reads back what save_torch_bin wrote, every dtype",
+          "[torch_bin][reader]") {
   TempDir dir;
   std::vector<std::pair<std::string, at::Tensor>> tensors = {
       {"f32", at::randn({3, 4})},
@@ -68,12 +70,14 @@ TEST_CASE("load_torch_bin reads back what save_torch_bin wrote, every dtype", "[
   }
 }
 
-TEST_CASE("load_torch_bin reads Python's torch.save: Parameters, views, bf16, OrderedDict state dicts",
-          "[torch_bin][reader][python]") {
+TEST_CASE(
+    "load_torch_bin reads Python's torch.save: Parameters, views, bf16, OrderedDict state dicts",
+    "[torch_bin][reader][python]") {
   const auto python = test::reference_python_or_skip();
   if (python.empty()) return;
   TempDir dir;
-  const std::string script = std::string(MIXLORA_TEST_SOURCE_DIR) + "/tests/reference/write_torch_bin.py";
+  const std::string script =
+      std::string(MIXLORA_TEST_SOURCE_DIR) + "/tests/reference/write_torch_bin.py";
   REQUIRE(std::system(fmt::format("'{}' '{}' '{}'", python, script, dir.str()).c_str()) == 0);
   const auto expected = SafeTensorsFile::open(dir / "expected.safetensors");
   size_t compared = 0;
@@ -89,13 +93,15 @@ TEST_CASE("load_torch_bin reads Python's torch.save: Parameters, views, bf16, Or
   CHECK(compared == expected.tensors().size());
 }
 
-TEST_CASE("the restricted pickle reader refuses everything but tensor records", "[torch_bin][reader]") {
+TEST_CASE("the restricted pickle reader refuses everything but tensor records",
+          "[torch_bin][reader]") {
   using namespace std::string_literals;
   const std::string proto = "\x80\x02"s;
   // A memoized dict stored into itself: refused (values must be tensors), and no leak under ASan.
   CHECK_THAT(pickle_error(proto + "}q\x00"s + "X\x01\x00\x00\x00"s + "ah\x00"s + "s."),
              Contains("entry 'a' is a dict, not a tensor"));
-  CHECK_THAT(pickle_error(proto + "cbuiltins\neval\n."), Contains("global 'builtins.eval' is not a tensor record"));
+  CHECK_THAT(pickle_error(proto + "cbuiltins\neval\n."),
+             Contains("global 'builtins.eval' is not a tensor record"));
   CHECK_THAT(pickle_error(proto + "ccollections\nOrderedDict\nK\x01\x85R."),
              Contains("collections.OrderedDict called with arguments"));
   CHECK_THAT(pickle_error(proto + "]."), Contains("opcode 0x5d"));
@@ -103,18 +109,24 @@ TEST_CASE("the restricted pickle reader refuses everything but tensor records", 
   CHECK_THAT(pickle_error(proto + "h\x05."), Contains("memo index that was never stored"));
   CHECK_THAT(pickle_error(proto + "K\x01."), Contains("holds an int, not a dict"));
   CHECK_THAT(pickle_error(proto + "}K\x01K\x02s."), Contains("a dict key is an int"));
-  CHECK_THAT(pickle_error(proto + "\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01."s), Contains("wider than 64 bits"));
+  CHECK_THAT(pickle_error(proto + "\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x00\x01."s),
+             Contains("wider than 64 bits"));
   // Views are checked against the storage size the pickle claims, overflow included.
   CHECK_THAT(pickle_error(test::battery::float_tensor_pickle("x", 4, 0, {3}, {2})),
              Contains("reaching element 4 of a storage of 4"));
-  CHECK_THAT(pickle_error(test::battery::float_tensor_pickle("x", 4, 0, {4, 2}, {INT64_MAX / 2, 1})),
-             Contains("too large to address"));
-  CHECK(pickle_error(test::battery::float_tensor_pickle("x", 4, 0, {2, 2}, {2, 1})) == "(accepted)");
-  CHECK(pickle_error(test::battery::float_tensor_pickle("x", 0, 0, {0, 3}, {3, 1})) == "(accepted)");
+  CHECK_THAT(
+      pickle_error(test::battery::float_tensor_pickle("x", 4, 0, {4, 2}, {INT64_MAX / 2, 1})),
+      Contains("too large to address"));
+  CHECK(pickle_error(test::battery::float_tensor_pickle("x", 4, 0, {2, 2}, {2, 1})) ==
+        "(accepted)");
+  CHECK(pickle_error(test::battery::float_tensor_pickle("x", 0, 0, {0, 3}, {3, 1})) ==
+        "(accepted)");
 }
 
-TEST_CASE("Adapter::load reads adapter_model.bin alone, infers a classifier from its head, accepts classifier.weight",
-          "[torch_bin][reader][adapters]") {
+TEST_CASE(
+    "Adapter::load reads adapter_model.bin alone, infers a classifier from its head, accepts "
+    "classifier.weight",
+    "[torch_bin][reader][adapters]") {
   config::AdapterConfig c;
   c.name = "cls";
   c.task_name = "classification";
@@ -137,11 +149,13 @@ TEST_CASE("Adapter::load reads adapter_model.bin alone, infers a classifier from
   const auto made_state = made.state_dict();
   const auto loaded_state = loaded.state_dict();
   REQUIRE(made_state.size() == loaded_state.size());
-  for (size_t i = 0; i < made_state.size(); ++i) CHECK(at::equal(made_state[i].second, loaded_state[i].second));
+  for (size_t i = 0; i < made_state.size(); ++i)
+    CHECK(at::equal(made_state[i].second, loaded_state[i].second));
 
   // Our older files named the head classifier.weight.
   std::vector<std::pair<std::string, at::Tensor>> renamed;
-  for (const auto& [name, tensor] : made_state) renamed.emplace_back(name == "classifier" ? "classifier.weight" : name, tensor.detach());
+  for (const auto& [name, tensor] : made_state)
+    renamed.emplace_back(name == "classifier" ? "classifier.weight" : name, tensor.detach());
   std::filesystem::remove(dir / "adapter_model.bin");
   save_safetensors(dir / "adapter_model.safetensors", renamed);
   CHECK(at::equal(adapters::Adapter::load(dir.str(), test::stories()).classifier, made.classifier));

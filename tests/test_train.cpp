@@ -1,7 +1,7 @@
 // The training loop: optimizers and schedules against hand-computed values, fused training
 // equal to training alone, exact resume, determinism, and output-directory safety.
-#include "mixlora/common/error.h"
 #include "mixlora/adapters/adapter.h"
+#include "mixlora/common/error.h"
 #include "mixlora/data/pretokenized.h"
 #include "mixlora/eval/evaluator.h"
 #include "mixlora/io/safetensors.h"
@@ -10,10 +10,10 @@
 #include "mixlora/train/scheduler.h"
 #include "mixlora/train/trainer.h"
 
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
 #include "stories_model.h"
 #include "test_helpers.h"
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <filesystem>
 #include <fstream>
@@ -47,10 +47,10 @@ struct Run {
   test::TempDir scratch;
   const fs::path dir = scratch.path;
 
-  std::vector<train::AdapterSummary> train(std::vector<config::AdapterConfig> adapters, size_t rows,
-                                           int64_t simultaneous = 4, int64_t save_step = 1000,
-                                           bool resume = false, int64_t eval_every = 0,
-                                           const std::vector<std::vector<data::TaskData>>& eval_sets = {}) {
+  std::vector<train::AdapterSummary> train(
+      std::vector<config::AdapterConfig> adapters, size_t rows, int64_t simultaneous = 4,
+      int64_t save_step = 1000, bool resume = false, int64_t eval_every = 0,
+      const std::vector<std::vector<data::TaskData>>& eval_sets = {}) {
     config::TrainConfig c;
     c.adapters = adapters;
     c.output_dir = dir.string();
@@ -78,10 +78,12 @@ struct Run {
   }
 };
 
-double max_difference(const std::map<std::string, at::Tensor>& a, const std::map<std::string, at::Tensor>& b) {
+double max_difference(const std::map<std::string, at::Tensor>& a,
+                      const std::map<std::string, at::Tensor>& b) {
   REQUIRE(a.size() == b.size());
   double worst = 0.0;
-  for (const auto& [name, t] : a) worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
+  for (const auto& [name, t] : a)
+    worst = std::max(worst, (t - b.at(name)).abs().max().item<double>());
   return worst;
 }
 
@@ -92,8 +94,8 @@ TEST_CASE("AdamW and SGD follow PyTorch's update rules", "[train][optim]") {
   p.mutable_grad() = at::tensor(std::vector<float>{0.5f, -0.25f});
   auto adamw = train::make_adamw({p}, {0.9, 0.999, 1e-8, 0.01});
   adamw->step(0.1);
-  // Step 1: p *= (1 - lr*wd); m = 0.1 g; v = 0.001 g^2; p -= lr * (m / 0.1) / (sqrt(v / 0.001) + eps)
-  // = p - 0.1 * sign(g) (up to eps).
+  // Step 1: p *= (1 - lr*wd); m = 0.1 g; v = 0.001 g^2; p -= lr * (m / 0.1) / (sqrt(v / 0.001) +
+  // eps) = p - 0.1 * sign(g) (up to eps).
   CHECK(p[0].item<double>() == Approx(1.0 * (1 - 0.001) - 0.1).epsilon(1e-6));
   CHECK(p[1].item<double>() == Approx(-2.0 * (1 - 0.001) + 0.1).epsilon(1e-6));
   const auto state = adamw->state();
@@ -138,7 +140,8 @@ TEST_CASE("learning-rate schedules", "[train][optim]") {
 // single-threaded comparison shows that fusion itself couples nothing.
 TEST_CASE("an adapter trained fused with others equals the same adapter trained alone", "[train]") {
   const auto mix = adapter("mix", config::PeftType::mixlora);
-  const auto sw = adapter("switch", config::PeftType::mixlora, config::RoutingStrategy::mixlora_switch);
+  const auto sw =
+      adapter("switch", config::PeftType::mixlora, config::RoutingStrategy::mixlora_switch);
   const auto plain = adapter("plain", config::PeftType::lora);
   Run fused, alone_mix, alone_plain;
   fused.train({mix, sw, plain}, 24, /*simultaneous=*/3);
@@ -147,13 +150,19 @@ TEST_CASE("an adapter trained fused with others equals the same adapter trained 
   CHECK(max_difference(fused.weights("mix"), alone_mix.weights("mix")) < 1e-5);
   CHECK(max_difference(fused.weights("plain"), alone_plain.weights("plain")) < 1e-5);
   // The adapters did move.
-  CHECK(alone_mix.weights("mix").at("mixlora.layers.0.mlp.up_proj.experts.0.lora_B.weight").abs().sum().item<double>() > 0);
+  CHECK(alone_mix.weights("mix")
+            .at("mixlora.layers.0.mlp.up_proj.experts.0.lora_B.weight")
+            .abs()
+            .sum()
+            .item<double>() > 0);
 }
 
 TEST_CASE("training is deterministic and --resume ends with the same bytes", "[train]") {
-  const auto mix = adapter("mix", config::PeftType::mixlora, config::RoutingStrategy::mixlora_dynamic);
+  const auto mix =
+      adapter("mix", config::PeftType::mixlora, config::RoutingStrategy::mixlora_dynamic);
   Run first, second, resumed;
-  const auto summary = first.train({mix}, 40, 4, /*save_step=*/2);  // 5 steps, checkpoints at 2 and 4
+  const auto summary =
+      first.train({mix}, 40, 4, /*save_step=*/2);  // 5 steps, checkpoints at 2 and 4
   second.train({mix}, 40, 4, 2);
   CHECK(first.bytes("mix") == second.bytes("mix"));
   CHECK(summary[0].steps == 5);
@@ -170,19 +179,24 @@ TEST_CASE("training is deterministic and --resume ends with the same bytes", "[t
   const auto after = resumed.train({mix}, 40, 4, 2, /*resume=*/true);
   CHECK(after[0].steps == 5);
   CHECK(resumed.bytes("mix") == first.bytes("mix"));
-  // The metrics log holds each step once: the records after checkpoint-2 were dropped and re-logged.
+  // The metrics log holds each step once: the records after checkpoint-2 were dropped and
+  // re-logged.
   std::ifstream metrics(resumed.dir / "mix" / "metrics.jsonl");
   std::vector<int64_t> steps;
-  for (std::string line; std::getline(metrics, line);) steps.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
+  for (std::string line; std::getline(metrics, line);)
+    steps.push_back(nlohmann::json::parse(line)["step"].get<int64_t>());
   CHECK(steps == std::vector<int64_t>{1, 2, 3, 4, 5});
 }
 
-TEST_CASE("eval_every scores the held-out set with mixlora-eval's numbers and leaves training unchanged", "[train][eval]") {
+TEST_CASE(
+    "eval_every scores the held-out set with mixlora-eval's numbers and leaves training unchanged",
+    "[train][eval]") {
   const auto mix = adapter("mix", config::PeftType::mixlora);
   data::TaskData held_out;
   held_out.task_name = "casual";
   held_out.samples = copy_task_rows(48);
-  held_out.samples.erase(held_out.samples.begin(), held_out.samples.begin() + 40);  // rows the run never sees
+  held_out.samples.erase(held_out.samples.begin(),
+                         held_out.samples.begin() + 40);  // rows the run never sees
   Run plain, evaluated;
   plain.train({mix}, 40);
   evaluated.train({mix}, 40, 4, 1000, false, /*eval_every=*/2, {{held_out}});  // 5 steps
@@ -200,12 +214,14 @@ TEST_CASE("eval_every scores the held-out set with mixlora-eval's numbers and le
   CHECK(eval_steps == std::vector<int64_t>{2, 4, 5});  // every 2 steps and at the end
   // The last record scores the saved adapter exactly as the standalone evaluator does.
   const auto saved = adapters::Adapter::load((evaluated.dir / "mix").string(), stories());
-  const auto reference = eval::evaluate(model::Decoder(stories()), {{&saved, "casual", &held_out.samples}},
-                                        mix.evaluate_batch_size, 0);
+  const auto reference =
+      eval::evaluate(model::Decoder(stories()), {{&saved, "casual", &held_out.samples}},
+                     mix.evaluate_batch_size, 0);
   CHECK(last["task_name"] == "casual");
   CHECK(last["metrics"]["samples"] == 8);
   CHECK(last["metrics"]["loss"].get<double>() == Approx(reference.at(0).loss).epsilon(1e-6));
-  CHECK(last["metrics"]["aux_loss"].get<double>() == Approx(*reference.at(0).aux_loss).epsilon(1e-6));
+  CHECK(last["metrics"]["aux_loss"].get<double>() ==
+        Approx(*reference.at(0).aux_loss).epsilon(1e-6));
 }
 
 TEST_CASE("training lowers the loss of the copy task", "[train]") {
@@ -226,8 +242,9 @@ TEST_CASE("output directory safety", "[train]") {
   c.adapters = {plain};
   c.output_dir = run.dir.string();
   train::TrainerOptions options;
-  REQUIRE_INPUT_ERROR(train::prepare_output(c, options),
-                      Catch::Matchers::Contains("a finished adapter is already there (use --overwrite"));
+  REQUIRE_INPUT_ERROR(
+      train::prepare_output(c, options),
+      Catch::Matchers::Contains("a finished adapter is already there (use --overwrite"));
   fs::remove(run.dir / "plain" / "adapter_model.safetensors");
   REQUIRE_INPUT_ERROR(train::prepare_output(c, options), Catch::Matchers::Contains("use --resume"));
   options.overwrite = true;
@@ -236,5 +253,6 @@ TEST_CASE("output directory safety", "[train]") {
   // data have loaded, so a run that fails before keeps the old adapter.
   CHECK(fs::exists(run.dir / "plain" / "metrics.jsonl"));
   c.output_dir = "/proc/mixlora-cannot-write";
-  REQUIRE_INPUT_ERROR(train::prepare_output(c, options), Catch::Matchers::Contains("/proc/mixlora-cannot-write"));
+  REQUIRE_INPUT_ERROR(train::prepare_output(c, options),
+                      Catch::Matchers::Contains("/proc/mixlora-cannot-write"));
 }

@@ -45,8 +45,10 @@ double relative_error(const at::Tensor& actual, const at::Tensor& expected) {
 // The numbers are torch.optim.AdamW's (torch 2.11, lr 0.1, weight_decay 0.01): parameter b has no
 // gradient in the first step (an expert that got no tokens), so PyTorch leaves it untouched and
 // its first update, in step 2, is a first step: b = 1 * (1 - 0.001) - 0.1 = 0.899.
-TEST_CASE("AdamW counts steps per parameter and skips parameters without a gradient, as torch.optim.AdamW",
-          "[train][optim][parity]") {
+TEST_CASE(
+    "AdamW counts steps per parameter and skips parameters without a gradient, as "
+    "torch.optim.AdamW",
+    "[train][optim][parity]") {
   auto a = floats({1.0f, -2.0f}).requires_grad_(true);
   auto b = floats({1.0f}).requires_grad_(true);
   auto adamw = train::make_adamw({a, b}, {0.9, 0.999, 1e-8, 0.01});
@@ -79,7 +81,8 @@ TEST_CASE("AdamW counts steps per parameter and skips parameters without a gradi
   std::map<std::string, int64_t> scalars;
   for (const auto& [name, t] : adamw->state())
     if (name == "format_version" || name.rfind("step", 0) == 0) scalars[name] = t.item<int64_t>();
-  CHECK(scalars == std::map<std::string, int64_t>{{"format_version", 2}, {"step", 3}, {"step.0", 3}, {"step.1", 2}});
+  CHECK(scalars == std::map<std::string, int64_t>{
+                       {"format_version", 2}, {"step", 3}, {"step.0", 3}, {"step.1", 2}});
   auto c = a.detach().clone().requires_grad_(true), d = b.detach().clone().requires_grad_(true);
   auto copy = train::make_adamw({c, d}, {0.9, 0.999, 1e-8, 0.01});
   copy->load_state(adamw->state());
@@ -148,7 +151,8 @@ struct Run {
   }
 };
 
-// Rewrites a checkpoint's optimizer state the way format 1 wrote it: no version, no per-parameter steps.
+// Rewrites a checkpoint's optimizer state the way format 1 wrote it: no version, no per-parameter
+// steps.
 void downgrade_to_format_1(const fs::path& checkpoint) {
   const auto path = (checkpoint / "optimizer.safetensors").string();
   std::vector<std::pair<std::string, at::Tensor>> kept;
@@ -165,7 +169,8 @@ void downgrade_to_format_1(const fs::path& checkpoint) {
 
 }  // namespace
 
-TEST_CASE("a checkpoint of format 1 resumes to the same adapter as an uninterrupted run", "[train][optim][parity]") {
+TEST_CASE("a checkpoint of format 1 resumes to the same adapter as an uninterrupted run",
+          "[train][optim][parity]") {
   const auto plain = lora_adapter("plain");
   Run whole, resumed;
   whole.train({plain}, 24, /*save_step=*/2);  // 3 steps
@@ -180,7 +185,8 @@ TEST_CASE("a checkpoint of format 1 resumes to the same adapter as an uninterrup
   CHECK(resumed.bytes("plain") == whole.bytes("plain"));
 }
 
-TEST_CASE("init_adapter starts training from an existing adapter's weights", "[train][init-adapter]") {
+TEST_CASE("init_adapter starts training from an existing adapter's weights",
+          "[train][init-adapter]") {
   const auto& base = stories();
   test::TempDir dir;
   auto config = lora_adapter("start");
@@ -211,16 +217,19 @@ TEST_CASE("init_adapter starts training from an existing adapter's weights", "[t
     auto other = config;
     other.lora.r = 8;
     auto wider = adapters::Adapter::create(other, base, 1);
-    REQUIRE_INPUT_ERROR(adapters::init_from_adapter(wider, start_dir, base),
-                        Catch::Contains("init adapter has r 4 but adapter 'start' is configured with 8"));
+    REQUIRE_INPUT_ERROR(
+        adapters::init_from_adapter(wider, start_dir, base),
+        Catch::Contains("init adapter has r 4 but adapter 'start' is configured with 8"));
     other = config;
     other.target_modules = {"q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"};
     auto more = adapters::Adapter::create(other, base, 1);
-    REQUIRE_INPUT_ERROR(adapters::init_from_adapter(more, start_dir, base), Catch::Contains("target_modules"));
+    REQUIRE_INPUT_ERROR(adapters::init_from_adapter(more, start_dir, base),
+                        Catch::Contains("target_modules"));
     other = config;
     other.peft_type = config::PeftType::mixlora;
     auto mix = adapters::Adapter::create(other, base, 1);
-    REQUIRE_INPUT_ERROR(adapters::init_from_adapter(mix, start_dir, base), Catch::Contains("peft_type"));
+    REQUIRE_INPUT_ERROR(adapters::init_from_adapter(mix, start_dir, base),
+                        Catch::Contains("peft_type"));
     // A file whose tensor has the wrong shape for the base: named.
     auto tensors = start.state_dict();
     std::vector<std::pair<std::string, at::Tensor>> bad;
@@ -230,7 +239,8 @@ TEST_CASE("init_adapter starts training from an existing adapter's weights", "[t
     fs::create_directories(bad_dir);
     io::save_safetensors((bad_dir / "adapter_model.safetensors").string(), bad);
     fs::copy_file(dir.path / "start" / "adapter_config.json", bad_dir / "adapter_config.json");
-    REQUIRE_INPUT_ERROR(adapters::init_from_adapter(target, bad_dir.string(), base), Catch::Contains(bad[0].first));
+    REQUIRE_INPUT_ERROR(adapters::init_from_adapter(target, bad_dir.string(), base),
+                        Catch::Contains(bad[0].first));
   }
   SECTION("--init-adapter DIR or NAME=DIR") {
     config::TrainConfig c;
@@ -241,9 +251,11 @@ TEST_CASE("init_adapter starts training from an existing adapter's weights", "[t
     config::apply_init_adapters(c, {"b=/p=q", "a=/r"});
     CHECK(c.adapters[1].init_adapter == "/p=q");
     CHECK(c.adapters[0].init_adapter == "/r");
-    REQUIRE_INPUT_ERROR(config::apply_init_adapters(c, {"/x/y"}), Catch::Contains("say which: --init-adapter NAME=DIR"));
+    REQUIRE_INPUT_ERROR(config::apply_init_adapters(c, {"/x/y"}),
+                        Catch::Contains("say which: --init-adapter NAME=DIR"));
     const auto parsed = config::parse_train_config(
-        nlohmann::json::parse(R"({"lora": [{"name": "a", "init_adapter": "prev/a"}]})"), "cfg.json");
+        nlohmann::json::parse(R"({"lora": [{"name": "a", "init_adapter": "prev/a"}]})"),
+        "cfg.json");
     CHECK(parsed.adapters[0].init_adapter == "prev/a");
   }
 }
@@ -253,15 +265,17 @@ TEST_CASE("init_adapter starts training from an existing adapter's weights", "[t
 // torch.optim.AdamW steps; we start from the same adapter (through init_from_adapter, the
 // --init-adapter path) and must agree: gradients 1e-4 and losses 1e-5 relative, and the same
 // tensors without a gradient (idle experts) in every step.
-TEST_CASE("training matches the PyTorch reference step for step (tests/reference/training_reference.py)",
-          "[train][parity][reference]") {
+TEST_CASE(
+    "training matches the PyTorch reference step for step (tests/reference/training_reference.py)",
+    "[train][parity][reference]") {
   const auto python = test::reference_python_or_skip();
   if (python.empty()) return;
   test::TempDir dir;
   const auto log = dir / "reference.log";
-  const auto command = fmt::format("{} {} {} >{} 2>&1", test::shell_quote(python),
-                                   test::shell_quote(MIXLORA_TEST_SOURCE_DIR "/tests/reference/training_reference.py"),
-                                   test::shell_quote(dir.str()), test::shell_quote(log));
+  const auto command = fmt::format(
+      "{} {} {} >{} 2>&1", test::shell_quote(python),
+      test::shell_quote(MIXLORA_TEST_SOURCE_DIR "/tests/reference/training_reference.py"),
+      test::shell_quote(dir.str()), test::shell_quote(log));
   const int status = std::system(command.c_str());
   INFO(test::slurp(log));
   REQUIRE(status == 0);
@@ -296,19 +310,22 @@ TEST_CASE("training matches the PyTorch reference step for step (tests/reference
     INFO("case " << name);
     {
       const auto adapter_dir = dir / name;
-      auto config = config::parse_adapter_config_file(io::read_json_file(adapter_dir + "/adapter_config.json"),
-                                                      adapter_dir);
+      auto config = config::parse_adapter_config_file(
+          io::read_json_file(adapter_dir + "/adapter_config.json"), adapter_dir);
       config.name = name;
       auto adapter = adapters::Adapter::create(config, base, /*seed=*/0);
       adapters::init_from_adapter(adapter, adapter_dir, base);
-      const std::vector<adapters::AdapterSegment> segments = {{&adapter, 0, batch_rows, c10::nullopt}};
+      const std::vector<adapters::AdapterSegment> segments = {
+          {&adapter, 0, batch_rows, c10::nullopt}};
       double worst_logits = 0.0;
 
       {
         torch::NoGradGuard no_grad;
         adapters::AdapterHooks hooks(segments, batch.attention_mask, /*training=*/true);
-        const auto hidden = decoder.hidden_states(batch.input_ids, batch.attention_mask, nullptr, &hooks);
-        const auto logits = decoder.logits(hidden) * batch.attention_mask.unsqueeze(-1).to(at::kFloat);
+        const auto hidden =
+            decoder.hidden_states(batch.input_ids, batch.attention_mask, nullptr, &hooks);
+        const auto logits =
+            decoder.logits(hidden) * batch.attention_mask.unsqueeze(-1).to(at::kFloat);
         const double error = relative_error(logits, reference.load(name + ".logits"));
         INFO("logits: max error relative to max |logit|: " << error);
         CHECK(error < 1e-4);
@@ -322,13 +339,15 @@ TEST_CASE("training matches the PyTorch reference step for step (tests/reference
         const auto got = train::forward_backward(decoder, batch, segments, {1}, {})[0];
         const double expected[4] = {losses[step][0].item<double>(), losses[step][1].item<double>(),
                                     losses[step][2].item<double>(), losses[step][3].item<double>()};
-        INFO("step " << step << ": task " << got.task << " vs " << expected[1] << ", aux " << got.aux << " vs "
-                     << expected[2] << ", z " << got.z << " vs " << expected[3]);
+        INFO("step " << step << ": task " << got.task << " vs " << expected[1] << ", aux "
+                     << got.aux << " vs " << expected[2] << ", z " << got.z << " vs "
+                     << expected[3]);
         CHECK(std::abs(got.task + got.aux + got.z - expected[0]) <= 1e-5 * std::abs(expected[0]));
         CHECK(std::abs(got.task - expected[1]) <= 1e-5 * std::abs(expected[1]));
         CHECK(std::abs(got.aux - expected[2]) <= 1e-5 * std::abs(expected[2]) + 1e-9);
         CHECK(std::abs(got.z - expected[3]) <= 1e-5 * std::abs(expected[3]) + 1e-9);
-        worst_loss = std::max(worst_loss, std::abs(got.task + got.aux + got.z - expected[0]) / std::abs(expected[0]));
+        worst_loss = std::max(
+            worst_loss, std::abs(got.task + got.aux + got.z - expected[0]) / std::abs(expected[0]));
         if (step == steps) break;
         std::set<std::string> idle;
         for (const auto& [tensor_name, t] : adapter.state_dict())
@@ -349,14 +368,18 @@ TEST_CASE("training matches the PyTorch reference step for step (tests/reference
         optimizer->step(lr);
         optimizer->zero_grad();
       }
-      std::cout << fmt::format("training parity {}: logits {:.1e}, gradients {:.1e}, losses over {} steps {:.1e} "
-                               "(max relative errors)\n", name, worst_logits, worst_grad, steps, worst_loss);
+      std::cout << fmt::format(
+          "training parity {}: logits {:.1e}, gradients {:.1e}, losses over {} steps {:.1e} "
+          "(max relative errors)\n",
+          name, worst_logits, worst_grad, steps, worst_loss);
     }
   }
 }
 
-TEST_CASE("mixlora-train --init-adapter starts from the adapter; a mismatched config is exit 2 naming the key",
-          "[cli][train][init-adapter]") {
+TEST_CASE(
+    "mixlora-train --init-adapter starts from the adapter; a mismatched config is exit 2 naming "
+    "the key",
+    "[cli][train][init-adapter]") {
   test::TempDir ws;
   const std::string source = MIXLORA_TEST_SOURCE_DIR;
   auto config = config::load_train_config(source + "/configs/lora.json").adapters[0];
@@ -369,10 +392,14 @@ TEST_CASE("mixlora-train --init-adapter starts from the adapter; a mismatched co
   start.save(start_dir, test::stories_dir());
   auto train = [&](const std::vector<std::string>& extra) {
     std::string line = "mixlora-train";
-    std::vector<std::string> args = {"--config", "configs/lora.json", "--base-model", test::stories_dir(),
-                                     "--output-dir", ws / "out", "--init-adapter", start_dir,
-                                     "--set", "lora[0].lr=1e-30", "--set", "lora[0].batch_size=256",
-                                     "--set", "lora[0].micro_batch_size=256", "--set", "cutoff_len=12"};
+    std::vector<std::string> args = {"--config",       "configs/lora.json",
+                                     "--base-model",   test::stories_dir(),
+                                     "--output-dir",   ws / "out",
+                                     "--init-adapter", start_dir,
+                                     "--set",          "lora[0].lr=1e-30",
+                                     "--set",          "lora[0].batch_size=256",
+                                     "--set",          "lora[0].micro_batch_size=256",
+                                     "--set",          "cutoff_len=12"};
     args.insert(args.end(), extra.begin(), extra.end());
     for (const auto& a : args) line += " " + test::shell_quote(a);
     return test::run_tool(line, source);
@@ -381,9 +408,11 @@ TEST_CASE("mixlora-train --init-adapter starts from the adapter; a mismatched co
   INFO(ok.err);
   REQUIRE(ok.exit_code == 0);
   // lr 1e-30 (lr must be > 0): every update rounds away, the weights stay as they started.
-  CHECK(test::slurp(ws / "out/lora/adapter_model.safetensors") == test::slurp(start_dir + "/adapter_model.safetensors"));
+  CHECK(test::slurp(ws / "out/lora/adapter_model.safetensors") ==
+        test::slurp(start_dir + "/adapter_model.safetensors"));
 
   const auto wrong = train({"--set", "lora[0].r=4", "--overwrite"});
   CHECK(wrong.exit_code == 2);
-  CHECK_THAT(wrong.err, Catch::Contains("init adapter has r 8 but adapter 'lora' is configured with 4"));
+  CHECK_THAT(wrong.err,
+             Catch::Contains("init adapter has r 8 but adapter 'lora' is configured with 4"));
 }

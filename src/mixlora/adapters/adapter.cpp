@@ -32,13 +32,15 @@ struct FusedGroup {
   const char* name;
   std::vector<Projection> parts;
 };
-const FusedGroup kFusedGroups[] = {{"qkv_proj", {Projection::q_proj, Projection::k_proj, Projection::v_proj}},
-                                   {"gate_up_proj", {Projection::gate_proj, Projection::up_proj}}};
+const FusedGroup kFusedGroups[] = {
+    {"qkv_proj", {Projection::q_proj, Projection::k_proj, Projection::v_proj}},
+    {"gate_up_proj", {Projection::gate_proj, Projection::up_proj}}};
 
 // The fused projection `p` is a part of, or nullptr.
 const char* fused_group_of(Projection p) {
   for (const auto& group : kFusedGroups)
-    if (std::find(group.parts.begin(), group.parts.end(), p) != group.parts.end()) return group.name;
+    if (std::find(group.parts.begin(), group.parts.end(), p) != group.parts.end())
+      return group.name;
   return nullptr;
 }
 
@@ -62,16 +64,17 @@ const at::Tensor& base_weight(const model::DecoderLayerWeights& layer, Projectio
 
 // PEFT names plain-LoRA tensors after the module path inside the wrapped HF model; the MixLoRA
 // plugin and MoE-PEFT's LoRAMoE / MoLA use their own roots ("mixlora.", "loramoe.", "mola.").
-std::string module_prefix(const Adapter& adapter, int64_t layer, const std::string& name, bool attention) {
+std::string module_prefix(const Adapter& adapter, int64_t layer, const std::string& name,
+                          bool attention) {
   const std::string block = attention ? "self_attn." : "mlp.";
   const auto type = adapter.config.peft_type;
-  const std::string root =
-      type == config::PeftType::lora
-          ? "base_model.model." + model::layer_prefix(layer)
-          : fmt::format("{}.layers.{}.", type == config::PeftType::mixlora ? "mixlora"
-                                         : type == config::PeftType::loramoe ? "loramoe"
-                                                                             : "mola",
-                        layer);
+  const std::string root = type == config::PeftType::lora
+                               ? "base_model.model." + model::layer_prefix(layer)
+                               : fmt::format("{}.layers.{}.",
+                                             type == config::PeftType::mixlora   ? "mixlora"
+                                             : type == config::PeftType::loramoe ? "loramoe"
+                                                                                 : "mola",
+                                             layer);
   return root + block + name;
 }
 
@@ -83,8 +86,9 @@ std::string module_prefix(const Adapter& adapter, int64_t layer, Projection p) {
 // shares its A and views its row block of B: gradients of the parts reach the fused tensors,
 // and the optimizer's updates of those reach the parts.
 std::pair<LoraWeights, std::vector<LoraWeights>> fused_lora(const std::vector<at::Tensor>& parts,
-                                                            const lora::LoraShape& shape, bool use_rslora,
-                                                            lora::LoraInit init, at::Generator& generator,
+                                                            const lora::LoraShape& shape,
+                                                            bool use_rslora, lora::LoraInit init,
+                                                            at::Generator& generator,
                                                             c10::Device device) {
   int64_t rows = 0;
   for (const auto& w : parts) rows += w.size(0);
@@ -106,21 +110,27 @@ void check_fused_targets(const config::AdapterConfig& config, const model::BaseM
   const bool fused_base = base.config.fused_projections;
   for (const auto& group : kFusedGroups) {
     if (!fused_base && config.targets(group.name)) {
-      fail_input("adapter '{}': target_modules: {} exists only in models with fused projections (Phi-3); "
-                 "{} has separate ones", config.name, group.name, base.config.architecture);
+      fail_input(
+          "adapter '{}': target_modules: {} exists only in models with fused projections (Phi-3); "
+          "{} has separate ones",
+          config.name, group.name, base.config.architecture);
     }
     for (auto p : group.parts) {
       if (fused_base && config.targets(model::projection_name(p))) {
-        fail_input("adapter '{}': target_modules: {} fuses {} into {}: target \"{}\" (as PEFT and "
-                   "MoE-PEFT name it)", config.name, base.config.architecture, model::projection_name(p),
-                   group.name, group.name);
+        fail_input(
+            "adapter '{}': target_modules: {} fuses {} into {}: target \"{}\" (as PEFT and "
+            "MoE-PEFT name it)",
+            config.name, base.config.architecture, model::projection_name(p), group.name,
+            group.name);
       }
     }
   }
   if (!fused_base) return;
   if (config.is_lora_mixture()) {
-    fail_input("adapter '{}': LoRAMoE / MoLA adapters on {} (fused projections) are not supported; "
-               "use LORA or MIXLORA there", config.name, base.config.architecture);
+    fail_input(
+        "adapter '{}': LoRAMoE / MoLA adapters on {} (fused projections) are not supported; "
+        "use LORA or MIXLORA there",
+        config.name, base.config.architecture);
   }
   if (config.use_dora) {
     fail_input("adapter '{}': use_dora on {} (fused projections) is not supported", config.name,
@@ -141,10 +151,11 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
                         uint64_t seed) {
   if (config.use_dora && config.peft_type != config::PeftType::lora &&
       (config.targets("gate_proj") || config.targets("up_proj") || config.targets("down_proj"))) {
-    fail_input("adapter '{}': use_dora is supported on plain LoRA projections only, not on "
-               "MixLoRA / LoRAMoE / MoLA experts (drop gate/up/down_proj from target_modules or set "
-               "use_dora false)",
-               config.name);
+    fail_input(
+        "adapter '{}': use_dora is supported on plain LoRA projections only, not on "
+        "MixLoRA / LoRAMoE / MoLA experts (drop gate/up/down_proj from target_modules or set "
+        "use_dora false)",
+        config.name);
   }
   check_fused_targets(config, base);
   Adapter adapter;
@@ -159,14 +170,15 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
     AdapterLayer out;
     auto plain = [&](Projection p) {
       const auto& w = base_weight(layer, p);
-      out.projections.emplace(p, lora::init_lora(w.size(1), w.size(0), config.lora, config.use_rslora,
-                                                 config.lora_init, generator, device, w, config.use_dora));
+      out.projections.emplace(
+          p, lora::init_lora(w.size(1), w.size(0), config.lora, config.use_rslora, config.lora_init,
+                             generator, device, w, config.use_dora));
     };
     auto mixture = [&](Projection p) {
       const auto& w = base_weight(layer, p);
       moe::LoraMixtureWeights m;
       m.router = moe::init_mixture_router(config.num_experts, w.size(1), config.router_init_range,
-                                           generator, device);
+                                          generator, device);
       for (int64_t e = 0; e < config.num_experts; ++e) {
         m.experts.push_back(lora::init_lora(w.size(1), w.size(0), config.lora, config.use_rslora,
                                             config.lora_init, generator, device));
@@ -202,11 +214,11 @@ Adapter Adapter::create(const config::AdapterConfig& config, const model::BaseMo
         if (config.targets(model::projection_name(p))) plain(p);
     } else {
       moe::MixLoraLayerWeights moe_layer;
-      moe_layer.router = at::normal(0.0, config.router_init_range,
-                                    {config.num_experts, base.config.hidden_size}, generator,
-                                    at::TensorOptions(at::kFloat))
-                             .to(device)
-                             .requires_grad_(true);
+      moe_layer.router =
+          at::normal(0.0, config.router_init_range, {config.num_experts, base.config.hidden_size},
+                     generator, at::TensorOptions(at::kFloat))
+              .to(device)
+              .requires_grad_(true);
       for (int64_t e = 0; e < config.num_experts; ++e) {
         moe::ExpertLoras expert;
         auto make = [&](Projection p) -> std::optional<LoraWeights> {
@@ -267,8 +279,10 @@ std::vector<std::pair<std::string, at::Tensor>> Adapter::state_dict() const {
       const auto& expert = layer.mixlora->experts[e];
       const bool fused = expert.gate_up_proj.has_value();  // Phi-3: gate/up are its views
       const std::pair<const char*, const std::optional<LoraWeights>*> parts[] = {
-          {"gate_proj", fused ? nullptr : &expert.gate_proj}, {"up_proj", fused ? nullptr : &expert.up_proj},
-          {"gate_up_proj", &expert.gate_up_proj}, {"down_proj", &expert.down_proj}};
+          {"gate_proj", fused ? nullptr : &expert.gate_proj},
+          {"up_proj", fused ? nullptr : &expert.up_proj},
+          {"gate_up_proj", &expert.gate_up_proj},
+          {"down_proj", &expert.down_proj}};
       for (const auto& [name, lora] : parts) {
         if (lora && *lora) add_lora(out, fmt::format("{}{}.experts.{}", mlp, name, e), **lora);
       }
@@ -291,7 +305,8 @@ int64_t Adapter::num_parameters() const {
   return n;
 }
 
-void Adapter::save(const std::string& dir, const std::string& base_model_name, bool export_bin) const {
+void Adapter::save(const std::string& dir, const std::string& base_model_name,
+                   bool export_bin) const {
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) fail_runtime("{}: cannot create the adapter directory: {}", dir, ec.message());
@@ -299,11 +314,12 @@ void Adapter::save(const std::string& dir, const std::string& base_model_name, b
   for (const auto& [name, tensor] : state_dict()) {
     tensors.emplace_back(name, tensor.detach().to(at::kCPU, at::kFloat).contiguous());
   }
-  io::save_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors, {{"format", "pt"}});
+  io::save_safetensors((fs::path(dir) / "adapter_model.safetensors").string(), tensors,
+                       {{"format", "pt"}});
   if (export_bin) io::save_torch_bin((fs::path(dir) / "adapter_model.bin").string(), tensors);
   // The config last: a directory with adapter_config.json is a complete adapter.
   io::write_file_atomically((fs::path(dir) / "adapter_config.json").string(),
-                        config::adapter_config_to_json(config, base_model_name).dump(2) + "\n");
+                            config::adapter_config_to_json(config, base_model_name).dump(2) + "\n");
 }
 
 namespace {
@@ -327,10 +343,12 @@ AdapterWeights read_adapter_weights(const std::string& dir) {
   if (fs::exists(safetensors, ec)) {
     weights.path = safetensors;
     const auto file = io::SafeTensorsFile::open(safetensors);
-    for (const auto& info : file.tensors()) weights.tensors.emplace(info.name, file.load(info.name));
+    for (const auto& info : file.tensors())
+      weights.tensors.emplace(info.name, file.load(info.name));
   } else if (fs::exists(bin, ec)) {
     weights.path = bin;
-    for (auto& [name, tensor] : io::load_torch_bin(bin)) weights.tensors.emplace(name, std::move(tensor));
+    for (auto& [name, tensor] : io::load_torch_bin(bin))
+      weights.tensors.emplace(name, std::move(tensor));
   } else {
     fail_input("{}: missing adapter_model.safetensors (or adapter_model.bin)", dir);
   }
@@ -369,7 +387,8 @@ Adapter Adapter::load(const std::string& dir, const model::BaseModel& base) {
   auto config = config::parse_adapter_config_file(io::read_json_file(config_path), config_path);
   // PEFT files carry no name; the directory is the adapter's name there.
   if (config.name.empty()) config.name = fs::path(dir).lexically_normal().filename().string();
-  if (config.name.empty()) config.name = fs::path(dir).lexically_normal().parent_path().filename().string();
+  if (config.name.empty())
+    config.name = fs::path(dir).lexically_normal().parent_path().filename().string();
   const auto weights = read_adapter_weights(dir);
   const std::string& weights_path = weights.path;
   infer_task_from_head(config, weights);
@@ -380,20 +399,23 @@ Adapter Adapter::load(const std::string& dir, const model::BaseModel& base) {
     expected.insert(name);
     const auto found = weights.tensors.find(name);
     if (found == weights.tensors.end()) {
-      fail_input("{}: missing tensor '{}' (shape [{}]) required by adapter_config.json", weights_path,
-                 name, fmt::join(tensor.sizes(), ", "));
+      fail_input("{}: missing tensor '{}' (shape [{}]) required by adapter_config.json",
+                 weights_path, name, fmt::join(tensor.sizes(), ", "));
     }
     if (found->second.sizes() != tensor.sizes()) {
-      fail_input("{}: tensor '{}' has shape [{}] but this base model needs [{}] (wrong base model?)",
-                 weights_path, name, fmt::join(found->second.sizes(), ", "), fmt::join(tensor.sizes(), ", "));
+      fail_input(
+          "{}: tensor '{}' has shape [{}] but this base model needs [{}] (wrong base model?)",
+          weights_path, name, fmt::join(found->second.sizes(), ", "),
+          fmt::join(tensor.sizes(), ", "));
     }
     tensor.copy_(found->second);
   }
   for (const auto& [name, tensor] : weights.tensors) {
     if (!expected.count(name)) {
-      fail_input("{}: unexpected tensor '{}' (does adapter_config.json match the weights, and "
-                 "was this adapter trained on a base model with {} layers?)",
-                 weights_path, name, base.config.num_layers);
+      fail_input(
+          "{}: unexpected tensor '{}' (does adapter_config.json match the weights, and "
+          "was this adapter trained on a base model with {} layers?)",
+          weights_path, name, base.config.num_layers);
     }
   }
   return adapter;
@@ -401,8 +423,9 @@ Adapter Adapter::load(const std::string& dir, const model::BaseModel& base) {
 
 RouterLosses router_losses(const Adapter& adapter, const std::vector<moe::RouterRecord>& layers) {
   const auto& c = adapter.config;
-  auto zero = at::zeros({}, at::TensorOptions(at::kFloat).device(
-                                layers.empty() ? c10::Device(c10::kCPU) : layers[0].logits.device()));
+  auto zero = at::zeros(
+      {}, at::TensorOptions(at::kFloat)
+              .device(layers.empty() ? c10::Device(c10::kCPU) : layers[0].logits.device()));
   RouterLosses losses{zero, zero};
   if (layers.empty() || !c.router_loss) return losses;
   losses.aux = moe::load_balancing_loss(layers) * c.router_aux_loss_coef;
@@ -438,19 +461,20 @@ at::Tensor per_segment(const std::vector<AdapterSegment>& segments, const at::Te
 
 }  // namespace
 
-at::Tensor AdapterHooks::adapt_projection(size_t s, int64_t layer, Projection p, const at::Tensor& x,
-                                          const at::Tensor& base_output, const at::Tensor& weight,
-                                          const at::Tensor& bias) {
+at::Tensor AdapterHooks::adapt_projection(size_t s, int64_t layer, Projection p,
+                                          const at::Tensor& x, const at::Tensor& base_output,
+                                          const at::Tensor& weight, const at::Tensor& bias) {
   const auto& segment = segments_[s];
   const auto& adapter_layer = segment.adapter->layers[layer];
   if (auto plain = adapter_layer.projections.find(p); plain != adapter_layer.projections.end()) {
-    return lora::apply_lora(plain->second, x, base_output, training_, weight, bias, segment.generator);
+    return lora::apply_lora(plain->second, x, base_output, training_, weight, bias,
+                            segment.generator);
   }
   auto mixture = adapter_layer.mixtures.find(p);
   if (mixture == adapter_layer.mixtures.end()) return base_output;
   const auto& config = segment.adapter->config;
   auto result = moe::apply_lora_mixture(mixture->second, x, base_output, config.mixture_top_k(),
-                                         training_, segment.generator);
+                                        training_, segment.generator);
   if (keep_records_ && config.router_loss && result.chosen.defined()) {
     // MoLA's load-balancing loss: the Mixtral loss over every projection's tokens (padding out).
     moe::RouterRecord record;
@@ -458,7 +482,9 @@ at::Tensor AdapterHooks::adapt_projection(size_t s, int64_t layer, Projection p,
     record.probs = result.probs;
     record.slot_experts = result.chosen;
     if (attention_mask_.defined()) {
-      record.token_mask = attention_mask_.narrow(0, segment.row_begin, segment.row_count).reshape({-1}).to(at::kBool);
+      record.token_mask = attention_mask_.narrow(0, segment.row_begin, segment.row_count)
+                              .reshape({-1})
+                              .to(at::kBool);
     }
     records_[s].push_back(record);
   }
@@ -477,7 +503,8 @@ at::Tensor AdapterHooks::attention_projection(int64_t layer, Projection projecti
 }
 
 at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
-                                      const model::MlpWeights& mlp, const model::ModelConfig& config) {
+                                      const model::MlpWeights& mlp,
+                                      const model::ModelConfig& config) {
   return per_segment(segments_, input, [&](size_t s, const at::Tensor& x) -> at::Tensor {
     const auto* adapter = segments_[s].adapter;
     if (!adapter) return model::dense_feed_forward(x, mlp, config.hidden_act);
@@ -487,8 +514,9 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
       if (attention_mask_.defined()) {
         mask = attention_mask_.narrow(0, segments_[s].row_begin, segments_[s].row_count);
       }
-      auto result = moe::mixlora_ffn(x, mask, mlp, *adapter_layer.mixlora, adapter->config.moe_options(),
-                                     training_, path_, segments_[s].generator);
+      auto result =
+          moe::mixlora_ffn(x, mask, mlp, *adapter_layer.mixlora, adapter->config.moe_options(),
+                           training_, path_, segments_[s].generator);
       if (keep_records_) records_[s].push_back(result.record);
       if (keep_routing_) routings_[s].push_back(result.routing);
       return result.output;
@@ -497,8 +525,9 @@ at::Tensor AdapterHooks::feed_forward(int64_t layer, const at::Tensor& input,
     auto lora = [&](Projection p, const at::Tensor& in, const at::Tensor& weight) {
       return adapt_projection(s, layer, p, in, model::base_linear(in, weight), weight, {});
     };
-    auto hidden = model::activation(lora(Projection::gate_proj, x, mlp.gate_proj), config.hidden_act) *
-                  lora(Projection::up_proj, x, mlp.up_proj);
+    auto hidden =
+        model::activation(lora(Projection::gate_proj, x, mlp.gate_proj), config.hidden_act) *
+        lora(Projection::up_proj, x, mlp.up_proj);
     return lora(Projection::down_proj, hidden, mlp.down_proj);
   });
 }

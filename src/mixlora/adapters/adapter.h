@@ -3,11 +3,11 @@
 // head for classification tasks. Files follow SPEC section 7 (PEFT / MixLoRA plugin names).
 #pragma once
 
-#include "mixlora/lora/lora.h"
-#include "mixlora/moe/lora_mixture.h"
 #include "mixlora/config/train_config.h"
+#include "mixlora/lora/lora.h"
 #include "mixlora/model/base_model.h"
 #include "mixlora/model/decoder.h"
+#include "mixlora/moe/lora_mixture.h"
 #include "mixlora/moe/mixlora_ffn.h"
 
 #include <ATen/ATen.h>
@@ -45,7 +45,8 @@ class Adapter {
   static Adapter load(const std::string& dir, const model::BaseModel& base);
 
   // Writes both files atomically; `export_bin` adds adapter_model.bin for torch.load.
-  void save(const std::string& dir, const std::string& base_model_name, bool export_bin = false) const;
+  void save(const std::string& dir, const std::string& base_model_name,
+            bool export_bin = false) const;
 
   // Tensors under their file names (SPEC section 7), in a stable order.
   std::vector<std::pair<std::string, at::Tensor>> state_dict() const;
@@ -70,7 +71,10 @@ RouterLosses router_losses(const Adapter& adapter, const std::vector<moe::Router
 struct AdapterSegment {
   AdapterSegment(const Adapter* adapter, int64_t row_begin, int64_t row_count,
                  c10::optional<at::Generator> generator = c10::nullopt)
-      : adapter(adapter), row_begin(row_begin), row_count(row_count), generator(std::move(generator)) {}
+      : adapter(adapter),
+        row_begin(row_begin),
+        row_count(row_count),
+        generator(std::move(generator)) {}
   const Adapter* adapter = nullptr;
   int64_t row_begin = 0;
   int64_t row_count = 0;
@@ -95,7 +99,9 @@ class AdapterHooks : public model::DecoderHooks {
 
   // Router records of segment i: one per layer for MixLoRA, one per mixture projection for MoLA
   // with its router loss on, none otherwise.
-  const std::vector<moe::RouterRecord>& router_records(size_t segment) const { return records_[segment]; }
+  const std::vector<moe::RouterRecord>& router_records(size_t segment) const {
+    return records_[segment];
+  }
   // Router records are kept for the losses unless turned off (generation).
   void keep_records(bool keep) { keep_records_ = keep; }
   // Router decisions of segment i per layer, when kept (router profiles).

@@ -48,7 +48,8 @@ void reset_peak_memory(c10::Device device) {
 double peak_memory_mb(c10::Device device) {
   if (device.is_cuda()) {
 #if MIXLORA_WITH_CUDA
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
     const auto all = static_cast<size_t>(MIXLORA_ALLOCATOR_STAT_TYPE::AGGREGATE);
     return static_cast<double>(stats.allocated_bytes[all].peak) / (1024.0 * 1024.0);
 #else
@@ -65,7 +66,8 @@ double peak_memory_mb(c10::Device device) {
 double current_memory_mb(c10::Device device) {
   if (device.is_cuda()) {
 #if MIXLORA_WITH_CUDA
-    const auto stats = c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
+    const auto stats =
+        c10::cuda::CUDACachingAllocator::getDeviceStats(device.index() < 0 ? 0 : device.index());
     const auto all = static_cast<size_t>(MIXLORA_ALLOCATOR_STAT_TYPE::AGGREGATE);
     return static_cast<double>(stats.allocated_bytes[all].current) / (1024.0 * 1024.0);
 #else

@@ -13,7 +13,8 @@ double useful_flops_per_token(const model::ModelConfig& m, const config::Adapter
     const char* name;
     double in, out;
   };
-  const Proj attention[] = {{"q_proj", h, q_out}, {"k_proj", h, kv_out}, {"v_proj", h, kv_out}, {"o_proj", q_out, h}};
+  const Proj attention[] = {
+      {"q_proj", h, q_out}, {"k_proj", h, kv_out}, {"v_proj", h, kv_out}, {"o_proj", q_out, h}};
   const Proj mlp[] = {{"gate_proj", h, inter}, {"up_proj", h, inter}, {"down_proj", inter, h}};
 
   double frozen = 0.0, trainable = 0.0;
@@ -27,8 +28,9 @@ double useful_flops_per_token(const model::ModelConfig& m, const config::Adapter
   double active_experts = 0.0;
   if (mixlora) {
     active_experts = experts_per_token > 0.0 ? experts_per_token
-                     : a.routing_strategy == config::RoutingStrategy::mixlora_switch ? 1.0
-                                                                                     : static_cast<double>(a.top_k);
+                     : a.routing_strategy == config::RoutingStrategy::mixlora_switch
+                         ? 1.0
+                         : static_cast<double>(a.top_k);
     trainable += static_cast<double>(a.num_experts) * h;  // router
   }
   for (const auto& p : mlp) {

@@ -8,14 +8,14 @@
 #include "mixlora/common/error.h"
 #include "mixlora/common/threads.h"
 #include "mixlora/model/base_linear.h"
+#include "mixlora/moe/router_stats.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/step.h"
-#include "mixlora/moe/router_stats.h"
 #include <nlohmann/json.hpp>
 
 #include <ATen/Parallel.h>
-#include <torch/csrc/autograd/profiler_legacy.h>
 #include <spdlog/spdlog.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <sys/resource.h>
 
@@ -28,7 +28,7 @@ namespace mixlora::bench {
 
 namespace {
 
-const char* const kRuns[] = {"lora",           "mixlora",  "mixlora-naive", "mixlora-dynamic",
+const char* const kRuns[] = {"lora",           "mixlora", "mixlora-naive", "mixlora-dynamic",
                              "mixlora-switch", "fused-2", "sequential-2"};
 
 config::AdapterConfig adapter_config(const std::string& name, bool mixlora, const BenchOptions& o) {
@@ -79,7 +79,8 @@ RunSpec run_spec(const std::string& name, const BenchOptions& o) {
 }
 
 // Rows of random tokens, all of full length (no padding), every position labelled.
-std::vector<data::Sample> synthetic_samples(int64_t count, int64_t seq_len, int64_t vocab, uint64_t seed) {
+std::vector<data::Sample> synthetic_samples(int64_t count, int64_t seq_len, int64_t vocab,
+                                            uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<int64_t> token(3, vocab - 1);
   std::vector<data::Sample> samples(count);
@@ -96,7 +97,9 @@ std::vector<data::Sample> synthetic_samples(int64_t count, int64_t seq_len, int6
 double cpu_seconds() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
-  auto seconds = [](const timeval& t) { return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec); };
+  auto seconds = [](const timeval& t) {
+    return static_cast<double>(t.tv_sec) + 1e-6 * static_cast<double>(t.tv_usec);
+  };
   return seconds(usage.ru_utime) + seconds(usage.ru_stime);
 }
 
@@ -114,7 +117,9 @@ double mean_experts_per_token(const model::Decoder& decoder, train::AdapterRun& 
   const auto micro = run.next_micro_batch();
   const auto batch = data::make_batch(micro, /*pad_id=*/0);
   const auto mask = batch.attention_mask.to(decoder.model().device);
-  adapters::AdapterHooks hooks({{&run.adapter(), 0, static_cast<int64_t>(micro.size()), c10::nullopt}}, mask, /*training=*/false);
+  adapters::AdapterHooks hooks(
+      {{&run.adapter(), 0, static_cast<int64_t>(micro.size()), c10::nullopt}}, mask,
+      /*training=*/false);
   hooks.keep_routing(true);
   decoder.hidden_states(batch.input_ids.to(decoder.model().device), mask, nullptr, &hooks);
   double used = 0.0, tokens = 0.0;
@@ -130,14 +135,20 @@ double mean_experts_per_token(const model::Decoder& decoder, train::AdapterRun& 
 // rounds with the other runs (run_bench).
 class BenchRun {
  public:
-  BenchRun(std::string name, const model::BaseModel& base, const model::Decoder& decoder, const BenchOptions& o)
-      : name_(std::move(name)), spec_(run_spec(name_, o)), base_(base), decoder_(decoder), options_(o),
+  BenchRun(std::string name, const model::BaseModel& base, const model::Decoder& decoder,
+           const BenchOptions& o)
+      : name_(std::move(name)),
+        spec_(run_spec(name_, o)),
+        base_(base),
+        decoder_(decoder),
+        options_(o),
         step_options_{spec_.path, o.gradient_checkpointing, o.router_telemetry, o.full_lm_loss} {
     reset_peak_memory(base.device);
     for (size_t i = 0; i < spec_.adapters.size(); ++i) {
       runs_.push_back(std::make_unique<train::AdapterRun>(
           spec_.adapters[i], base,
-          synthetic_samples(4 * o.micro_batch, o.seq_len, base.config.vocab_size, o.seed + i), o.seed));
+          synthetic_samples(4 * o.micro_batch, o.seq_len, base.config.vocab_size, o.seed + i),
+          o.seed));
     }
     static_mem_mb_ = current_memory_mb(base.device);
     for (int64_t i = 0; i < o.warmup; ++i) step();
@@ -169,7 +180,8 @@ class BenchRun {
   }
 
   RunResult result(double peak_gflops) {
-    if (options_.router_telemetry) spdlog::debug("{}: router telemetry wrote {} bytes of JSON", name_, telemetry_bytes_);
+    if (options_.router_telemetry)
+      spdlog::debug("{}: router telemetry wrote {} bytes of JSON", name_, telemetry_bytes_);
     RunResult r;
     r.name = name_;
     r.seconds = seconds_;
@@ -180,9 +192,11 @@ class BenchRun {
     r.peak_mem_mb = peak_mem_mb_;
     r.static_mem_mb = static_mem_mb_;
     for (const auto& run : runs_) r.trainable_params += run->adapter().num_parameters();
-    r.experts_per_token =
-        runs_.front()->adapter().is_mixlora() ? mean_experts_per_token(decoder_, *runs_.front()) : 0.0;
-    r.flops_per_token = useful_flops_per_token(base_.config, spec_.adapters[0], options_.seq_len, r.experts_per_token);
+    r.experts_per_token = runs_.front()->adapter().is_mixlora()
+                              ? mean_experts_per_token(decoder_, *runs_.front())
+                              : 0.0;
+    r.flops_per_token = useful_flops_per_token(base_.config, spec_.adapters[0], options_.seq_len,
+                                               r.experts_per_token);
     r.mfu = peak_gflops > 0.0 ? r.flops_per_token * r.tokens_per_s / (peak_gflops * 1e9) : 0.0;
     r.loss = loss_count_ > 0 ? loss_sum_ / static_cast<double>(loss_count_) : 0.0;
     return r;
@@ -201,7 +215,8 @@ class BenchRun {
     }
     const auto batch = data::make_batch(rows, /*pad_id=*/0);
     const std::vector<int64_t> accumulation(group.size(), 1);
-    const auto losses = train::forward_backward(decoder_, batch, segments, accumulation, step_options_);
+    const auto losses =
+        train::forward_backward(decoder_, batch, segments, accumulation, step_options_);
     if (options_.router_telemetry) {
       // As a step the trainer logs with log_every = 1: one read, the summary and its JSON.
       for (size_t k = 0; k < group.size(); ++k) {
@@ -209,7 +224,10 @@ class BenchRun {
         moe::RouterStatAccumulator pending;
         pending.add(losses[k].router);
         telemetry_bytes_ +=
-            moe::router_json(moe::summarize(pending.read(), group[k]->adapter().config.moe_options())).dump().size();
+            moe::router_json(
+                moe::summarize(pending.read(), group[k]->adapter().config.moe_options()))
+                .dump()
+                .size();
       }
     }
     for (auto* run : group) {
@@ -257,7 +275,8 @@ void add_speedups(BenchReport& report) {
   const auto base_seconds = base.seconds;  // copied: `base` is one of the runs updated below
   for (auto& run : report.runs) {
     std::vector<double> ratios;
-    for (size_t i = 0; i < run.seconds.size(); ++i) ratios.push_back(base_seconds[i] / run.seconds[i]);
+    for (size_t i = 0; i < run.seconds.size(); ++i)
+      ratios.push_back(base_seconds[i] / run.seconds[i]);
     run.speedup = median(ratios);
     run.speedup_min = *std::min_element(ratios.begin(), ratios.end());
     run.speedup_max = *std::max_element(ratios.begin(), ratios.end());
@@ -274,8 +293,10 @@ const std::vector<std::string>& run_names() {
 BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options) {
   const auto& names = options.runs.empty() ? run_names() : options.runs;
   for (const auto& n : names) run_spec(n, options);  // unknown names fail before any work
-  if (!options.baseline.empty() && std::find(names.begin(), names.end(), options.baseline) == names.end()) {
-    fail_input("--baseline: '{}' is not one of the runs ({})", options.baseline, fmt::join(names, ", "));
+  if (!options.baseline.empty() &&
+      std::find(names.begin(), names.end(), options.baseline) == names.end()) {
+    fail_input("--baseline: '{}' is not one of the runs ({})", options.baseline,
+               fmt::join(names, ", "));
   }
   if (options.seq_len < 2 || options.micro_batch < 1 || options.steps < 1 || options.warmup < 0) {
     fail_input("--seq-len must be >= 2, --micro-batch and --steps >= 1, --warmup >= 0");
@@ -297,14 +318,14 @@ BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options)
   report.full_lm_loss = options.full_lm_loss;
   report.matmul_peak_gflops_fp32 =
       matmul_peak_gflops(base.device, at::kFloat, options.matmul_size, options.matmul_seconds);
-  report.matmul_peak_gflops_dtype = base.dtype == at::kFloat
-                                        ? report.matmul_peak_gflops_fp32
-                                        : matmul_peak_gflops(base.device, base.dtype, options.matmul_size,
-                                                             options.matmul_seconds);
+  report.matmul_peak_gflops_dtype =
+      base.dtype == at::kFloat ? report.matmul_peak_gflops_fp32
+                               : matmul_peak_gflops(base.device, base.dtype, options.matmul_size,
+                                                    options.matmul_seconds);
   // The MFU denominator is the kernel the steps use: fp32 where low precision is upcast.
   report.native_matmul = model::fast_matmul(base.device, base.dtype);
-  report.matmul_peak_gflops = report.native_matmul ? report.matmul_peak_gflops_dtype
-                                                   : report.matmul_peak_gflops_fp32;
+  report.matmul_peak_gflops =
+      report.native_matmul ? report.matmul_peak_gflops_dtype : report.matmul_peak_gflops_fp32;
   spdlog::info("matmul peak {:.1f} GFLOP/s ({}, {}^3)", report.matmul_peak_gflops,
                report.native_matmul ? report.dtype : std::string("fp32"), options.matmul_size);
   report.allocator = common::active_malloc();
@@ -319,18 +340,22 @@ BenchReport run_bench(const model::BaseModel& base, const BenchOptions& options)
   // Round r times one step of every run, starting at run r mod n: the machine's drift over
   // minutes then hits every run alike, and each ratio compares steps seconds apart.
   for (int64_t round = 0; round < options.steps; ++round) {
-    for (size_t k = 0; k < runs.size(); ++k) runs[(static_cast<size_t>(round) + k) % runs.size()]->timed_step();
+    for (size_t k = 0; k < runs.size(); ++k)
+      runs[(static_cast<size_t>(round) + k) % runs.size()]->timed_step();
   }
   for (auto& run : runs) {
-    if (!options.profile_prefix.empty()) run->profiled_step(options.profile_prefix + run->name() + ".trace.json");
+    if (!options.profile_prefix.empty())
+      run->profiled_step(options.profile_prefix + run->name() + ".trace.json");
     report.runs.push_back(run->result(report.matmul_peak_gflops));
   }
   report.baseline = options.baseline.empty() ? report.runs.front().name : options.baseline;
   add_speedups(report);
   for (const auto& r : report.runs) {
-    spdlog::info("{}: {:.1f} tokens/s, {:.1f} ms/step, {:.2f}x {} [{:.2f}, {:.2f}], peak {:.0f} MiB, loss {:.4f}",
-                 r.name, r.tokens_per_s, r.ms_per_step, r.speedup, report.baseline, r.speedup_min, r.speedup_max,
-                 r.peak_mem_mb, r.loss);
+    spdlog::info(
+        "{}: {:.1f} tokens/s, {:.1f} ms/step, {:.2f}x {} [{:.2f}, {:.2f}], peak {:.0f} MiB, loss "
+        "{:.4f}",
+        r.name, r.tokens_per_s, r.ms_per_step, r.speedup, report.baseline, r.speedup_min,
+        r.speedup_max, r.peak_mem_mb, r.loss);
   }
   return report;
 }

@@ -1,9 +1,9 @@
 #include "mixlora/cli/app.h"
 
-#include "mixlora/common/device.h"
-#include "mixlora/common/error.h"
 #include "mixlora/common/allocator.h"
 #include "mixlora/common/build_info.h"
+#include "mixlora/common/device.h"
+#include "mixlora/common/error.h"
 #include "mixlora/common/signals.h"
 #include "mixlora/common/threads.h"
 
@@ -21,11 +21,12 @@ void add_common_options(CLI::App& app, CommonOptions& options) {
   app.add_option("--dtype", options.dtype, "frozen base weights: fp32 | bf16 | fp16")
       ->capture_default_str();
   app.add_option("--seed", options.seed, "random seed")->capture_default_str();
-  app.add_option("--threads", options.threads, "CPU threads for LibTorch and BLAS (0 = all cores)")->capture_default_str();
+  app.add_option("--threads", options.threads, "CPU threads for LibTorch and BLAS (0 = all cores)")
+      ->capture_default_str();
   app.add_option("--log-level", options.log_level, "trace | debug | info | warn | error")
       ->capture_default_str();
-  app.set_version_flag("--version", std::string("mixlora-cpp ") + MIXLORA_VERSION +
-                                        " (LibTorch " + TORCH_VERSION + ")");
+  app.set_version_flag("--version", std::string("mixlora-cpp ") + MIXLORA_VERSION + " (LibTorch " +
+                                        TORCH_VERSION + ")");
 }
 
 namespace {

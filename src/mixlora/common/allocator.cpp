@@ -25,7 +25,8 @@ const char* preloaded_malloc() {
 bool tune_malloc() {
   const char* off = std::getenv("MIXLORA_MALLOC_TUNING");
   const char* tunables = std::getenv("GLIBC_TUNABLES");
-  if ((off != nullptr && std::strcmp(off, "0") == 0) || (tunables != nullptr && std::strstr(tunables, "glibc.malloc.")) ||
+  if ((off != nullptr && std::strcmp(off, "0") == 0) ||
+      (tunables != nullptr && std::strstr(tunables, "glibc.malloc.")) ||
       preloaded_malloc() != nullptr) {
     return false;
   }

@@ -10,10 +10,10 @@
 namespace mixlora::common {
 
 // Raises glibc's mmap threshold to its maximum (32 MiB), keeps freed memory at the heap top
-// instead of trimming it, grows the heap in 256 MiB steps and uses one arena for all threads. Does nothing when the
-// environment says otherwise: MIXLORA_MALLOC_TUNING=0 (for A/B measurements), GLIBC_TUNABLES
-// naming glibc.malloc settings (the user's own), or a malloc other than glibc's in front
-// (LD_PRELOAD). Returns whether it tuned.
+// instead of trimming it, grows the heap in 256 MiB steps and uses one arena for all threads. Does
+// nothing when the environment says otherwise: MIXLORA_MALLOC_TUNING=0 (for A/B measurements),
+// GLIBC_TUNABLES naming glibc.malloc settings (the user's own), or a malloc other than glibc's in
+// front (LD_PRELOAD). Returns whether it tuned.
 bool tune_malloc();
 
 // "jemalloc", "mimalloc", "tcmalloc" or "glibc": the first whose entry point the dynamic linker

@@ -12,7 +12,8 @@ namespace {
 bool read_field(const std::string& line, const std::string& key, std::string& value) {
   if (line.rfind(key, 0) != 0) return false;
   const auto colon = line.find(':');
-  if (colon == std::string::npos || line.find_first_not_of(" \t", key.size()) != colon) return false;
+  if (colon == std::string::npos || line.find_first_not_of(" \t", key.size()) != colon)
+    return false;
   value = line.substr(std::min(line.size(), colon + 2));
   return true;
 }

@@ -13,8 +13,9 @@ c10::Device parse_device(const std::string& text) {
   if (text == "cpu") return c10::Device(c10::kCPU);
   if (text.rfind("cuda", 0) == 0) {
     if (!at::hasCUDA()) {
-      fail_input("--device {}: this build of LibTorch has no CUDA device available (use --device cpu)",
-                 text);
+      fail_input(
+          "--device {}: this build of LibTorch has no CUDA device available (use --device cpu)",
+          text);
     }
     if (text == "cuda") return c10::Device(c10::kCUDA, 0);
     if (text.size() > 5 && text[4] == ':') {
@@ -27,7 +28,8 @@ c10::Device parse_device(const std::string& text) {
   fail_input("--device: expected cpu, cuda or cuda:N, got '{}'", text);
 }
 
-c10::Device rank_device(const std::string& device_flag, c10::Device parsed, int local_rank, int64_t visible_gpus) {
+c10::Device rank_device(const std::string& device_flag, c10::Device parsed, int local_rank,
+                        int64_t visible_gpus) {
   if (!parsed.is_cuda() || device_flag.find(':') != std::string::npos) return parsed;
   const int64_t gpus = visible_gpus > 0 ? visible_gpus : 1;
   return c10::Device(c10::kCUDA, static_cast<c10::DeviceIndex>(local_rank % gpus));

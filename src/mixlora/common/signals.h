@@ -19,7 +19,8 @@ int stop_signal();
 // Thrown after a requested stop has been handled (checkpoints saved).
 class Interrupted : public std::runtime_error {
  public:
-  Interrupted(int signal, const std::string& message) : std::runtime_error(message), signal_(signal) {}
+  Interrupted(int signal, const std::string& message)
+      : std::runtime_error(message), signal_(signal) {}
   int exit_code() const { return 128 + signal_; }
 
  private:

@@ -24,7 +24,8 @@ struct OpenBlas {
   static OpenBlas find() {
     OpenBlas api;
     api.get_parallel = reinterpret_cast<int (*)()>(::dlsym(RTLD_DEFAULT, "openblas_get_parallel"));
-    api.set_num_threads = reinterpret_cast<void (*)(int)>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
+    api.set_num_threads =
+        reinterpret_cast<void (*)(int)>(::dlsym(RTLD_DEFAULT, "openblas_set_num_threads"));
     return api;
   }
   bool found() const { return get_parallel && set_num_threads; }
@@ -39,7 +40,8 @@ int default_threads() {
     if (n > 0) return n;
   }
   cpu_set_t cpus;
-  if (::sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) > 0) return CPU_COUNT(&cpus);
+  if (::sched_getaffinity(0, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus) > 0)
+    return CPU_COUNT(&cpus);
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
 }
 
@@ -55,20 +57,25 @@ ThreadSetup configure_threads(int requested) {
   ThreadSetup setup;
   const auto openblas = OpenBlas::find();
   const int kind = openblas.found() ? openblas.get_parallel() : -1;
-  setup.blas = kind == 2 ? "openblas-openmp" : kind == 1 ? "openblas-pthreads" : kind == 0 ? "openblas-serial" : "other";
+  setup.blas = kind == 2   ? "openblas-openmp"
+               : kind == 1 ? "openblas-pthreads"
+               : kind == 0 ? "openblas-serial"
+                           : "other";
   if (kind == 1 && threads > 1) {
     // Two pools spinning on the same cores: give the cores to the matmuls (most of a step).
     setup.torch_threads = 1;
     setup.blas_threads = threads;
-    spdlog::debug("OpenBLAS is its pthreads build: LibTorch ops on 1 thread, matmuls on {} (install "
-                  "libopenblas0-openmp and select it with update-alternatives to share {} threads)",
-                  threads, threads);
+    spdlog::debug(
+        "OpenBLAS is its pthreads build: LibTorch ops on 1 thread, matmuls on {} (install "
+        "libopenblas0-openmp and select it with update-alternatives to share {} threads)",
+        threads, threads);
   } else {
     setup.torch_threads = threads;
     setup.blas_threads = kind == 0 ? 1 : threads;
   }
   at::set_num_threads(setup.torch_threads);
-  if (openblas.found() && kind != 2) openblas.set_num_threads(setup.blas_threads);  // OpenMP: follows at::
+  if (openblas.found() && kind != 2)
+    openblas.set_num_threads(setup.blas_threads);  // OpenMP: follows at::
   current() = setup;
   return setup;
 }
@@ -77,9 +84,11 @@ const ThreadSetup& thread_setup() { return current(); }
 
 std::string describe(const ThreadSetup& setup) {
   if (setup.torch_threads == setup.blas_threads) {
-    return fmt::format("{} thread{} ({})", setup.torch_threads, setup.torch_threads == 1 ? "" : "s", setup.blas);
+    return fmt::format("{} thread{} ({})", setup.torch_threads, setup.torch_threads == 1 ? "" : "s",
+                       setup.blas);
   }
-  return fmt::format("{} LibTorch + {} BLAS threads ({})", setup.torch_threads, setup.blas_threads, setup.blas);
+  return fmt::format("{} LibTorch + {} BLAS threads ({})", setup.torch_threads, setup.blas_threads,
+                     setup.blas);
 }
 
 }  // namespace mixlora::common

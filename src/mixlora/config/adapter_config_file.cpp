@@ -25,9 +25,7 @@ bool has_classification_task(const AdapterConfig& adapter) {
   return false;
 }
 
-bool is_empty_or_null(const nlohmann::json* value) {
-  return value == nullptr || value->empty();
-}
+bool is_empty_or_null(const nlohmann::json* value) { return value == nullptr || value->empty(); }
 
 // PEFT options that change what the stored weights mean; loading them as if absent would give a
 // different model, so they are errors rather than ignored keys.
@@ -52,7 +50,8 @@ AdapterConfig parse_adapter_config_file(const nlohmann::json& json, const std::s
   read_task_fields(in, adapter);
   read_lora_fields(in, adapter, KeySource::adapter_file);
   // PEFT's spelling of lora_init; an explicit lora_init wins.
-  if (const auto* init = in.find("init_lora_weights"); init && *init == "gaussian" && !in.has("lora_init")) {
+  if (const auto* init = in.find("init_lora_weights");
+      init && *init == "gaussian" && !in.has("lora_init")) {
     adapter.lora_init = LoraInit::gaussian;
   }
   read_mixlora_fields(in, adapter, KeySource::adapter_file);
@@ -76,7 +75,8 @@ nlohmann::json adapter_config_to_json(const AdapterConfig& adapter, const std::s
   j["use_dora"] = adapter.use_dora;
   j["fan_in_fan_out"] = false;
   j["inference_mode"] = true;
-  j["init_lora_weights"] = adapter.lora_init == LoraInit::gaussian ? nlohmann::json("gaussian") : nlohmann::json(true);
+  j["init_lora_weights"] =
+      adapter.lora_init == LoraInit::gaussian ? nlohmann::json("gaussian") : nlohmann::json(true);
 
   // Ours, only when they carry something: a plain causal LoRA stays a pure PEFT config.
   if (!is_causal_lm_task(adapter.task_name)) j["task_name"] = adapter.task_name;

@@ -45,7 +45,8 @@ std::vector<std::string> read_target_list(const JsonObjectReader& in, const nloh
   return chosen;
 }
 
-std::vector<std::string> read_target_object(const JsonObjectReader& in, const nlohmann::json& object) {
+std::vector<std::string> read_target_object(const JsonObjectReader& in,
+                                            const nlohmann::json& object) {
   std::vector<std::string> chosen;
   for (const auto& item : object.items()) {
     const std::string key = "target_modules." + item.key();
@@ -88,8 +89,8 @@ void read_target_modules(const JsonObjectReader& in, AdapterConfig& adapter, Key
     } else if (contains(known, name)) {
       chosen = {name};
     } else {
-      in.fail("target_modules",
-              fmt::format("must be a list of module names ({}) or \"all-linear\"", fmt::join(known, ", ")));
+      in.fail("target_modules", fmt::format("must be a list of module names ({}) or \"all-linear\"",
+                                            fmt::join(known, ", ")));
     }
   } else {
     fail_input("{}: {}: expected a list of module names or an object {{name: true|false}}, got {}",
@@ -123,18 +124,22 @@ void read_lora_shape(const JsonObjectReader& in, LoraShape& shape) {
 // Values that the MixLoRA plugin and MoE-PEFT assert on (LoraConfig.check: lora_alpha must be an
 // int; their LoRA layers: lora_dropout > 0). We accept them, but say so while the config is read.
 void warn_python_traps(const JsonObjectReader& in) {
-  if (const auto* alpha = in.find("lora_alpha"); alpha && alpha->is_number() && !alpha->is_number_integer()) {
+  if (const auto* alpha = in.find("lora_alpha");
+      alpha && alpha->is_number() && !alpha->is_number_integer()) {
     const double value = alpha->get<double>();
     if (value != std::floor(value)) {
-      spdlog::warn("{}: {}: {} is not an integer: the adapter trains here, but the MixLoRA plugin and "
-                   "MoE-PEFT refuse it (they assert an int lora_alpha)",
-                   in.source(), in.path_of("lora_alpha"), value);
+      spdlog::warn(
+          "{}: {}: {} is not an integer: the adapter trains here, but the MixLoRA plugin and "
+          "MoE-PEFT refuse it (they assert an int lora_alpha)",
+          in.source(), in.path_of("lora_alpha"), value);
     }
   }
-  if (const auto* dropout = in.find("lora_dropout"); dropout && dropout->is_number() && dropout->get<double>() == 0.0) {
-    spdlog::warn("{}: {}: 0: the adapter trains here, but the MixLoRA plugin and MoE-PEFT refuse it (their "
-                 "LoRA layers assert lora_dropout > 0); use e.g. 0.05 to load it there",
-                 in.source(), in.path_of("lora_dropout"));
+  if (const auto* dropout = in.find("lora_dropout");
+      dropout && dropout->is_number() && dropout->get<double>() == 0.0) {
+    spdlog::warn(
+        "{}: {}: 0: the adapter trains here, but the MixLoRA plugin and MoE-PEFT refuse it (their "
+        "LoRA layers assert lora_dropout > 0); use e.g. 0.05 to load it there",
+        in.source(), in.path_of("lora_dropout"));
   }
 }
 
@@ -182,17 +187,28 @@ void read_classification_labels(const JsonObjectReader& in, AdapterConfig& adapt
 
 const std::vector<std::string>& known_target_modules() {
   // The last two are Phi-3's fused projections (PEFT's and MoE-PEFT's names there).
-  static const std::vector<std::string> names = {"q_proj",  "k_proj",    "v_proj",    "o_proj",  "gate_proj",
-                                                 "up_proj", "down_proj", "qkv_proj", "gate_up_proj"};
+  static const std::vector<std::string> names = {"q_proj",    "k_proj",    "v_proj",
+                                                 "o_proj",    "gate_proj", "up_proj",
+                                                 "down_proj", "qkv_proj",  "gate_up_proj"};
   return names;
 }
 
 const std::vector<std::string>& mixlora_keys() {
-  static const std::vector<std::string> keys = {
-      "routing_strategy",  "num_experts",       "top_k",           "top_p",
-      "temperature",       "router_aux_loss_coef", "router_z_loss_coef", "router_loss",
-      "router_init_range", "jitter_noise",      "expert_capacity", "capacity_factor",
-      "ffn_dropout",       "act_fn",            "expert_lora"};
+  static const std::vector<std::string> keys = {"routing_strategy",
+                                                "num_experts",
+                                                "top_k",
+                                                "top_p",
+                                                "temperature",
+                                                "router_aux_loss_coef",
+                                                "router_z_loss_coef",
+                                                "router_loss",
+                                                "router_init_range",
+                                                "jitter_noise",
+                                                "expert_capacity",
+                                                "capacity_factor",
+                                                "ffn_dropout",
+                                                "act_fn",
+                                                "expert_lora"};
   return keys;
 }
 
@@ -200,8 +216,8 @@ std::optional<std::string> read_choice(const JsonObjectReader& in, const std::st
                                        const std::vector<std::string>& allowed) {
   auto value = in.get_string(key);
   if (!value || contains(allowed, *value)) return value;
-  in.fail_plain(key, fmt::format("must be one of {}, got \"{}\"{}", fmt::join(allowed, ", "), *value,
-                                 did_you_mean(*value, allowed)));
+  in.fail_plain(key, fmt::format("must be one of {}, got \"{}\"{}", fmt::join(allowed, ", "),
+                                 *value, did_you_mean(*value, allowed)));
 }
 
 void read_task_fields(const JsonObjectReader& in, AdapterConfig& adapter) {
@@ -216,9 +232,10 @@ void read_task_fields(const JsonObjectReader& in, AdapterConfig& adapter) {
       const auto kind = task_kind(id);
       if (!kind) {
         const auto known = known_task_ids();
-        in.fail_plain("task_name", fmt::format("unknown task \"{}\"{} (known: {}; or several joined "
-                                               "by ';')", id, did_you_mean(id, known),
-                                               fmt::join(known, ", ")));
+        in.fail_plain("task_name",
+                      fmt::format("unknown task \"{}\"{} (known: {}; or several joined "
+                                  "by ';')",
+                                  id, did_you_mean(id, known), fmt::join(known, ", ")));
       }
       if (*kind == TaskKind::classification) ++classification_tasks;
       canonical.push_back(canonical_task(id));
@@ -242,7 +259,8 @@ void read_task_fields(const JsonObjectReader& in, AdapterConfig& adapter) {
   if (!classification_task) {
     if (in.has("labels") || in.has("num_labels")) {
       in.fail(in.has("labels") ? "labels" : "num_labels",
-              fmt::format("only classification tasks have labels (task_name \"{}\")", adapter.task_name));
+              fmt::format("only classification tasks have labels (task_name \"{}\")",
+                          adapter.task_name));
     }
     return;
   }
@@ -260,7 +278,8 @@ void read_task_fields(const JsonObjectReader& in, AdapterConfig& adapter) {
     adapter.num_labels = *glue;
   }
   require(adapter.num_labels >= 2, in, "labels",
-          "task \"classification\" needs \"labels\" (names, in order) or \"num_labels\" >= 2", "neither");
+          "task \"classification\" needs \"labels\" (names, in order) or \"num_labels\" >= 2",
+          "neither");
 }
 
 void read_lora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySource source) {
@@ -269,7 +288,8 @@ void read_lora_fields(const JsonObjectReader& in, AdapterConfig& adapter, KeySou
   read_target_modules(in, adapter, source);
   if (auto v = in.get_bool("use_rslora")) adapter.use_rslora = *v;
   if (auto v = in.get_bool("use_dora")) adapter.use_dora = *v;
-  if (auto v = read_enum(in, "lora_init", {LoraInit::original, LoraInit::gaussian}, lora_init_name)) {
+  if (auto v =
+          read_enum(in, "lora_init", {LoraInit::original, LoraInit::gaussian}, lora_init_name)) {
     adapter.lora_init = *v;
   }
 }
@@ -281,7 +301,9 @@ namespace {
 void read_peft_type(const JsonObjectReader& in, AdapterConfig& adapter) {
   const auto strategy = in.get_string("routing_strategy");
   auto type_of_strategy = [](const std::string& name) {
-    return name == "loramoe" ? PeftType::loramoe : name == "mola" ? PeftType::mola : PeftType::mixlora;
+    return name == "loramoe" ? PeftType::loramoe
+           : name == "mola"  ? PeftType::mola
+                             : PeftType::mixlora;
   };
   if (auto peft_type = in.get_string("peft_type")) {
     const std::string name = upper(*peft_type);
@@ -294,10 +316,12 @@ void read_peft_type(const JsonObjectReader& in, AdapterConfig& adapter) {
       known = true;
     }
     if (!known) {
-      in.fail_plain("peft_type", fmt::format("must be one of {}, got \"{}\"{}", fmt::join(names, ", "),
-                                             *peft_type, did_you_mean(name, names)));
+      in.fail_plain("peft_type",
+                    fmt::format("must be one of {}, got \"{}\"{}", fmt::join(names, ", "),
+                                *peft_type, did_you_mean(name, names)));
     }
-    if (strategy && adapter.peft_type != PeftType::lora && type_of_strategy(*strategy) != adapter.peft_type) {
+    if (strategy && adapter.peft_type != PeftType::lora &&
+        type_of_strategy(*strategy) != adapter.peft_type) {
       in.fail("routing_strategy", fmt::format("does not fit peft_type {}", name));
     }
   } else if (strategy) {
@@ -316,11 +340,13 @@ void read_lora_mixture_fields(const JsonObjectReader& in, AdapterConfig& adapter
   if (mola) used.insert(used.end(), {"top_k", "router_loss", "router_aux_loss_coef"});
   for (const auto& key : mixlora_keys()) {
     if (in.has(key) && !contains(used, key)) {
-      spdlog::warn("{}: {}: ignored, {} adapters do not use it", in.source(), in.path_of(key), type);
+      spdlog::warn("{}: {}: ignored, {} adapters do not use it", in.source(), in.path_of(key),
+                   type);
     }
   }
   const auto num_experts = in.get_int("num_experts");
-  require(num_experts.has_value(), in, "num_experts", fmt::format("is required for {} adapters", type));
+  require(num_experts.has_value(), in, "num_experts",
+          fmt::format("is required for {} adapters", type));
   require(*num_experts >= 1, in, "num_experts", "must be >= 1");
   adapter.num_experts = *num_experts;
   adapter.router_init_range = 5.0;
@@ -329,7 +355,8 @@ void read_lora_mixture_fields(const JsonObjectReader& in, AdapterConfig& adapter
     adapter.router_init_range = *v;
   }
   if (adapter.use_dora) {
-    in.fail("use_dora", fmt::format("is not supported on {} adapters (their experts have no DoRA)", type));
+    in.fail("use_dora",
+            fmt::format("is not supported on {} adapters (their experts have no DoRA)", type));
   }
   // MoE-PEFT's MolaConfig: router loss off unless asked for.
   adapter.router_loss = false;
@@ -437,8 +464,10 @@ void read_mixlora_fields(const JsonObjectReader& in, AdapterConfig& adapter, Key
     return t == "gate_proj" || t == "up_proj" || t == "down_proj" || t == "gate_up_proj";
   });
   if (!any_mlp) {
-    spdlog::warn("{}: {}: MixLoRA without gate_proj/up_proj/down_proj in target_modules: every "
-                 "expert equals the frozen FFN", in.source(), in.path_of("target_modules"));
+    spdlog::warn(
+        "{}: {}: MixLoRA without gate_proj/up_proj/down_proj in target_modules: every "
+        "expert equals the frozen FFN",
+        in.source(), in.path_of("target_modules"));
   }
 }
 

@@ -14,7 +14,7 @@ namespace mixlora::config {
 namespace {
 
 struct PathSegment {
-  std::string key;     // object key, or empty for an index
+  std::string key;  // object key, or empty for an index
   size_t index = 0;
   bool is_index() const { return key.empty(); }
 };
@@ -22,13 +22,15 @@ struct PathSegment {
 // "lora[0].expert_lora.r" -> lora, [0], expert_lora, r.
 std::vector<PathSegment> parse_path(const std::string& path, const std::string& assignment) {
   auto bad = [&](const char* why) {
-    fail_input("--set {}: bad path \"{}\": {} (expected e.g. lora[0].lr=1e-4)", assignment, path, why);
+    fail_input("--set {}: bad path \"{}\": {} (expected e.g. lora[0].lr=1e-4)", assignment, path,
+               why);
   };
   std::vector<PathSegment> segments;
   size_t i = 0;
   while (i < path.size()) {
     const size_t key_end = path.find_first_of(".[", i);
-    const std::string key = path.substr(i, key_end == std::string::npos ? std::string::npos : key_end - i);
+    const std::string key =
+        path.substr(i, key_end == std::string::npos ? std::string::npos : key_end - i);
     if (key.empty()) bad("empty key");
     segments.push_back({key, 0});
     i = key_end == std::string::npos ? path.size() : key_end;
@@ -37,7 +39,8 @@ std::vector<PathSegment> parse_path(const std::string& path, const std::string& 
       if (close == std::string::npos) bad("'[' without ']'");
       const std::string digits = path.substr(i + 1, close - i - 1);
       if (digits.empty() || digits.size() > 9 ||
-          !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); })) {
+          !std::all_of(digits.begin(), digits.end(),
+                       [](unsigned char c) { return std::isdigit(c); })) {
         bad("an index must be a non-negative integer");
       }
       segments.push_back({"", static_cast<size_t>(std::stoul(digits))});
@@ -105,13 +108,15 @@ void apply_override(nlohmann::json& json, const std::string& assignment) {
       }
       if (segment.index >= current->size()) {
         fail_input("--set {}: {}: index {} is out of range ({} has {} element{})", assignment, here,
-                   segment.index, render(segments, i), current->size(), current->size() == 1 ? "" : "s");
+                   segment.index, render(segments, i), current->size(),
+                   current->size() == 1 ? "" : "s");
       }
       current = &(*current)[segment.index];
     } else {
       if (!current->is_object()) {
         fail_input("--set {}: {}: not an object, got {}", assignment,
-                   i == 0 ? std::string("(top level)") : render(segments, i), io::describe(*current));
+                   i == 0 ? std::string("(top level)") : render(segments, i),
+                   io::describe(*current));
       }
       const bool missing = !current->contains(segment.key) || (*current)[segment.key].is_null();
       if (missing && !last) {

@@ -17,11 +17,12 @@ std::string written(const nlohmann::json& value) {
   return text;
 }
 
-JsonObjectReader::JsonObjectReader(const nlohmann::json& object, std::string source, std::string path)
+JsonObjectReader::JsonObjectReader(const nlohmann::json& object, std::string source,
+                                   std::string path)
     : object_(object), source_(std::move(source)), path_(std::move(path)) {
   if (!object_.is_object()) {
-    fail_input("{}: {}: expected a JSON object, got {}", source_, path_.empty() ? "(top level)" : path_,
-               io::describe(object_));
+    fail_input("{}: {}: expected a JSON object, got {}", source_,
+               path_.empty() ? "(top level)" : path_, io::describe(object_));
   }
 }
 
@@ -44,7 +45,8 @@ std::optional<int64_t> JsonObjectReader::get_int(const std::string& key) const {
   // 4.0 from a tool that writes every number as a float is still the integer 4.
   if (value->is_number_float()) {
     const double d = value->get<double>();
-    if (std::isfinite(d) && std::abs(d) < 9.0e15 && d == std::floor(d)) return static_cast<int64_t>(d);
+    if (std::isfinite(d) && std::abs(d) < 9.0e15 && d == std::floor(d))
+      return static_cast<int64_t>(d);
   }
   fail_input("{}: {}: expected an integer, got {}", source_, path_of(key), io::describe(*value));
 }

@@ -42,8 +42,9 @@ class JsonObjectReader {
 
   // Rejects keys outside `known` with a did-you-mean. `hints` maps common wrong names (from other
   // trainers) to ours: {"learning_rate", "lr"}.
-  void reject_unknown_keys(const std::vector<std::string>& known,
-                           const std::vector<std::pair<std::string, std::string>>& hints = {}) const;
+  void reject_unknown_keys(
+      const std::vector<std::string>& known,
+      const std::vector<std::pair<std::string, std::string>>& hints = {}) const;
 
  private:
   const nlohmann::json& object_;

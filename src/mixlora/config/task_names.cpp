@@ -9,9 +9,9 @@ namespace {
 
 const std::map<std::string, int64_t>& glue_label_counts() {
   // Label counts of the GLUE classification tasks MoE-PEFT ships (STS-B, a regression, is not one).
-  static const std::map<std::string, int64_t> counts = {
-      {"cola", 2}, {"mnli", 3}, {"mrpc", 2}, {"qnli", 2},
-      {"qqp", 2},  {"rte", 2},  {"sst2", 2}, {"wnli", 2}};
+  static const std::map<std::string, int64_t> counts = {{"cola", 2}, {"mnli", 3}, {"mrpc", 2},
+                                                        {"qnli", 2}, {"qqp", 2},  {"rte", 2},
+                                                        {"sst2", 2}, {"wnli", 2}};
   return counts;
 }
 
@@ -61,7 +61,8 @@ std::vector<std::string> split_tasks(const std::string& task_name) {
   size_t start = 0;
   while (true) {
     const size_t end = task_name.find(';', start);
-    out.push_back(task_name.substr(start, end == std::string::npos ? std::string::npos : end - start));
+    out.push_back(
+        task_name.substr(start, end == std::string::npos ? std::string::npos : end - start));
     if (end == std::string::npos) break;
     start = end + 1;
   }

@@ -26,8 +26,8 @@ const std::vector<std::string> kTopLevelKeys = {
     "eval_rollback_retrying_steps", "evaluate_result",
     // ours
     "base_model", "output_dir", "seed", "dtype", "gradient_checkpointing", "max_grad_norm",
-    "log_every", "eval_every", "max_nonfinite_steps",
-    "router_telemetry", "router_alarm_dead_share_factor", "router_alarm_dead_steps", "router_alarm_collapse_share",
+    "log_every", "eval_every", "max_nonfinite_steps", "router_telemetry",
+    "router_alarm_dead_share_factor", "router_alarm_dead_steps", "router_alarm_collapse_share",
     "router_alarm_entropy_ratio", "router_alarm_drop_rate"};
 
 const std::vector<std::string> kIgnoredTopLevelKeys = {
@@ -64,14 +64,22 @@ const std::vector<std::pair<std::string, std::string>> kIgnoredAdapterKeys = {
 
 // Names other trainers use for our keys.
 const std::vector<std::pair<std::string, std::string>> kKeyHints = {
-    {"learning_rate", "lr"},        {"rank", "r"},
-    {"lora_r", "r"},                {"alpha", "lora_alpha"},
-    {"dropout", "lora_dropout"},    {"epochs", "num_epochs"},
-    {"num_train_epochs", "num_epochs"}, {"optimizer", "optim"},
-    {"lr_scheduler_type", "scheduler_type"}, {"lr_scheduler", "scheduler_type"},
-    {"experts", "num_experts"},     {"data_path", "data"},
-    {"prompt_template", "prompt"},  {"adapter_name", "name"},
-    {"max_seq_len", "cutoff_len"},  {"model", "base_model"},
+    {"learning_rate", "lr"},
+    {"rank", "r"},
+    {"lora_r", "r"},
+    {"alpha", "lora_alpha"},
+    {"dropout", "lora_dropout"},
+    {"epochs", "num_epochs"},
+    {"num_train_epochs", "num_epochs"},
+    {"optimizer", "optim"},
+    {"lr_scheduler_type", "scheduler_type"},
+    {"lr_scheduler", "scheduler_type"},
+    {"experts", "num_experts"},
+    {"data_path", "data"},
+    {"prompt_template", "prompt"},
+    {"adapter_name", "name"},
+    {"max_seq_len", "cutoff_len"},
+    {"model", "base_model"},
     {"base_model_name_or_path", "base_model"}};
 
 void require(bool ok, const JsonObjectReader& in, const char* key, std::string_view what,
@@ -101,8 +109,8 @@ std::vector<std::string> read_data(const JsonObjectReader& in, const char* key) 
     return files;
   }
   if (!value->is_array() || value->empty()) {
-    fail_input("{}: {}: expected a file name or a non-empty list of file names, got {}", in.source(),
-               in.path_of(key), io::describe(*value));
+    fail_input("{}: {}: expected a file name or a non-empty list of file names, got {}",
+               in.source(), in.path_of(key), io::describe(*value));
   }
   for (size_t i = 0; i < value->size(); ++i) {
     const auto& item = (*value)[i];
@@ -116,7 +124,8 @@ std::vector<std::string> read_data(const JsonObjectReader& in, const char* key) 
 }
 
 void read_optimisation(const JsonObjectReader& in, AdapterConfig& a) {
-  if (auto v = read_enum(in, "optim", {Optimizer::adamw, Optimizer::sgd}, optimizer_name)) a.optim = *v;
+  if (auto v = read_enum(in, "optim", {Optimizer::adamw, Optimizer::sgd}, optimizer_name))
+    a.optim = *v;
   if (auto v = in.get_number("lr")) {
     require(*v > 0.0, in, "lr", "must be > 0");
     a.lr = *v;
@@ -180,8 +189,9 @@ AdapterConfig parse_adapter(const JsonObjectReader& in) {
   const auto name = in.get_string("name");
   if (!name) in.fail("name", "is required (the adapter's output directory name)");
   if (!is_safe_file_name(*name)) {
-    in.fail("name", "must be a file name of letters, digits, '-', '_' and '.', not starting "
-                    "with '.' (at most 128 characters)");
+    in.fail("name",
+            "must be a file name of letters, digits, '-', '_' and '.', not starting "
+            "with '.' (at most 128 characters)");
   }
   a.name = *name;
 
@@ -192,7 +202,8 @@ AdapterConfig parse_adapter(const JsonObjectReader& in) {
   for (const auto* key : {"data", "eval_data"}) {
     const auto& files = std::string(key) == "data" ? a.data : a.eval_data;
     if (!files.empty() && files.size() != task_count) {
-      in.fail(key, fmt::format("needs one file per task of task_name \"{}\" ({})", a.task_name, task_count));
+      in.fail(key, fmt::format("needs one file per task of task_name \"{}\" ({})", a.task_name,
+                               task_count));
     }
   }
   if (auto v = in.get_string("prompt")) a.prompt = *v;
@@ -228,7 +239,8 @@ void read_router_alarms(const JsonObjectReader& in, TrainConfig& c) {
     c.router_alarm_dead_steps = *v;
   }
   if (auto v = in.get_number("router_alarm_collapse_share")) {
-    require(*v > 0.0 && *v <= 1.0, in, "router_alarm_collapse_share", "must be in (0, 1] (1 = off)");
+    require(*v > 0.0 && *v <= 1.0, in, "router_alarm_collapse_share",
+            "must be in (0, 1] (1 = off)");
     c.router_alarm_collapse_share = *v;
   }
   if (auto v = in.get_number("router_alarm_entropy_ratio")) {
@@ -259,7 +271,8 @@ void read_top_level(const JsonObjectReader& in, TrainConfig& c) {
     require(*v >= 1, in, "train_lora_simultaneously_num", "must be >= 1");
     c.train_lora_simultaneously_num = *v;
   }
-  if (auto v = read_enum(in, "train_strategy", {TrainStrategy::optim, TrainStrategy::none}, train_strategy_name)) {
+  if (auto v = read_enum(in, "train_strategy", {TrainStrategy::optim, TrainStrategy::none},
+                         train_strategy_name)) {
     c.train_strategy = *v;
   }
 
@@ -293,8 +306,10 @@ void read_top_level(const JsonObjectReader& in, TrainConfig& c) {
   read_router_alarms(in, c);
   for (const auto& key : kIgnoredTopLevelKeys) {
     if (in.has(key)) {
-      spdlog::warn("{}: {}: accepted for MoE-PEFT compatibility but ignored (it configures "
-                   "MoE-PEFT's inference/evaluation modes)", in.source(), key);
+      spdlog::warn(
+          "{}: {}: accepted for MoE-PEFT compatibility but ignored (it configures "
+          "MoE-PEFT's inference/evaluation modes)",
+          in.source(), key);
     }
   }
 }
@@ -348,7 +363,9 @@ const char* train_strategy_name(TrainStrategy strategy) {
   return strategy == TrainStrategy::none ? "none" : "optim";
 }
 
-const char* lora_init_name(LoraInit init) { return init == LoraInit::gaussian ? "gaussian" : "original"; }
+const char* lora_init_name(LoraInit init) {
+  return init == LoraInit::gaussian ? "gaussian" : "original";
+}
 
 const char* routing_strategy_name(RoutingStrategy strategy) { return moe::strategy_name(strategy); }
 
@@ -406,8 +423,9 @@ void apply_init_adapters(TrainConfig& config, const std::vector<std::string>& va
     } else {
       std::vector<std::string> names;
       for (const auto& a : config.adapters) names.push_back(a.name);
-      fail_input("--init-adapter {}: the config has {} adapters ({}); say which: --init-adapter NAME=DIR", value,
-                 config.adapters.size(), fmt::join(names, ", "));
+      fail_input(
+          "--init-adapter {}: the config has {} adapters ({}); say which: --init-adapter NAME=DIR",
+          value, config.adapters.size(), fmt::join(names, ", "));
     }
   }
 }
@@ -418,11 +436,15 @@ TrainConfig load_train_config(const std::string& path, const std::vector<std::st
   return parse_train_config(json, path);
 }
 
-int64_t resolve_cutoff_len(const TrainConfig& config, const std::string& source, int64_t max_positions) {
+int64_t resolve_cutoff_len(const TrainConfig& config, const std::string& source,
+                           int64_t max_positions) {
   if (config.cutoff_len < 0) return max_positions;
   if (config.cutoff_len > max_positions) {
-    fail_input("{}: cutoff_len: {} is more than the base model's max_position_embeddings ({}); use at most {}, "
-               "or -1 for the model's maximum", source, config.cutoff_len, max_positions, max_positions);
+    fail_input(
+        "{}: cutoff_len: {} is more than the base model's max_position_embeddings ({}); use at "
+        "most {}, "
+        "or -1 for the model's maximum",
+        source, config.cutoff_len, max_positions, max_positions);
   }
   return config.cutoff_len;
 }
@@ -434,8 +456,10 @@ void require_training_inputs(const TrainConfig& config, const std::string& sourc
   for (size_t i = 0; i < config.adapters.size(); ++i) {
     const auto& adapter = config.adapters[i];
     if (adapter.data.empty()) {
-      fail_input("{}: lora[{}].data: missing for adapter '{}'; give it in the config or with "
-                 "--set lora[{}].data=FILE", source, i, adapter.name, i);
+      fail_input(
+          "{}: lora[{}].data: missing for adapter '{}'; give it in the config or with "
+          "--set lora[{}].data=FILE",
+          source, i, adapter.name, i);
     }
   }
 }

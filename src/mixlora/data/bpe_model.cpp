@@ -23,7 +23,8 @@ BpeModel::BpeModel(const nlohmann::json& model, const std::string& where) {
     fail_input("{}: model \"{}\" is not supported (supported: BPE)", where, type);
   }
   if (auto it = model.find("dropout"); it != model.end() && !it->is_null()) {
-    fail_input("{}.dropout: BPE dropout is not supported (expected null, got {})", where, io::describe(*it));
+    fail_input("{}.dropout: BPE dropout is not supported (expected null, got {})", where,
+               io::describe(*it));
   }
   unk_token_ = io::get_string(model, "unk_token", where);
   prefix_ = io::get_string(model, "continuing_subword_prefix", where).value_or("");
@@ -33,19 +34,21 @@ BpeModel::BpeModel(const nlohmann::json& model, const std::string& where) {
   ignore_merges_ = io::get_bool(model, "ignore_merges", where).value_or(false);
 
   const auto& vocab = require(model, "vocab", where);
-  if (!vocab.is_object()) fail_input("{}.vocab: expected an object, got {}", where, io::describe(vocab));
+  if (!vocab.is_object())
+    fail_input("{}.vocab: expected an object, got {}", where, io::describe(vocab));
   vocab_.reserve(vocab.size());
   int64_t max_id = -1;
   for (const auto& [token, id] : vocab.items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > INT32_MAX) {
-      fail_input("{}.vocab[\"{}\"]: expected a token id >= 0, got {}", where, io::escape_unprintable(token),
-                 io::describe(id));
+      fail_input("{}.vocab[\"{}\"]: expected a token id >= 0, got {}", where,
+                 io::escape_unprintable(token), io::describe(id));
     }
     vocab_[token] = static_cast<int32_t>(id.get<int64_t>());
     max_id = std::max(max_id, id.get<int64_t>());
   }
   if (max_id >= static_cast<int64_t>(vocab_.size()) * 2 + 1024) {
-    fail_input("{}.vocab: ids up to {} for {} tokens; ids must be (nearly) dense", where, max_id, vocab_.size());
+    fail_input("{}.vocab: ids up to {} for {} tokens; ids must be (nearly) dense", where, max_id,
+               vocab_.size());
   }
   id_to_token_.resize(static_cast<size_t>(max_id + 1));
   has_id_.assign(static_cast<size_t>(max_id + 1), false);
@@ -62,7 +65,8 @@ BpeModel::BpeModel(const nlohmann::json& model, const std::string& where) {
   }
 
   const auto& merges = require(model, "merges", where);
-  if (!merges.is_array()) fail_input("{}.merges: expected an array, got {}", where, io::describe(merges));
+  if (!merges.is_array())
+    fail_input("{}.merges: expected an array, got {}", where, io::describe(merges));
   merges_.reserve(merges.size());
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto& entry = merges[rank];
@@ -75,22 +79,26 @@ BpeModel::BpeModel(const nlohmann::json& model, const std::string& where) {
       }
       a = text.substr(0, space);
       b = text.substr(space + 1);
-    } else if (entry.is_array() && entry.size() == 2 && entry[0].is_string() && entry[1].is_string()) {
+    } else if (entry.is_array() && entry.size() == 2 && entry[0].is_string() &&
+               entry[1].is_string()) {
       a = entry[0].get<std::string>();
       b = entry[1].get<std::string>();
     } else {
-      fail_input("{}.merges[{}]: expected \"A B\" or [\"A\", \"B\"], got {}", where, rank, io::describe(entry));
+      fail_input("{}.merges[{}]: expected \"A B\" or [\"A\", \"B\"], got {}", where, rank,
+                 io::describe(entry));
     }
     auto find = [&](const std::string& token) {
       auto it = vocab_.find(token);
       if (it == vocab_.end()) {
-        fail_input("{}.merges[{}]: token \"{}\" is not in the vocabulary", where, rank, io::escape_unprintable(token));
+        fail_input("{}.merges[{}]: token \"{}\" is not in the vocabulary", where, rank,
+                   io::escape_unprintable(token));
       }
       return it->second;
     };
     const int32_t a_id = find(a), b_id = find(b);
     std::string merged = a;
-    merged.append(b, b.compare(0, prefix_.size(), prefix_) == 0 ? prefix_.size() : 0, std::string::npos);
+    merged.append(b, b.compare(0, prefix_.size(), prefix_) == 0 ? prefix_.size() : 0,
+                  std::string::npos);
     // A later duplicate replaces an earlier one, as in tokenizers' HashMap.
     merges_[pair_key(a_id, b_id)] = Merge{static_cast<int32_t>(rank), find(merged)};
   }
@@ -125,7 +133,8 @@ void BpeModel::tokenize(std::string_view word, std::vector<int32_t>& ids) const 
   tokenize_uncached(word, ids);
   std::lock_guard<std::mutex> lock(cache_mutex_);
   if (cache_.size() >= kCacheEntries) cache_.clear();
-  cache_.emplace(key, std::vector<int32_t>(ids.begin() + static_cast<std::ptrdiff_t>(mark), ids.end()));
+  cache_.emplace(key,
+                 std::vector<int32_t>(ids.begin() + static_cast<std::ptrdiff_t>(mark), ids.end()));
 }
 
 void BpeModel::tokenize_uncached(std::string_view word, std::vector<int32_t>& ids) const {
@@ -142,7 +151,8 @@ void BpeModel::tokenize_uncached(std::string_view word, std::vector<int32_t>& id
   std::optional<int32_t> pending_unk;  // fused run of unknown characters
   std::string piece;
   for (size_t pos = 0; pos < word.size();) {
-    const size_t length = std::min(utf8_length(static_cast<unsigned char>(word[pos])), word.size() - pos);
+    const size_t length =
+        std::min(utf8_length(static_cast<unsigned char>(word[pos])), word.size() - pos);
     piece.clear();
     if (pos > 0) piece += prefix_;
     piece.append(word.data() + pos, length);
@@ -216,7 +226,8 @@ void BpeModel::merge(std::vector<int32_t>& symbols) const {
     if (next[right] >= 0) prev[next[right]] = top.pos;
     if (prev[top.pos] >= 0) {
       auto left = merges_.find(pair_key(symbols[prev[top.pos]], symbols[top.pos]));
-      if (left != merges_.end()) queue.push({left->second.rank, prev[top.pos], left->second.new_id});
+      if (left != merges_.end())
+        queue.push({left->second.rank, prev[top.pos], left->second.new_id});
     }
     if (next[top.pos] >= 0) {
       auto after = merges_.find(pair_key(symbols[top.pos], symbols[next[top.pos]]));

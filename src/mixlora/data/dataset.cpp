@@ -4,8 +4,8 @@
 #include "mixlora/config/task_names.h"
 #include "mixlora/data/multiple_choice.h"
 #include "mixlora/data/pretokenized.h"
-#include "mixlora/data/row_reader.h"
 #include "mixlora/data/prompt_template.h"
+#include "mixlora/data/row_reader.h"
 #include "mixlora/data/tokenizer.h"
 #include "mixlora/io/json_file.h"
 
@@ -56,11 +56,13 @@ struct TaskContext {
   const GlueFields* glue = nullptr;      // glue:<task>
 };
 
-const Tokenizer& need_tokenizer(const TaskContext& ctx, const std::string& where, const char* pretokenized_form) {
+const Tokenizer& need_tokenizer(const TaskContext& ctx, const std::string& where,
+                                const char* pretokenized_form) {
   if (ctx.tokenizer) return *ctx.tokenizer;
-  throw NeedsTokenizer{fmt::format(
-      "{}: this row is text, but the model has no tokenizer.json or tokenizer.model to tokenize it: give pre-tokenized rows {}", where,
-      pretokenized_form)};
+  throw NeedsTokenizer{
+      fmt::format("{}: this row is text, but the model has no tokenizer.json or tokenizer.model to "
+                  "tokenize it: give pre-tokenized rows {}",
+                  where, pretokenized_form)};
 }
 
 std::vector<int64_t> encode(const Tokenizer& tokenizer, const std::string& text) {
@@ -92,20 +94,24 @@ void check_vocab(const Sample& sample, const TaskContext& ctx, const std::string
 // Causal LM samples must leave something to learn: a target (label != -100) at a position >= 1
 // (position 0 is never predicted).
 void require_targets(const Sample& sample, const TaskContext& ctx, const std::string& where) {
-  const bool any = std::any_of(sample.labels.begin() + std::min<size_t>(1, sample.labels.size()), sample.labels.end(),
-                               [](int64_t l) { return l != kIgnoreIndex; });
+  const bool any = std::any_of(sample.labels.begin() + std::min<size_t>(1, sample.labels.size()),
+                               sample.labels.end(), [](int64_t l) { return l != kIgnoreIndex; });
   if (!any) {
     fail_input(
-        "{}: labels: nothing to learn{}: every target position is -100 or the row has a single token, got "
+        "{}: labels: nothing to learn{}: every target position is -100 or the row has a single "
+        "token, got "
         "{} tokens",
-        where, ctx.options.cutoff_len > 0 ? fmt::format(" within cutoff_len {}", ctx.options.cutoff_len) : "",
+        where,
+        ctx.options.cutoff_len > 0 ? fmt::format(" within cutoff_len {}", ctx.options.cutoff_len)
+                                   : "",
         sample.input_ids.size());
   }
 }
 
-[[noreturn]] void fail_prompt_too_long(const std::string& where, size_t prompt_tokens, int64_t cutoff_len) {
-  fail_input("{}: prompt of {} tokens leaves no room for the answer within cutoff_len {}", where, prompt_tokens,
-             cutoff_len);
+[[noreturn]] void fail_prompt_too_long(const std::string& where, size_t prompt_tokens,
+                                       int64_t cutoff_len) {
+  fail_input("{}: prompt of {} tokens leaves no room for the answer within cutoff_len {}", where,
+             prompt_tokens, cutoff_len);
 }
 
 // A field that is present and not null.
@@ -123,7 +129,8 @@ std::string nonempty_string(const nlohmann::json& row, const char* key, const st
 // ---------------------------------------------------------------------------------------------
 // causal LM
 
-Sample causal_instruction_row(const nlohmann::json& row, const TaskContext& ctx, const std::string& where) {
+Sample causal_instruction_row(const nlohmann::json& row, const TaskContext& ctx,
+                              const std::string& where) {
   const auto instruction = rows::string_field(row, "instruction", where);
   const auto input = rows::optional_string(row, "input", where);
   const auto output = rows::optional_string(row, "output", where);
@@ -133,18 +140,20 @@ Sample causal_instruction_row(const nlohmann::json& row, const TaskContext& ctx,
   sample.labels = sample.input_ids;
   if (!ctx.train_on_inputs) {
     if (!output || output->empty()) {
-      fail_input("{}: output: expected the answer to learn (train_on_inputs is false), got {}", where,
-                 output ? "an empty string" : "no output field");
+      fail_input("{}: output: expected the answer to learn (train_on_inputs is false), got {}",
+                 where, output ? "an empty string" : "no output field");
     }
-    const auto prompt =
-        tokenizer.encode(ctx.prompt->render_prompt(instruction, input), tokenizer.add_bos_default(), false);
+    const auto prompt = tokenizer.encode(ctx.prompt->render_prompt(instruction, input),
+                                         tokenizer.add_bos_default(), false);
     // The prompt's tokens as they appear in the full sequence (a piece that merges the end of the
     // prompt with the start of the answer counts as answer).
     size_t masked = 0;
-    while (masked < prompt.size() && masked < sample.input_ids.size() && prompt[masked] == sample.input_ids[masked]) {
+    while (masked < prompt.size() && masked < sample.input_ids.size() &&
+           prompt[masked] == sample.input_ids[masked]) {
       ++masked;
     }
-    if (ctx.options.cutoff_len > 0 && static_cast<int64_t>(prompt.size()) >= ctx.options.cutoff_len) {
+    if (ctx.options.cutoff_len > 0 &&
+        static_cast<int64_t>(prompt.size()) >= ctx.options.cutoff_len) {
       fail_prompt_too_long(where, prompt.size(), ctx.options.cutoff_len);
     }
     std::fill(sample.labels.begin(), sample.labels.begin() + masked, kIgnoreIndex);
@@ -160,11 +169,13 @@ Sample causal_row(const nlohmann::json& row, const TaskContext& ctx, const std::
     sample = causal_instruction_row(row, ctx, where);
   } else if (has(row, "text")) {
     const auto text = nonempty_string(row, "text", where);
-    sample.input_ids = encode(need_tokenizer(ctx, where, "{\"input_ids\": [...], \"labels\"?: [...]}"), text);
+    sample.input_ids =
+        encode(need_tokenizer(ctx, where, "{\"input_ids\": [...], \"labels\"?: [...]}"), text);
     sample.labels = sample.input_ids;
   } else {
     fail_input(
-        "{}: expected {{instruction, input?, output?}}, {{text}} or {{input_ids, labels?}} for a causal LM "
+        "{}: expected {{instruction, input?, output?}}, {{text}} or {{input_ids, labels?}} for a "
+        "causal LM "
         "task, got {}",
         where, rows::describe_row(row));
   }
@@ -191,17 +202,18 @@ int64_t class_label(const nlohmann::json& row, const TaskContext& ctx, const std
     auto it = std::find(ctx.label_names.begin(), ctx.label_names.end(), name);
     if (it != ctx.label_names.end()) return it - ctx.label_names.begin();
     if (ctx.label_names.empty()) {
-      fail_input("{}: label: expected a class id in [0, {}) (the adapter names no labels), got {}", where,
-                 ctx.num_labels, io::describe(value));
+      fail_input("{}: label: expected a class id in [0, {}) (the adapter names no labels), got {}",
+                 where, ctx.num_labels, io::describe(value));
     }
-    fail_input("{}: label: unknown label name (known: {}), got {}", where, fmt::join(ctx.label_names, ", "),
-               io::describe(value));
+    fail_input("{}: label: unknown label name (known: {}), got {}", where,
+               fmt::join(ctx.label_names, ", "), io::describe(value));
   }
-  fail_input("{}: label: expected a class id in [0, {}) or a label name, got {}", where, ctx.num_labels,
-             io::describe(value));
+  fail_input("{}: label: expected a class id in [0, {}) or a label name, got {}", where,
+             ctx.num_labels, io::describe(value));
 }
 
-Sample classification_row(const nlohmann::json& row, const TaskContext& ctx, const std::string& where) {
+Sample classification_row(const nlohmann::json& row, const TaskContext& ctx,
+                          const std::string& where) {
   Sample sample;
   if (has(row, "input_ids")) {
     sample.input_ids = parse_pretokenized_row(row, where, ctx.options.vocab_size).input_ids;
@@ -209,13 +221,17 @@ Sample classification_row(const nlohmann::json& row, const TaskContext& ctx, con
     const char* text_key = ctx.glue ? ctx.glue->text : "text";
     const char* pair_key = ctx.glue ? ctx.glue->text_pair : "text_pair";
     if (!has(row, text_key)) {
-      fail_input("{}: {}: missing field; expected {{{}{}, label}} or {{input_ids, label}} for {}, got {}", where,
-                 text_key, text_key, pair_key ? fmt::format(", {}{}", pair_key, ctx.glue ? "" : "?") : "", ctx.task,
-                 rows::describe_row(row));
+      fail_input(
+          "{}: {}: missing field; expected {{{}{}, label}} or {{input_ids, label}} for {}, got {}",
+          where, text_key, text_key,
+          pair_key ? fmt::format(", {}{}", pair_key, ctx.glue ? "" : "?") : "", ctx.task,
+          rows::describe_row(row));
     }
     const auto text = nonempty_string(row, text_key, where);
     std::optional<std::string> pair;
-    if (pair_key) pair = ctx.glue ? nonempty_string(row, pair_key, where) : rows::optional_string(row, pair_key, where);
+    if (pair_key)
+      pair = ctx.glue ? nonempty_string(row, pair_key, where)
+                      : rows::optional_string(row, pair_key, where);
     const auto& tokenizer = need_tokenizer(ctx, where, "{\"input_ids\": [...], \"label\": ...}");
     // A pair is encoded as Hugging Face's LLaMA tokenizer encodes (text, text_pair) and as
     // MoE-PEFT encodes its [text, pair] inputs: each part with the special tokens, so
@@ -237,27 +253,32 @@ Sample classification_row(const nlohmann::json& row, const TaskContext& ctx, con
 
 int64_t int_field(const nlohmann::json& row, const char* key, const std::string& where) {
   const auto& value = rows::field(row, key, where);
-  if (!value.is_number_integer()) fail_input("{}: {}: expected an integer, got {}", where, key, io::describe(value));
+  if (!value.is_number_integer())
+    fail_input("{}: {}: expected an integer, got {}", where, key, io::describe(value));
   return value.get<int64_t>();
 }
 
-Sample pretokenized_choice_row(const nlohmann::json& row, const TaskContext& ctx, const std::string& where) {
+Sample pretokenized_choice_row(const nlohmann::json& row, const TaskContext& ctx,
+                               const std::string& where) {
   const bool has_labels = has(row, "labels");
   Sample sample = parse_pretokenized_row(row, where, ctx.options.vocab_size);
   const auto length = static_cast<int64_t>(sample.input_ids.size());
   sample.prompt_length = int_field(row, "prompt_length", where);
   if (sample.prompt_length < 1 || sample.prompt_length > length) {
-    fail_input("{}: prompt_length: expected 1 .. {} (the tokens before the answer, BOS included), got {}", where,
-               length, sample.prompt_length);
+    fail_input(
+        "{}: prompt_length: expected 1 .. {} (the tokens before the answer, BOS included), got {}",
+        where, length, sample.prompt_length);
   }
   const auto& choices = rows::field(row, "choice_token_ids", where);
   if (!choices.is_array() || choices.size() < 2) {
-    fail_input("{}: choice_token_ids: expected a list of at least 2 token ids, got {}", where, io::describe(choices));
+    fail_input("{}: choice_token_ids: expected a list of at least 2 token ids, got {}", where,
+               io::describe(choices));
   }
   for (size_t i = 0; i < choices.size(); ++i) {
     const auto& v = choices[i];
     const int64_t vocab = ctx.options.vocab_size;
-    if (!v.is_number_integer() || v.get<int64_t>() < 0 || (vocab > 0 && v.get<int64_t>() >= vocab)) {
+    if (!v.is_number_integer() || v.get<int64_t>() < 0 ||
+        (vocab > 0 && v.get<int64_t>() >= vocab)) {
       fail_input("{}: choice_token_ids[{}]: expected a token id{}, got {}", where, i,
                  vocab > 0 ? fmt::format(" in [0, {})", vocab) : "", io::describe(v));
     }
@@ -270,7 +291,8 @@ Sample pretokenized_choice_row(const nlohmann::json& row, const TaskContext& ctx
   }
   sample.answer_index = int_field(row, "answer_index", where);
   if (sample.answer_index < 0 || sample.answer_index >= static_cast<int64_t>(choices.size())) {
-    fail_input("{}: answer_index: expected 0 .. {}, got {}", where, choices.size() - 1, sample.answer_index);
+    fail_input("{}: answer_index: expected 0 .. {}, got {}", where, choices.size() - 1,
+               sample.answer_index);
   }
   if (ctx.options.cutoff_len > 0 && sample.prompt_length >= ctx.options.cutoff_len) {
     fail_prompt_too_long(where, sample.prompt_length, ctx.options.cutoff_len);
@@ -287,10 +309,12 @@ Sample choice_row(const nlohmann::json& row, const TaskContext& ctx, const std::
     sample = pretokenized_choice_row(row, ctx, where);
   } else {
     const auto question = format_multiple_choice(ctx.task, row, where);
-    const auto& tokenizer = need_tokenizer(ctx, where,
-                                           "{\"input_ids\": [...], \"prompt_length\": N, \"choice_token_ids\": [...], "
-                                           "\"answer_index\": i}");
-    sample = tokenize_multiple_choice(question, tokenizer, ctx.options.cutoff_len, ctx.train_on_inputs, where);
+    const auto& tokenizer =
+        need_tokenizer(ctx, where,
+                       "{\"input_ids\": [...], \"prompt_length\": N, \"choice_token_ids\": [...], "
+                       "\"answer_index\": i}");
+    sample = tokenize_multiple_choice(question, tokenizer, ctx.options.cutoff_len,
+                                      ctx.train_on_inputs, where);
   }
   truncate(sample, ctx.options.cutoff_len);
   require_targets(sample, ctx, where);
@@ -299,8 +323,8 @@ Sample choice_row(const nlohmann::json& row, const TaskContext& ctx, const std::
 
 // ---------------------------------------------------------------------------------------------
 
-TaskContext make_context(const std::string& task_id, const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
-                         const DatasetOptions& options) {
+TaskContext make_context(const std::string& task_id, const config::AdapterConfig& adapter,
+                         const Tokenizer* tokenizer, const DatasetOptions& options) {
   TaskContext ctx;
   ctx.task = config::canonical_task(task_id);
   ctx.tokenizer = tokenizer;
@@ -312,10 +336,12 @@ TaskContext make_context(const std::string& task_id, const config::AdapterConfig
   }
   const auto kind = config::task_kind(ctx.task);
   if (!kind) {
-    fail_input("task \"{}\": unknown task (known: {})", task_id, fmt::join(config::known_task_ids(), ", "));
+    fail_input("task \"{}\": unknown task (known: {})", task_id,
+               fmt::join(config::known_task_ids(), ", "));
   }
   ctx.kind = *kind;
-  if (ctx.kind == TaskKind::causal_lm && tokenizer) ctx.prompt = load_prompt_template(adapter.prompt);
+  if (ctx.kind == TaskKind::causal_lm && tokenizer)
+    ctx.prompt = load_prompt_template(adapter.prompt);
   if (ctx.kind == TaskKind::classification) {
     auto glue = glue_fields().find(ctx.task);
     if (glue != glue_fields().end()) {
@@ -324,11 +350,13 @@ TaskContext make_context(const std::string& task_id, const config::AdapterConfig
       ctx.label_names = adapter.labels.empty() ? glue_label_names(ctx.task) : adapter.labels;
     } else {
       ctx.label_names = adapter.labels;
-      ctx.num_labels = adapter.labels.empty() ? adapter.num_labels : static_cast<int64_t>(adapter.labels.size());
+      ctx.num_labels =
+          adapter.labels.empty() ? adapter.num_labels : static_cast<int64_t>(adapter.labels.size());
     }
     if (ctx.num_labels < 2) {
-      fail_input("adapter \"{}\": task {} needs \"labels\" (names, in order) or \"num_labels\" >= 2", adapter.name,
-                 ctx.task);
+      fail_input(
+          "adapter \"{}\": task {} needs \"labels\" (names, in order) or \"num_labels\" >= 2",
+          adapter.name, ctx.task);
     }
   }
   return ctx;
@@ -338,77 +366,85 @@ TaskContext make_context(const std::string& task_id, const config::AdapterConfig
 
 std::vector<std::string> glue_label_names(const std::string& task) {
   static const std::map<std::string, std::vector<std::string>> names = {
-      {"glue:cola", {"unacceptable", "acceptable"}},   {"glue:sst2", {"negative", "positive"}},
-      {"glue:mrpc", {"not_equivalent", "equivalent"}}, {"glue:qqp", {"not_duplicate", "duplicate"}},
-      {"glue:qnli", {"entailment", "not_entailment"}}, {"glue:rte", {"entailment", "not_entailment"}},
-      {"glue:wnli", {"not_entailment", "entailment"}}, {"glue:mnli", {"entailment", "neutral", "contradiction"}}};
+      {"glue:cola", {"unacceptable", "acceptable"}},
+      {"glue:sst2", {"negative", "positive"}},
+      {"glue:mrpc", {"not_equivalent", "equivalent"}},
+      {"glue:qqp", {"not_duplicate", "duplicate"}},
+      {"glue:qnli", {"entailment", "not_entailment"}},
+      {"glue:rte", {"entailment", "not_entailment"}},
+      {"glue:wnli", {"not_entailment", "entailment"}},
+      {"glue:mnli", {"entailment", "neutral", "contradiction"}}};
   auto it = names.find(task);
   return it == names.end() ? std::vector<std::string>{} : it->second;
 }
 
-TaskData load_task_file(const std::string& task, const std::string& path, const config::AdapterConfig& adapter,
-                        const Tokenizer* tokenizer, const DatasetOptions& options) {
+TaskData load_task_file(const std::string& task, const std::string& path,
+                        const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
+                        const DatasetOptions& options) {
   const TaskContext ctx = make_context(task, adapter, tokenizer, options);
   TaskData data;
   data.task_name = ctx.task;
   data.path = path;
   RowStats stats;
   try {
-    stats = for_each_row(path, options.skip_bad_rows, [&](const nlohmann::json& row, const std::string& where) {
-      rows::require_object(row, where);
-      Sample sample;
-      switch (ctx.kind) {
-        case TaskKind::causal_lm:
-          sample = causal_row(row, ctx, where);
-          break;
-        case TaskKind::classification:
-          sample = classification_row(row, ctx, where);
-          break;
-        case TaskKind::multiple_choice:
-          sample = choice_row(row, ctx, where);
-          break;
-      }
-      check_vocab(sample, ctx, where);
-      data.samples.push_back(std::move(sample));
-    });
+    stats = for_each_row(path, options.skip_bad_rows,
+                         [&](const nlohmann::json& row, const std::string& where) {
+                           rows::require_object(row, where);
+                           Sample sample;
+                           switch (ctx.kind) {
+                             case TaskKind::causal_lm: sample = causal_row(row, ctx, where); break;
+                             case TaskKind::classification:
+                               sample = classification_row(row, ctx, where);
+                               break;
+                             case TaskKind::multiple_choice:
+                               sample = choice_row(row, ctx, where);
+                               break;
+                           }
+                           check_vocab(sample, ctx, where);
+                           data.samples.push_back(std::move(sample));
+                         });
   } catch (const NeedsTokenizer& e) {
     throw InputError(e.message);
   }
   data.skipped = stats.skipped;
   if (data.samples.empty()) {
     fail_input("{}: no usable rows for task {}{}", path, ctx.task,
-               stats.skipped ? fmt::format(" ({} bad rows skipped)", stats.skipped) : " (the file has no rows)");
+               stats.skipped ? fmt::format(" ({} bad rows skipped)", stats.skipped)
+                             : " (the file has no rows)");
   }
   return data;
 }
 
 namespace {
 
-std::vector<TaskData> load_tasks(const config::AdapterConfig& adapter, const std::vector<std::string>& files,
-                                 const char* key, const Tokenizer* tokenizer, const DatasetOptions& options) {
+std::vector<TaskData> load_tasks(const config::AdapterConfig& adapter,
+                                 const std::vector<std::string>& files, const char* key,
+                                 const Tokenizer* tokenizer, const DatasetOptions& options) {
   const auto tasks = adapter.tasks();
   if (files.size() != tasks.size()) {
-    fail_input("adapter \"{}\": {}: needs one file per task of task_name \"{}\" ({}), got {}", adapter.name, key,
-               adapter.task_name, tasks.size(), files.size());
+    fail_input("adapter \"{}\": {}: needs one file per task of task_name \"{}\" ({}), got {}",
+               adapter.name, key, adapter.task_name, tasks.size(), files.size());
   }
   std::vector<TaskData> out;
   out.reserve(tasks.size());
-  for (size_t i = 0; i < tasks.size(); ++i) out.push_back(load_task_file(tasks[i], files[i], adapter, tokenizer, options));
+  for (size_t i = 0; i < tasks.size(); ++i)
+    out.push_back(load_task_file(tasks[i], files[i], adapter, tokenizer, options));
   return out;
 }
 
 }  // namespace
 
-std::vector<TaskData> load_task_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
-                                     const DatasetOptions& options) {
+std::vector<TaskData> load_task_data(const config::AdapterConfig& adapter,
+                                     const Tokenizer* tokenizer, const DatasetOptions& options) {
   if (adapter.data.empty()) {
-    fail_input("adapter \"{}\": no data file (set \"data\" in the config or use --set)", adapter.name);
+    fail_input("adapter \"{}\": no data file (set \"data\" in the config or use --set)",
+               adapter.name);
   }
   return load_tasks(adapter, adapter.data, "data", tokenizer, options);
 }
 
-std::vector<TaskData> load_eval_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
-                                     const DatasetOptions& options) {
+std::vector<TaskData> load_eval_data(const config::AdapterConfig& adapter,
+                                     const Tokenizer* tokenizer, const DatasetOptions& options) {
   if (adapter.eval_data.empty()) return {};
   return load_tasks(adapter, adapter.eval_data, "eval_data", tokenizer, options);
 }

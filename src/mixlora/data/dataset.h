@@ -24,7 +24,8 @@ namespace mixlora::data {
 class Tokenizer;
 
 struct DatasetOptions {
-  int64_t cutoff_len = 256;    // longest sequence, in tokens (longer ones are truncated); <= 0: no limit
+  int64_t cutoff_len =
+      256;  // longest sequence, in tokens (longer ones are truncated); <= 0: no limit
   bool skip_bad_rows = false;  // skip and count bad rows instead of failing on the first
   int64_t vocab_size = 0;      // the model's vocabulary: every id must lie below it when > 0
 };
@@ -41,19 +42,20 @@ struct TaskData {
 // pre-tokenized rows are accepted. Uses the adapter's prompt, train_on_inputs, labels and
 // num_labels. Every bad row is an InputError "file:line: field: what, got found" (or skipped
 // and counted with skip_bad_rows); a file without a usable row is an InputError.
-std::vector<TaskData> load_task_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
-                                     const DatasetOptions& options);
+std::vector<TaskData> load_task_data(const config::AdapterConfig& adapter,
+                                     const Tokenizer* tokenizer, const DatasetOptions& options);
 
 // The same for the adapter's eval_data (held-out files scored during training); empty when
 // it has none.
-std::vector<TaskData> load_eval_data(const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
-                                     const DatasetOptions& options);
+std::vector<TaskData> load_eval_data(const config::AdapterConfig& adapter,
+                                     const Tokenizer* tokenizer, const DatasetOptions& options);
 
 // One file read as one task (`task`: any task id; "" / "causal" mean "casual"), with the
 // prompt, train_on_inputs and labels of `adapter` (its task_name and data are not used). For
 // mixlora-eval's --data / --task.
-TaskData load_task_file(const std::string& task, const std::string& path, const config::AdapterConfig& adapter,
-                        const Tokenizer* tokenizer, const DatasetOptions& options);
+TaskData load_task_file(const std::string& task, const std::string& path,
+                        const config::AdapterConfig& adapter, const Tokenizer* tokenizer,
+                        const DatasetOptions& options);
 
 // The class names of "glue:<task>" as the GLUE datasets define them (sst2: negative, positive);
 // empty for other tasks. Rows may give these names instead of label ids.

@@ -129,11 +129,14 @@ class StripDecoder : public Decoder {
     for (auto& token : tokens) {
       std::vector<std::pair<size_t, size_t>> chars;  // (offset, length)
       for (size_t pos = 0; pos < token.size();) {
-        const size_t length = std::min(utf8_length(static_cast<unsigned char>(token[pos])), token.size() - pos);
+        const size_t length =
+            std::min(utf8_length(static_cast<unsigned char>(token[pos])), token.size() - pos);
         chars.emplace_back(pos, length);
         pos += length;
       }
-      auto is_content = [&](size_t i) { return token.compare(chars[i].first, chars[i].second, content_) == 0; };
+      auto is_content = [&](size_t i) {
+        return token.compare(chars[i].first, chars[i].second, content_) == 0;
+      };
       size_t start_cut = 0;
       for (size_t i = 0; i < start_ && i < chars.size(); ++i) {
         if (!is_content(i)) break;
@@ -164,7 +167,8 @@ class StripDecoder : public Decoder {
 // pre-tokenizer prepends one.
 class MetaspaceDecoder : public Decoder {
  public:
-  MetaspaceDecoder(std::string replacement, bool drop_first) : replacement_(std::move(replacement)), drop_first_(drop_first) {}
+  MetaspaceDecoder(std::string replacement, bool drop_first)
+      : replacement_(std::move(replacement)), drop_first_(drop_first) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (size_t i = 0; i < tokens.size(); ++i) {
       const std::string with = i == 0 && drop_first_ ? "" : " ";
@@ -188,7 +192,8 @@ class MetaspaceDecoder : public Decoder {
 
 class SequenceDecoder : public Decoder {
  public:
-  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> steps) : steps_(std::move(steps)) {}
+  explicit SequenceDecoder(std::vector<std::unique_ptr<Decoder>> steps)
+      : steps_(std::move(steps)) {}
   void decode_chain(std::vector<std::string>& tokens) const override {
     for (const auto& step : steps_) step->decode_chain(tokens);
   }
@@ -199,7 +204,8 @@ class SequenceDecoder : public Decoder {
 
 size_t read_count(const nlohmann::json& json, const char* key, const std::string& where) {
   const auto& value = require(json, key, where);
-  if (!value.is_number_unsigned()) fail_input("{}.{}: expected a count >= 0, got {}", where, key, io::describe(value));
+  if (!value.is_number_unsigned())
+    fail_input("{}.{}: expected a count >= 0, got {}", where, key, io::describe(value));
   return value.get<size_t>();
 }
 
@@ -210,7 +216,8 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& json, const std::str
   const std::string type = component_type(json, where);
   if (type == "ByteLevel") return std::make_unique<ByteLevelDecoder>();
   if (type == "Replace") {
-    return std::make_unique<ReplaceDecoder>(read_pattern(json, where), require_string(json, "content", where), where);
+    return std::make_unique<ReplaceDecoder>(read_pattern(json, where),
+                                            require_string(json, "content", where), where);
   }
   if (type == "ByteFallback") return std::make_unique<ByteFallbackDecoder>();
   if (type == "Fuse") return std::make_unique<FuseDecoder>();
@@ -219,7 +226,8 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& json, const std::str
     if (content.empty() || utf8_length(static_cast<unsigned char>(content[0])) != content.size()) {
       fail_input("{}.content: expected one character, got \"{}\"", where, content);
     }
-    return std::make_unique<StripDecoder>(content, read_count(json, "start", where), read_count(json, "stop", where));
+    return std::make_unique<StripDecoder>(content, read_count(json, "start", where),
+                                          read_count(json, "stop", where));
   }
   if (type == "Metaspace") {
     const std::string replacement = require_string(json, "replacement", where);
@@ -233,7 +241,8 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& json, const std::str
   }
   if (type == "Sequence") {
     const auto& list = require(json, "decoders", where);
-    if (!list.is_array()) fail_input("{}.decoders: expected an array, got {}", where, io::describe(list));
+    if (!list.is_array())
+      fail_input("{}.decoders: expected an array, got {}", where, io::describe(list));
     std::vector<std::unique_ptr<Decoder>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
       auto step = make_decoder(list[i], fmt::format("{}.decoders[{}]", where, i));
@@ -241,8 +250,11 @@ std::unique_ptr<Decoder> make_decoder(const nlohmann::json& json, const std::str
     }
     return std::make_unique<SequenceDecoder>(std::move(steps));
   }
-  fail_input("{}: decoder \"{}\" is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, Strip, "
-             "Metaspace, Sequence)", where, type);
+  fail_input(
+      "{}: decoder \"{}\" is not supported (supported: ByteLevel, Replace, ByteFallback, Fuse, "
+      "Strip, "
+      "Metaspace, Sequence)",
+      where, type);
 }
 
 }  // namespace mixlora::data::hf

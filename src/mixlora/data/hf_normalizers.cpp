@@ -61,7 +61,8 @@ class PrependNormalizer : public Normalizer {
 
 class SequenceNormalizer : public Normalizer {
  public:
-  explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> steps) : steps_(std::move(steps)) {}
+  explicit SequenceNormalizer(std::vector<std::unique_ptr<Normalizer>> steps)
+      : steps_(std::move(steps)) {}
   void normalize(std::string& text) const override {
     for (const auto& step : steps_) step->normalize(text);
   }
@@ -80,12 +81,15 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& json, const st
   if (type == "NFKC") return std::make_unique<UnicodeNormalizer>(NormalForm::NFKC);
   if (type == "NFKD") return std::make_unique<UnicodeNormalizer>(NormalForm::NFKD);
   if (type == "Replace") {
-    return std::make_unique<ReplaceNormalizer>(read_pattern(json, where), require_string(json, "content", where), where);
+    return std::make_unique<ReplaceNormalizer>(read_pattern(json, where),
+                                               require_string(json, "content", where), where);
   }
-  if (type == "Prepend") return std::make_unique<PrependNormalizer>(require_string(json, "prepend", where));
+  if (type == "Prepend")
+    return std::make_unique<PrependNormalizer>(require_string(json, "prepend", where));
   if (type == "Sequence") {
     const auto& list = require(json, "normalizers", where);
-    if (!list.is_array()) fail_input("{}.normalizers: expected an array, got {}", where, io::describe(list));
+    if (!list.is_array())
+      fail_input("{}.normalizers: expected an array, got {}", where, io::describe(list));
     std::vector<std::unique_ptr<Normalizer>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
       auto step = make_normalizer(list[i], fmt::format("{}.normalizers[{}]", where, i));
@@ -93,8 +97,10 @@ std::unique_ptr<Normalizer> make_normalizer(const nlohmann::json& json, const st
     }
     return std::make_unique<SequenceNormalizer>(std::move(steps));
   }
-  fail_input("{}: normalizer \"{}\" is not supported (supported: NFC, NFD, NFKC, NFKD, Replace, Prepend, "
-             "Sequence)", where, type);
+  fail_input(
+      "{}: normalizer \"{}\" is not supported (supported: NFC, NFD, NFKC, NFKD, Replace, Prepend, "
+      "Sequence)",
+      where, type);
 }
 
 }  // namespace mixlora::data::hf

@@ -33,7 +33,8 @@ void split_each(std::vector<Piece>& pieces, const Cut& cut) {
 
 class SplitPreTokenizer : public PreTokenizer {
  public:
-  SplitPreTokenizer(const PatternSpec& pattern, SplitBehavior behavior, bool invert, const std::string& where)
+  SplitPreTokenizer(const PatternSpec& pattern, SplitBehavior behavior, bool invert,
+                    const std::string& where)
       : literal_(pattern.is_regex ? "" : pattern.text), behavior_(behavior), invert_(invert) {
     if (pattern.is_regex) regex_ = std::make_unique<Regex>(pattern.text, where + ".pattern");
   }
@@ -53,7 +54,8 @@ class SplitPreTokenizer : public PreTokenizer {
 
 class ByteLevelPreTokenizer : public PreTokenizer {
  public:
-  ByteLevelPreTokenizer(bool add_prefix_space, bool use_regex) : add_prefix_space_(add_prefix_space) {
+  ByteLevelPreTokenizer(bool add_prefix_space, bool use_regex)
+      : add_prefix_space_(add_prefix_space) {
     if (use_regex) regex_ = std::make_unique<Regex>(kByteLevelPattern, "ByteLevel");
   }
   void split(std::vector<Piece>& pieces) const override {
@@ -99,14 +101,16 @@ class MetaspacePreTokenizer : public PreTokenizer {
         }
       }
       const bool starts = replaced.compare(0, replacement_.size(), replacement_) == 0;
-      if (!starts && (scheme_ == PrependScheme::Always || (scheme_ == PrependScheme::First && piece.at_start))) {
+      if (!starts && (scheme_ == PrependScheme::Always ||
+                      (scheme_ == PrependScheme::First && piece.at_start))) {
         replaced.insert(0, replacement_);
       }
       piece.text = std::move(replaced);
     }
     if (split_) {
       split_each(pieces, [&](const std::string& text) {
-        return split_ranges(text.size(), find_all_literal(text, replacement_), SplitBehavior::MergedWithNext, false);
+        return split_ranges(text.size(), find_all_literal(text, replacement_),
+                            SplitBehavior::MergedWithNext, false);
       });
     }
   }
@@ -119,7 +123,8 @@ class MetaspacePreTokenizer : public PreTokenizer {
 
 class SequencePreTokenizer : public PreTokenizer {
  public:
-  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps) : steps_(std::move(steps)) {}
+  explicit SequencePreTokenizer(std::vector<std::unique_ptr<PreTokenizer>> steps)
+      : steps_(std::move(steps)) {}
   void split(std::vector<Piece>& pieces) const override {
     for (const auto& step : steps_) step->split(pieces);
   }
@@ -128,7 +133,8 @@ class SequencePreTokenizer : public PreTokenizer {
   std::vector<std::unique_ptr<PreTokenizer>> steps_;
 };
 
-bool optional_bool(const nlohmann::json& json, const char* key, bool fallback, const std::string& where) {
+bool optional_bool(const nlohmann::json& json, const char* key, bool fallback,
+                   const std::string& where) {
   return io::get_bool(json, key, where).value_or(fallback);
 }
 
@@ -139,15 +145,17 @@ SplitBehavior read_behavior(const nlohmann::json& json, const std::string& where
   if (name == "MergedWithPrevious") return SplitBehavior::MergedWithPrevious;
   if (name == "MergedWithNext") return SplitBehavior::MergedWithNext;
   if (name == "Contiguous") return SplitBehavior::Contiguous;
-  fail_input("{}.behavior: \"{}\" is not a split behavior (Removed, Isolated, MergedWithPrevious, "
-             "MergedWithNext, Contiguous)", where, name);
+  fail_input(
+      "{}.behavior: \"{}\" is not a split behavior (Removed, Isolated, MergedWithPrevious, "
+      "MergedWithNext, Contiguous)",
+      where, name);
 }
 
 }  // namespace
 
-std::vector<std::pair<size_t, size_t>> split_ranges(size_t text_size,
-                                                    const std::vector<std::pair<size_t, size_t>>& matches,
-                                                    SplitBehavior behavior, bool invert) {
+std::vector<std::pair<size_t, size_t>> split_ranges(
+    size_t text_size, const std::vector<std::pair<size_t, size_t>>& matches, SplitBehavior behavior,
+    bool invert) {
   // The text as alternating (range, is_match), as tokenizers' Pattern::find_matches.
   std::vector<Range> parts;
   if (text_size == 0) {
@@ -218,20 +226,24 @@ std::vector<std::pair<size_t, size_t>> split_ranges(size_t text_size,
   return ranges;
 }
 
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& json, const std::string& where) {
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& json,
+                                                 const std::string& where) {
   if (json.is_null()) return nullptr;
   const std::string type = component_type(json, where);
   if (type == "Split") {
-    return std::make_unique<SplitPreTokenizer>(read_pattern(json, where), read_behavior(json, where),
+    return std::make_unique<SplitPreTokenizer>(read_pattern(json, where),
+                                               read_behavior(json, where),
                                                optional_bool(json, "invert", false, where), where);
   }
   if (type == "ByteLevel") {
-    return std::make_unique<ByteLevelPreTokenizer>(optional_bool(json, "add_prefix_space", true, where),
-                                                   optional_bool(json, "use_regex", true, where));
+    return std::make_unique<ByteLevelPreTokenizer>(
+        optional_bool(json, "add_prefix_space", true, where),
+        optional_bool(json, "use_regex", true, where));
   }
   if (type == "Metaspace") {
     const std::string replacement = require_string(json, "replacement", where);
-    if (replacement.empty() || utf8_length(static_cast<unsigned char>(replacement[0])) != replacement.size()) {
+    if (replacement.empty() ||
+        utf8_length(static_cast<unsigned char>(replacement[0])) != replacement.size()) {
       fail_input("{}.replacement: expected one character, got \"{}\"", where, replacement);
     }
     PrependScheme scheme = PrependScheme::Always;
@@ -248,11 +260,13 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& json, con
     } else if (auto add = io::get_bool(json, "add_prefix_space", where)) {
       scheme = *add ? PrependScheme::Always : PrependScheme::Never;  // tokenizers < 0.19
     }
-    return std::make_unique<MetaspacePreTokenizer>(replacement, scheme, optional_bool(json, "split", true, where));
+    return std::make_unique<MetaspacePreTokenizer>(replacement, scheme,
+                                                   optional_bool(json, "split", true, where));
   }
   if (type == "Sequence") {
     const auto& list = require(json, "pretokenizers", where);
-    if (!list.is_array()) fail_input("{}.pretokenizers: expected an array, got {}", where, io::describe(list));
+    if (!list.is_array())
+      fail_input("{}.pretokenizers: expected an array, got {}", where, io::describe(list));
     std::vector<std::unique_ptr<PreTokenizer>> steps;
     for (size_t i = 0; i < list.size(); ++i) {
       auto step = make_pre_tokenizer(list[i], fmt::format("{}.pretokenizers[{}]", where, i));
@@ -260,8 +274,10 @@ std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& json, con
     }
     return std::make_unique<SequencePreTokenizer>(std::move(steps));
   }
-  fail_input("{}: pre-tokenizer \"{}\" is not supported (supported: Split, ByteLevel, Metaspace, Sequence)",
-             where, type);
+  fail_input(
+      "{}: pre-tokenizer \"{}\" is not supported (supported: Split, ByteLevel, Metaspace, "
+      "Sequence)",
+      where, type);
 }
 
 }  // namespace mixlora::data::hf

@@ -25,15 +25,16 @@ class PreTokenizer {
 };
 
 // nullptr for a JSON null.
-std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& json, const std::string& where);
+std::unique_ptr<PreTokenizer> make_pre_tokenizer(const nlohmann::json& json,
+                                                 const std::string& where);
 
 // Split behaviors of tokenizers' SplitDelimiterBehavior.
 enum class SplitBehavior { Removed, Isolated, MergedWithPrevious, MergedWithNext, Contiguous };
 
 // Cuts `text` at `matches` (sorted, non-overlapping [begin, end) ranges) by `behavior`;
 // returns the kept [begin, end) ranges, empty ones included (callers drop them).
-std::vector<std::pair<size_t, size_t>> split_ranges(size_t text_size,
-                                                    const std::vector<std::pair<size_t, size_t>>& matches,
-                                                    SplitBehavior behavior, bool invert);
+std::vector<std::pair<size_t, size_t>> split_ranges(
+    size_t text_size, const std::vector<std::pair<size_t, size_t>>& matches, SplitBehavior behavior,
+    bool invert);
 
 }  // namespace mixlora::data::hf

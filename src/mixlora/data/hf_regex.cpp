@@ -40,7 +40,8 @@ pcre2_match_context* jit_context() {
 
 }  // namespace
 
-Regex::Regex(const std::string& pattern, const std::string& where) : impl_(std::make_unique<Impl>()) {
+Regex::Regex(const std::string& pattern, const std::string& where)
+    : impl_(std::make_unique<Impl>()) {
   int error = 0;
   PCRE2_SIZE offset = 0;
   impl_->code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
@@ -70,7 +71,8 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
     // The text was checked for valid UTF-8 once, on entry to the tokenizer.
     int rc = PCRE2_ERROR_JIT_STACKLIMIT;
     if (impl_->jit) {
-      rc = pcre2_jit_match(impl_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data, jit_context());
+      rc = pcre2_jit_match(impl_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data,
+                           jit_context());
     }
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {  // no JIT, or its stack ran out: the interpreter
       rc = pcre2_match(impl_->code, subject, text.size(), start, PCRE2_NO_UTF_CHECK, data, nullptr);
@@ -92,17 +94,20 @@ std::vector<std::pair<size_t, size_t>> Regex::find_all(std::string_view text) co
     } else {
       if (end >= text.size()) break;
       start = end + 1;
-      while (start < text.size() && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80) ++start;
+      while (start < text.size() && (static_cast<unsigned char>(text[start]) & 0xC0) == 0x80)
+        ++start;
     }
   }
   pcre2_match_data_free(data);
   return matches;
 }
 
-std::vector<std::pair<size_t, size_t>> find_all_literal(std::string_view text, std::string_view needle) {
+std::vector<std::pair<size_t, size_t>> find_all_literal(std::string_view text,
+                                                        std::string_view needle) {
   std::vector<std::pair<size_t, size_t>> matches;
   if (needle.empty()) return matches;
-  for (size_t pos = text.find(needle); pos != std::string_view::npos; pos = text.find(needle, pos + needle.size())) {
+  for (size_t pos = text.find(needle); pos != std::string_view::npos;
+       pos = text.find(needle, pos + needle.size())) {
     matches.emplace_back(pos, pos + needle.size());
   }
   return matches;

@@ -29,6 +29,7 @@ class Regex {
 };
 
 // Byte offsets of every non-overlapping occurrence of `needle` (non-empty) in `text`.
-std::vector<std::pair<size_t, size_t>> find_all_literal(std::string_view text, std::string_view needle);
+std::vector<std::pair<size_t, size_t>> find_all_literal(std::string_view text,
+                                                        std::string_view needle);
 
 }  // namespace mixlora::data::hf

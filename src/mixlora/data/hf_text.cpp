@@ -81,7 +81,9 @@ size_t invalid_utf8_offset(std::string_view text) {
   return std::string_view::npos;
 }
 
-bool is_valid_utf8(std::string_view text) { return invalid_utf8_offset(text) == std::string_view::npos; }
+bool is_valid_utf8(std::string_view text) {
+  return invalid_utf8_offset(text) == std::string_view::npos;
+}
 
 std::string utf8_lossy(std::string_view bytes) {
   std::string out;
@@ -162,8 +164,6 @@ const ByteTables& byte_tables() {
 
 const std::array<std::string, 256>& byte_to_utf8() { return byte_tables().to_utf8; }
 
-int char_to_byte(char32_t cp) {
-  return cp < 512 ? byte_tables().from_char[cp] : -1;
-}
+int char_to_byte(char32_t cp) { return cp < 512 ? byte_tables().from_char[cp] : -1; }
 
 }  // namespace mixlora::data::hf

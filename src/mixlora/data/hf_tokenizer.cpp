@@ -134,7 +134,8 @@ struct HfTokenizer::Impl {
         if (token.lstrip) begin = std::max(whitespace_before(text.substr(0, begin)), emitted);
         if (token.rstrip) end += whitespace_after(text.substr(end));
         if (emitted < begin) {
-          out.push_back(Segment{std::string(text.substr(emitted, begin - emitted)), -1, segment.at_start && emitted == 0});
+          out.push_back(Segment{std::string(text.substr(emitted, begin - emitted)), -1,
+                                segment.at_start && emitted == 0});
         }
         out.push_back(Segment{std::string(text.substr(begin, end - begin)), token.id, false});
         emitted = end;
@@ -159,7 +160,8 @@ std::vector<AddedToken> read_added_tokens(const nlohmann::json& json, const std:
   std::vector<AddedToken> tokens;
   auto it = json.find("added_tokens");
   if (it == json.end() || it->is_null()) return tokens;
-  if (!it->is_array()) fail_input("{}.added_tokens: expected an array, got {}", where, io::describe(*it));
+  if (!it->is_array())
+    fail_input("{}.added_tokens: expected an array, got {}", where, io::describe(*it));
   for (size_t i = 0; i < it->size(); ++i) {
     const auto& entry = (*it)[i];
     const std::string path = fmt::format("{}.added_tokens[{}]", where, i);
@@ -173,7 +175,8 @@ std::vector<AddedToken> read_added_tokens(const nlohmann::json& json, const std:
     token.rstrip = io::get_bool(entry, "rstrip", path).value_or(false);
     token.normalized = io::get_bool(entry, "normalized", path).value_or(!token.special);
     if (io::get_bool(entry, "single_word", path).value_or(false)) {
-      fail_input("{}: added token \"{}\" with single_word true is not supported", path, token.content);
+      fail_input("{}: added token \"{}\" with single_word true is not supported", path,
+                 token.content);
     }
     tokens.push_back(std::move(token));
   }
@@ -181,17 +184,19 @@ std::vector<AddedToken> read_added_tokens(const nlohmann::json& json, const std:
 }
 
 // The post-processor's effect on one sequence: special ids before and after it.
-void read_post_processor(const nlohmann::json& json, const std::string& where, std::vector<int64_t>& prefix,
-                         std::vector<int64_t>& suffix) {
+void read_post_processor(const nlohmann::json& json, const std::string& where,
+                         std::vector<int64_t>& prefix, std::vector<int64_t>& suffix) {
   if (json.is_null()) return;
   const std::string type = component_type(json, where);
   if (type == "ByteLevel") return;  // offsets only
   if (type == "Sequence") {
     const auto& list = require(json, "processors", where);
-    if (!list.is_array()) fail_input("{}.processors: expected an array, got {}", where, io::describe(list));
+    if (!list.is_array())
+      fail_input("{}.processors: expected an array, got {}", where, io::describe(list));
     for (size_t i = 0; i < list.size(); ++i) {
       std::vector<int64_t> inner_prefix, inner_suffix;
-      read_post_processor(list[i], fmt::format("{}.processors[{}]", where, i), inner_prefix, inner_suffix);
+      read_post_processor(list[i], fmt::format("{}.processors[{}]", where, i), inner_prefix,
+                          inner_suffix);
       prefix.insert(prefix.begin(), inner_prefix.begin(), inner_prefix.end());
       suffix.insert(suffix.end(), inner_suffix.begin(), inner_suffix.end());
     }
@@ -210,30 +215,38 @@ void read_post_processor(const nlohmann::json& json, const std::string& where, s
     return;
   }
   if (type != "TemplateProcessing") {
-    fail_input("{}: post-processor \"{}\" is not supported (supported: TemplateProcessing, ByteLevel, "
-               "BertProcessing, RobertaProcessing, Sequence)", where, type);
+    fail_input(
+        "{}: post-processor \"{}\" is not supported (supported: TemplateProcessing, ByteLevel, "
+        "BertProcessing, RobertaProcessing, Sequence)",
+        where, type);
   }
   const auto& single = require(json, "single", where);
   const auto& specials = require(json, "special_tokens", where);
-  if (!single.is_array()) fail_input("{}.single: expected an array, got {}", where, io::describe(single));
+  if (!single.is_array())
+    fail_input("{}.single: expected an array, got {}", where, io::describe(single));
   bool seen_sequence = false;
   for (size_t i = 0; i < single.size(); ++i) {
     const auto& item = single[i];
     const std::string path = fmt::format("{}.single[{}]", where, i);
     if (item.is_object() && item.contains("Sequence")) {
-      if (seen_sequence) fail_input("{}: a single-sequence template with two sequences is not supported", path);
+      if (seen_sequence)
+        fail_input("{}: a single-sequence template with two sequences is not supported", path);
       seen_sequence = true;
       continue;
     }
     if (!(item.is_object() && item.contains("SpecialToken"))) {
-      fail_input("{}: expected {{\"SpecialToken\": ...}} or {{\"Sequence\": ...}}, got {}", path, io::describe(item));
+      fail_input("{}: expected {{\"SpecialToken\": ...}} or {{\"Sequence\": ...}}, got {}", path,
+                 io::describe(item));
     }
     const std::string name = require_string(item["SpecialToken"], "id", path + ".SpecialToken");
     const auto& special = require(specials, name.c_str(), where + ".special_tokens");
-    const auto& ids = require(special, "ids", fmt::format("{}.special_tokens[\"{}\"]", where, name));
-    if (!ids.is_array()) fail_input("{}.special_tokens[\"{}\"].ids: expected an array", where, name);
+    const auto& ids =
+        require(special, "ids", fmt::format("{}.special_tokens[\"{}\"]", where, name));
+    if (!ids.is_array())
+      fail_input("{}.special_tokens[\"{}\"].ids: expected an array", where, name);
     for (const auto& id : ids) {
-      if (!id.is_number_unsigned()) fail_input("{}.special_tokens[\"{}\"].ids: expected token ids", where, name);
+      if (!id.is_number_unsigned())
+        fail_input("{}.special_tokens[\"{}\"].ids: expected token ids", where, name);
       (seen_sequence ? suffix : prefix).push_back(id.get<int64_t>());
     }
   }
@@ -246,21 +259,27 @@ std::shared_ptr<const HfTokenizer> HfTokenizer::from_file(const std::string& pat
   return from_json(io::read_json_file(path), path);
 }
 
-std::shared_ptr<const HfTokenizer> HfTokenizer::from_json(const nlohmann::json& json, const std::string& where) {
-  if (!json.is_object()) fail_input("{}: expected a tokenizer.json object, got {}", where, io::describe(json));
+std::shared_ptr<const HfTokenizer> HfTokenizer::from_json(const nlohmann::json& json,
+                                                          const std::string& where) {
+  if (!json.is_object())
+    fail_input("{}: expected a tokenizer.json object, got {}", where, io::describe(json));
   auto impl = std::make_unique<Impl>();
   impl->path = where;
   for (const char* key : {"truncation", "padding"}) {
     if (auto it = json.find(key); it != json.end() && !it->is_null()) {
-      fail_input("{}: \"{}\" is not supported (expected null; mixlora cuts and pads sequences itself)", where, key);
+      fail_input(
+          "{}: \"{}\" is not supported (expected null; mixlora cuts and pads sequences itself)",
+          where, key);
     }
   }
   impl->model = std::make_unique<BpeModel>(require(json, "model", where), where + ".model");
-  impl->normalizer = make_normalizer(json.value("normalizer", nlohmann::json()), where + ".normalizer");
-  impl->pre_tokenizer = make_pre_tokenizer(json.value("pre_tokenizer", nlohmann::json()), where + ".pre_tokenizer");
+  impl->normalizer =
+      make_normalizer(json.value("normalizer", nlohmann::json()), where + ".normalizer");
+  impl->pre_tokenizer =
+      make_pre_tokenizer(json.value("pre_tokenizer", nlohmann::json()), where + ".pre_tokenizer");
   impl->decoder = make_decoder(json.value("decoder", nlohmann::json()), where + ".decoder");
-  read_post_processor(json.value("post_processor", nlohmann::json()), where + ".post_processor", impl->prefix,
-                      impl->suffix);
+  read_post_processor(json.value("post_processor", nlohmann::json()), where + ".post_processor",
+                      impl->prefix, impl->suffix);
 
   impl->added = read_added_tokens(json, where);
   for (size_t i = 0; i < impl->added.size(); ++i) {
@@ -324,8 +343,9 @@ std::string HfTokenizer::decode(const std::vector<int64_t>& ids, bool skip_speci
     }
     const std::string* token = s.model->id_to_token(id);
     if (token == nullptr) {
-      fail_input("token id {} is outside the vocabulary of {} ({} ids); wrong tokenizer for this model?", id, s.path,
-                 vocab_size());
+      fail_input(
+          "token id {} is outside the vocabulary of {} ({} ids); wrong tokenizer for this model?",
+          id, s.path, vocab_size());
     }
     tokens.push_back(*token);
   }
@@ -341,13 +361,15 @@ std::string HfTokenizer::decode(const std::vector<int64_t>& ids, bool skip_speci
 }
 
 std::optional<int64_t> HfTokenizer::token_to_id(const std::string& token) const {
-  if (auto it = impl_->added_by_content.find(token); it != impl_->added_by_content.end()) return it->second;
+  if (auto it = impl_->added_by_content.find(token); it != impl_->added_by_content.end())
+    return it->second;
   if (auto id = impl_->model->token_to_id(token)) return *id;
   return std::nullopt;
 }
 
 std::optional<std::string> HfTokenizer::id_to_token(int64_t id) const {
-  if (auto it = impl_->added_by_id.find(id); it != impl_->added_by_id.end()) return impl_->added[it->second].content;
+  if (auto it = impl_->added_by_id.find(id); it != impl_->added_by_id.end())
+    return impl_->added[it->second].content;
   if (const std::string* token = impl_->model->id_to_token(id)) return *token;
   return std::nullopt;
 }
@@ -371,8 +393,11 @@ std::optional<int64_t> HfTokenizer::unk_id() const {
 bool HfTokenizer::is_byte(int64_t id) const {
   if (!impl_->model->byte_fallback() || impl_->added_by_id.count(id) != 0) return false;
   const std::string* token = impl_->model->id_to_token(id);
-  if (token == nullptr || token->size() != 6 || token->compare(0, 3, "<0x") != 0 || (*token)[5] != '>') return false;
-  return std::isxdigit(static_cast<unsigned char>((*token)[3])) && std::isxdigit(static_cast<unsigned char>((*token)[4]));
+  if (token == nullptr || token->size() != 6 || token->compare(0, 3, "<0x") != 0 ||
+      (*token)[5] != '>')
+    return false;
+  return std::isxdigit(static_cast<unsigned char>((*token)[3])) &&
+         std::isxdigit(static_cast<unsigned char>((*token)[4]));
 }
 
 const std::vector<int64_t>& HfTokenizer::special_prefix() const { return impl_->prefix; }

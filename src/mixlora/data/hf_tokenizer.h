@@ -25,7 +25,8 @@ class HfTokenizer {
   // Reads a tokenizer.json file.
   static std::shared_ptr<const HfTokenizer> from_file(const std::string& path);
   // Parses tokenizer.json content; `where` names it in messages.
-  static std::shared_ptr<const HfTokenizer> from_json(const nlohmann::json& json, const std::string& where);
+  static std::shared_ptr<const HfTokenizer> from_json(const nlohmann::json& json,
+                                                      const std::string& where);
 
   ~HfTokenizer();
 

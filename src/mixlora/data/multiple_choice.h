@@ -23,7 +23,8 @@ struct ChoiceQuestion {
 
 // One row of `task` (an id of config::multiple_choice_tasks()). Field errors are InputErrors
 // "where: field: what, got found".
-ChoiceQuestion format_multiple_choice(const std::string& task, const nlohmann::json& row, const std::string& where);
+ChoiceQuestion format_multiple_choice(const std::string& task, const nlohmann::json& row,
+                                      const std::string& where);
 
 // A training sample on prompt + " " + answer word (BOS and EOS as the tokenizer adds them by
 // default; truncated to cutoff_len when > 0) that also carries the evaluation fields:
@@ -34,7 +35,7 @@ ChoiceQuestion format_multiple_choice(const std::string& task, const nlohmann::j
 // first prompt_length positions when !train_on_inputs. A prompt that leaves no room for the
 // answer within cutoff_len is an InputError "where: prompt of N tokens leaves no room for the
 // answer within cutoff_len M".
-Sample tokenize_multiple_choice(const ChoiceQuestion& question, const Tokenizer& tokenizer, int64_t cutoff_len,
-                                bool train_on_inputs, const std::string& where);
+Sample tokenize_multiple_choice(const ChoiceQuestion& question, const Tokenizer& tokenizer,
+                                int64_t cutoff_len, bool train_on_inputs, const std::string& where);
 
 }  // namespace mixlora::data

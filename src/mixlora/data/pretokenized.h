@@ -14,6 +14,7 @@ namespace mixlora::data {
 // One pre-tokenized row: input_ids (non-empty integer list, ids in [0, vocab_size) when
 // vocab_size > 0) and optional labels (same length; ids or kIgnoreIndex; default: input_ids).
 // InputError "where: field: what, got found".
-Sample parse_pretokenized_row(const nlohmann::json& row, const std::string& where, int64_t vocab_size);
+Sample parse_pretokenized_row(const nlohmann::json& row, const std::string& where,
+                              int64_t vocab_size);
 
 }  // namespace mixlora::data

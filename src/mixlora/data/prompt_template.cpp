@@ -16,7 +16,8 @@ using Values = std::map<std::string, std::string>;
 
 // Python str.format with keyword arguments only: "{name}" -> values[name], "{{" -> "{",
 // "}}" -> "}". `where` prefixes errors ("alpaca.json: prompt_input").
-std::string format_template(const std::string& text, const Values& values, const std::string& where) {
+std::string format_template(const std::string& text, const Values& values,
+                            const std::string& where) {
   std::string out;
   out.reserve(text.size() + 256);
   for (size_t i = 0; i < text.size(); ++i) {
@@ -35,8 +36,10 @@ std::string format_template(const std::string& text, const Values& values, const
       if (it == values.end()) {
         std::string known;
         for (const auto& [key, value] : values) known += (known.empty() ? "{" : ", {") + key + "}";
-        fail_input("{}: unknown placeholder {{{}}} (known here: {}; write {{{{ and }}}} for literal braces)", where,
-                   name, known);
+        fail_input(
+            "{}: unknown placeholder {{{}}} (known here: {}; write {{{{ and }}}} for literal "
+            "braces)",
+            where, name, known);
       }
       out += it->second;
       i = close;
@@ -62,15 +65,17 @@ void validate(const PromptTemplate& t, const std::string& source) {
 PromptTemplate read_template_file(const std::string& path) {
   const auto json = io::read_json_file(path);
   if (!json.is_object()) {
-    fail_input("{}: a prompt template must be a JSON object with prompt_input and prompt_no_input, got {}", path,
-               io::describe(json));
+    fail_input(
+        "{}: a prompt template must be a JSON object with prompt_input and prompt_no_input, got {}",
+        path, io::describe(json));
   }
   PromptTemplate t;
   t.name = path;
   auto required = [&](const char* key) {
     auto value = io::get_string(json, key, path);
     if (!value)
-      fail_input("{}: {}: missing field (a prompt template needs prompt_input and prompt_no_input)", path, key);
+      fail_input("{}: {}: missing field (a prompt template needs prompt_input and prompt_no_input)",
+                 path, key);
     return *value;
   };
   t.prompt_input = required("prompt_input");
@@ -85,18 +90,20 @@ PromptTemplate read_template_file(const std::string& path) {
 std::optional<PromptTemplate> builtin_prompt_template(const std::string& name) {
   if (name == "moe_peft") {
     // MoE-PEFT's default template (moe_peft/prompter.py; prompts/mlora.json has the same text).
-    return PromptTemplate{"moe_peft", "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Output:\n",
+    return PromptTemplate{"moe_peft",
+                          "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Output:\n",
                           "### Instruction:\n{instruction}\n\n### Output:\n", "### Output:"};
   }
   if (name == "alpaca") {
     // Alpaca-LoRA's template (prompts/alpaca.json).
-    return PromptTemplate{"alpaca",
-                          "Below is an instruction that describes a task, paired with an input that provides further "
-                          "context. Write a response that appropriately completes the request.\n\n"
-                          "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
-                          "Below is an instruction that describes a task. Write a response that appropriately "
-                          "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n",
-                          "### Response:"};
+    return PromptTemplate{
+        "alpaca",
+        "Below is an instruction that describes a task, paired with an input that provides further "
+        "context. Write a response that appropriately completes the request.\n\n"
+        "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n",
+        "Below is an instruction that describes a task. Write a response that appropriately "
+        "completes the request.\n\n### Instruction:\n{instruction}\n\n### Response:\n",
+        "### Response:"};
   }
   return std::nullopt;
 }
@@ -106,7 +113,8 @@ PromptTemplate load_prompt_template(const std::string& name_or_path) {
   std::error_code ec;
   if (std::filesystem::is_regular_file(name_or_path, ec)) return read_template_file(name_or_path);
   if (auto builtin = builtin_prompt_template(name_or_path)) return *builtin;
-  fail_input("prompt \"{}\": neither a template file nor a built-in template (moe_peft, alpaca)", name_or_path);
+  fail_input("prompt \"{}\": neither a template file nor a built-in template (moe_peft, alpaca)",
+             name_or_path);
 }
 
 std::string PromptTemplate::render_prompt(const std::string& instruction,
@@ -118,7 +126,8 @@ std::string PromptTemplate::render_prompt(const std::string& instruction,
   return format_template(prompt_no_input, {{"instruction", instruction}}, name);
 }
 
-std::string PromptTemplate::render(const std::string& instruction, const std::optional<std::string>& input,
+std::string PromptTemplate::render(const std::string& instruction,
+                                   const std::optional<std::string>& input,
                                    const std::optional<std::string>& output) const {
   std::string text = render_prompt(instruction, input);
   if (output && !output->empty()) text += *output + "\n";

@@ -16,7 +16,8 @@ struct PromptTemplate {
   std::string response_split;   // informational (generation splits the answer off here)
 
   // The prompt without the answer.
-  std::string render_prompt(const std::string& instruction, const std::optional<std::string>& input) const;
+  std::string render_prompt(const std::string& instruction,
+                            const std::optional<std::string>& input) const;
   // Prompt + output + "\n" (just the prompt when output is empty or absent), as MoE-PEFT trains on.
   std::string render(const std::string& instruction, const std::optional<std::string>& input,
                      const std::optional<std::string>& output) const;

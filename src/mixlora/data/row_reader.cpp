@@ -54,7 +54,8 @@ std::optional<MarkerHit> find_marker(const nlohmann::json& value, const std::str
   } else if (value.is_object()) {
     for (auto it = value.begin(); it != value.end(); ++it) {
       const std::string child = path.empty() ? it.key() : path + "." + it.key();
-      if (it.key().find(kInvalidMarker) != std::string::npos) return MarkerHit{child + " (a key)", it.key()};
+      if (it.key().find(kInvalidMarker) != std::string::npos)
+        return MarkerHit{child + " (a key)", it.key()};
       if (auto found = find_marker(it.value(), child)) return found;
     }
   } else if (value.is_array()) {
@@ -70,13 +71,16 @@ std::optional<MarkerHit> find_marker(const nlohmann::json& value, const std::str
   nlohmann::json parsed;
   try {
     parsed = nlohmann::json::parse(replace_invalid_bytes(text));
-  } catch (const nlohmann::json::exception&) {  // parse_error, or out_of_range for a number like 1e999
-    fail_input("{}: invalid UTF-8 (byte 0x{:02x}) in a row that is not valid JSON either", where, byte);
+  } catch (
+      const nlohmann::json::exception&) {  // parse_error, or out_of_range for a number like 1e999
+    fail_input("{}: invalid UTF-8 (byte 0x{:02x}) in a row that is not valid JSON either", where,
+               byte);
   }
   if (auto hit = find_marker(parsed, "")) {
     // Shown with U+FFFD where the invalid bytes were.
     std::string shown = hit->text;
-    for (size_t at; (at = shown.find(kInvalidMarker)) != std::string::npos;) shown.replace(at, 3, "\xEF\xBF\xBD");
+    for (size_t at; (at = shown.find(kInvalidMarker)) != std::string::npos;)
+      shown.replace(at, 3, "\xEF\xBF\xBD");
     fail_input("{}: {}: invalid UTF-8 (byte 0x{:02x}), got {}", where, hit->path, byte,
                io::describe(nlohmann::json(shown)));
   }
@@ -107,9 +111,11 @@ nlohmann::json parse_row_text(const std::string& text, const std::string& where)
   if (bad != std::string::npos) fail_invalid_utf8(text, bad, where);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
-    fail_input("{}: malformed JSON ({}); expected one JSON object per line or a JSON array of objects", where,
-               io::escape_unprintable(parse_error_detail(e)));
+  } catch (
+      const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
+    fail_input(
+        "{}: malformed JSON ({}); expected one JSON object per line or a JSON array of objects",
+        where, io::escape_unprintable(parse_error_detail(e)));
   }
 }
 
@@ -122,7 +128,8 @@ struct ElementText {
   int64_t line;
 };
 
-std::vector<ElementText> split_json_array(const std::string& s, size_t pos, const std::string& path) {
+std::vector<ElementText> split_json_array(const std::string& s, size_t pos,
+                                          const std::string& path) {
   int64_t line = 1;
   for (size_t i = 0; i < pos; ++i) line += s[i] == '\n';
   auto skip_blank = [&] {
@@ -171,7 +178,8 @@ std::vector<ElementText> split_json_array(const std::string& s, size_t pos, cons
           }
           const char open = stack.back();
           if ((open == '{') != (c == '}')) {
-            fail_input("{}:{}: malformed JSON array: '{}' does not close '{}'", path, line, c, open);
+            fail_input("{}:{}: malformed JSON array: '{}' does not close '{}'", path, line, c,
+                       open);
           }
           stack.pop_back();
         } else if (c == ',' && stack.empty()) {
@@ -179,8 +187,8 @@ std::vector<ElementText> split_json_array(const std::string& s, size_t pos, cons
         }
       }
       if (pos >= s.size()) {
-        fail_input("{}: malformed JSON array: the array opened on line {} is not closed{}", path, open_line,
-                   in_string ? " (unterminated string)" : "");
+        fail_input("{}: malformed JSON array: the array opened on line {} is not closed{}", path,
+                   open_line, in_string ? " (unterminated string)" : "");
       }
       size_t end = pos;
       while (end > start && is_blank(s[end - 1])) --end;
@@ -212,10 +220,12 @@ std::string describe_row(const nlohmann::json& row) {
 }
 
 void require_object(const nlohmann::json& row, const std::string& where) {
-  if (!row.is_object()) fail_input("{}: expected a JSON object per row, got {}", where, io::describe(row));
+  if (!row.is_object())
+    fail_input("{}: expected a JSON object per row, got {}", where, io::describe(row));
 }
 
-const nlohmann::json& field(const nlohmann::json& row, const std::string& key, const std::string& where) {
+const nlohmann::json& field(const nlohmann::json& row, const std::string& key,
+                            const std::string& where) {
   auto it = row.find(key);
   if (it == row.end() || it->is_null()) {
     fail_input("{}: {}: missing field, got {}", where, key, describe_row(row));
@@ -223,9 +233,11 @@ const nlohmann::json& field(const nlohmann::json& row, const std::string& key, c
   return *it;
 }
 
-std::string string_field(const nlohmann::json& row, const std::string& key, const std::string& where) {
+std::string string_field(const nlohmann::json& row, const std::string& key,
+                         const std::string& where) {
   const auto& value = field(row, key, where);
-  if (!value.is_string()) fail_input("{}: {}: expected a string, got {}", where, key, io::describe(value));
+  if (!value.is_string())
+    fail_input("{}: {}: expected a string, got {}", where, key, io::describe(value));
   return value.get<std::string>();
 }
 
@@ -233,7 +245,8 @@ std::optional<std::string> optional_string(const nlohmann::json& row, const std:
                                            const std::string& where) {
   auto it = row.find(key);
   if (it == row.end() || it->is_null()) return std::nullopt;
-  if (!it->is_string()) fail_input("{}: {}: expected a string, got {}", where, key, io::describe(*it));
+  if (!it->is_string())
+    fail_input("{}: {}: expected a string, got {}", where, key, io::describe(*it));
   return it->get<std::string>();
 }
 
@@ -255,7 +268,8 @@ RowStats for_each_row(const std::string& path, bool skip_bad_rows, const RowVisi
     }
   };
 
-  // The first non-blank character (after a UTF-8 byte order mark) tells a JSON array from JSON Lines.
+  // The first non-blank character (after a UTF-8 byte order mark) tells a JSON array from JSON
+  // Lines.
   char bom[3] = {0, 0, 0};
   in.read(bom, 3);
   const bool has_bom = in.gcount() == 3 && std::string(bom, 3) == "\xEF\xBB\xBF";

@@ -34,10 +34,13 @@ namespace rows {
 // The row itself must be an object.
 void require_object(const nlohmann::json& row, const std::string& where);
 // A present, non-null field ("where: key: missing field, got an object with keys [a, b]").
-const nlohmann::json& field(const nlohmann::json& row, const std::string& key, const std::string& where);
+const nlohmann::json& field(const nlohmann::json& row, const std::string& key,
+                            const std::string& where);
 // A string field (required / optional: absent or null gives nullopt).
-std::string string_field(const nlohmann::json& row, const std::string& key, const std::string& where);
-std::optional<std::string> optional_string(const nlohmann::json& row, const std::string& key, const std::string& where);
+std::string string_field(const nlohmann::json& row, const std::string& key,
+                         const std::string& where);
+std::optional<std::string> optional_string(const nlohmann::json& row, const std::string& key,
+                                           const std::string& where);
 // "object with keys [a, b]" or the short description of a non-object, for messages.
 std::string describe_row(const nlohmann::json& row);
 }  // namespace rows

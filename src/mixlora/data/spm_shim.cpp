@@ -72,8 +72,7 @@ MIXLORA_SPM_EXPORT void mixlora_spm_free(void* handle) { delete static_cast<Hand
 
 // Encodes len bytes of UTF-8 text (no BOS/EOS). Returns the id count, or -1 with err set.
 MIXLORA_SPM_EXPORT int64_t mixlora_spm_encode(const void* handle, const char* text, size_t len,
-                                              int32_t* ids, size_t cap, char* err,
-                                              size_t err_cap) {
+                                              int32_t* ids, size_t cap, char* err, size_t err_cap) {
   try {
     std::vector<int> out;
     const auto status = proc(handle).Encode(absl::string_view(text, len), &out);
@@ -93,8 +92,7 @@ MIXLORA_SPM_EXPORT int64_t mixlora_spm_encode(const void* handle, const char* te
 
 // Decodes ids to UTF-8 (not NUL-terminated). Returns the byte count, or -1 with err set.
 MIXLORA_SPM_EXPORT int64_t mixlora_spm_decode(const void* handle, const int32_t* ids, size_t n,
-                                              char* text, size_t cap, char* err,
-                                              size_t err_cap) {
+                                              char* text, size_t cap, char* err, size_t err_cap) {
   try {
     std::vector<int> in(ids, ids + n);
     for (const int id : in) {

@@ -209,16 +209,17 @@ std::optional<std::string> token_content(const nlohmann::json& config, const std
 
 void apply_special_tokens(Tokenizer::State& state, const nlohmann::json& config,
                           const std::string& where) {
-  const std::pair<const char*, int64_t*> fields[] = {
-      {"bos_token", &state.bos}, {"eos_token", &state.eos},
-      {"unk_token", &state.unk}, {"pad_token", &state.pad}};
+  const std::pair<const char*, int64_t*> fields[] = {{"bos_token", &state.bos},
+                                                     {"eos_token", &state.eos},
+                                                     {"unk_token", &state.unk},
+                                                     {"pad_token", &state.pad}};
   for (const auto& [key, id] : fields) {
     const auto content = token_content(config, key, where);
     if (!content) continue;
     const auto found = state.find(*content);
     if (!found) {
-      fail_input("{}: {}: token \"{}\" is in neither {} nor the added tokens", where, key,
-                 *content, state.path);
+      fail_input("{}: {}: token \"{}\" is in neither {} nor the added tokens", where, key, *content,
+                 state.path);
     }
     *id = *found;
   }
@@ -314,8 +315,10 @@ void apply_model_config_ids(Tokenizer::State& state, const fs::path& root) {
     auto it = config.find(key);
     if (it == config.end() || it->is_null()) continue;
     const nlohmann::json& value = it->is_array() && !it->empty() ? it->front() : *it;
-    if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() >= state.vocab_size) {
-      fail_input("{}: {}: expected a token id in [0, {}), got {}", where, key, state.vocab_size, io::describe(*it));
+    if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
+        value.get<int64_t>() >= state.vocab_size) {
+      fail_input("{}: {}: expected a token id in [0, {}), got {}", where, key, state.vocab_size,
+                 io::describe(*it));
     }
     *id = value.get<int64_t>();
   }
@@ -324,7 +327,7 @@ void apply_model_config_ids(Tokenizer::State& state, const fs::path& root) {
 // transformers' clean_up_tokenization: no space before punctuation and English contractions.
 std::string clean_up_tokenization(std::string text) {
   static const std::pair<const char*, const char*> rules[] = {
-      {" .", "."}, {" ?", "?"}, {" !", "!"}, {" ,", ","}, {" ' ", "'"},
+      {" .", "."},     {" ?", "?"},   {" !", "!"},   {" ,", ","},     {" ' ", "'"},
       {" n't", "n't"}, {" 'm", "'m"}, {" 's", "'s"}, {" 've", "'ve"}, {" 're", "'re"}};
   for (const auto& [from, to] : rules) {
     const std::string needle(from), replacement(to);
@@ -348,20 +351,25 @@ void check_post_processor(Tokenizer::State& state, const std::vector<int64_t>& i
   if (ids.empty()) return;
   if (*token < 0 && ids.size() == 1) *token = ids[0];
   if (ids.size() != 1 || ids[0] != *token) {
-    fail_input("{}: post_processor adds ids [{}] {} the text, but only the {} token ({}) is supported there",
-               state.path, fmt::join(ids, ", "), side, name, *token);
+    fail_input(
+        "{}: post_processor adds ids [{}] {} the text, but only the {} token ({}) is supported "
+        "there",
+        state.path, fmt::join(ids, ", "), side, name, *token);
   }
 }
 
 // encode()'s defaults: tokenizer_config.json's add_bos_token / add_eos_token where it gives them,
 // else the loader's own defaults. A flag asking for a token the tokenizer lacks is an input error.
-void set_default_specials(Tokenizer::State& state, std::optional<bool> add_bos, std::optional<bool> add_eos,
-                          bool default_bos, bool default_eos, const fs::path& config_path) {
+void set_default_specials(Tokenizer::State& state, std::optional<bool> add_bos,
+                          std::optional<bool> add_eos, bool default_bos, bool default_eos,
+                          const fs::path& config_path) {
   if (add_bos.value_or(false) && state.bos < 0) {
-    fail_input("{}: add_bos_token is true but the tokenizer has no BOS token", config_path.string());
+    fail_input("{}: add_bos_token is true but the tokenizer has no BOS token",
+               config_path.string());
   }
   if (add_eos.value_or(false) && state.eos < 0) {
-    fail_input("{}: add_eos_token is true but the tokenizer has no EOS token", config_path.string());
+    fail_input("{}: add_eos_token is true but the tokenizer has no EOS token",
+               config_path.string());
   }
   state.add_bos = add_bos.value_or(default_bos);
   state.add_eos = add_eos.value_or(default_eos);
@@ -383,7 +391,8 @@ std::shared_ptr<Tokenizer::State> load_tokenizer_json(const fs::path& root) {
     const auto config = read_json_object(where);
     add_bos = io::get_bool(config, "add_bos_token", where);
     add_eos = io::get_bool(config, "add_eos_token", where);
-    state->clean_up_spaces = io::get_bool(config, "clean_up_tokenization_spaces", where).value_or(false);
+    state->clean_up_spaces =
+        io::get_bool(config, "clean_up_tokenization_spaces", where).value_or(false);
     apply_special_tokens(*state, config, where);
   }
   const fs::path map_path = root / "special_tokens_map.json";
@@ -412,9 +421,10 @@ Tokenizer Tokenizer::from_model_dir(const std::string& dir) {
   if (fs::exists(root / "tokenizer.json", ec)) return Tokenizer(load_tokenizer_json(root));
   const fs::path model = root / "tokenizer.model";
   if (!fs::exists(model, ec)) {
-    fail_input("{}: no tokenizer.json and no tokenizer.model, so this model has no tokenizer; give "
-               "token ids instead of text (--prompt-ids, pre-tokenized data)",
-               dir);
+    fail_input(
+        "{}: no tokenizer.json and no tokenizer.model, so this model has no tokenizer; give "
+        "token ids instead of text (--prompt-ids, pre-tokenized data)",
+        dir);
   }
   auto state = load_model(model.string());
 
@@ -519,8 +529,10 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
     }
     auto added = s.added_by_id.find(id);
     if (added == s.added_by_id.end()) {
-      fail_input("token id {} is outside the vocabulary of {} ({} ids); wrong tokenizer for "
-                 "this model?", id, s.path, s.vocab_size);
+      fail_input(
+          "token id {} is outside the vocabulary of {} ({} ids); wrong tokenizer for "
+          "this model?",
+          id, s.path, s.vocab_size);
     }
     flush();
     text += added->second;

@@ -69,11 +69,13 @@ struct EvalShard {
 std::vector<EvalTotals> score(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
                               int64_t batch_size, int64_t pad_id, EvalShard shard = {});
 // Means, accuracy and router profile from the (summed) totals of `inputs`.
-std::vector<EvalResult> results_of(const std::vector<EvalInput>& inputs, const std::vector<EvalTotals>& totals);
+std::vector<EvalResult> results_of(const std::vector<EvalInput>& inputs,
+                                   const std::vector<EvalTotals>& totals);
 
 // score + results_of in one process.
-std::vector<EvalResult> evaluate(const model::Decoder& decoder, const std::vector<EvalInput>& inputs,
-                                 int64_t batch_size, int64_t pad_id);
+std::vector<EvalResult> evaluate(const model::Decoder& decoder,
+                                 const std::vector<EvalInput>& inputs, int64_t batch_size,
+                                 int64_t pad_id);
 
 nlohmann::json report_json(const std::vector<EvalResult>& results);
 std::string report_table(const std::vector<EvalResult>& results);

@@ -37,7 +37,8 @@ std::vector<int64_t> generate(const model::Decoder& decoder, const std::vector<i
 
   torch::NoGradGuard no_grad;
   std::mt19937_64 rng(options.seed);
-  model::KVCache cache(config, /*batch_size=*/1, prompt_length + budget - 1, model.dtype, model.device);
+  model::KVCache cache(config, /*batch_size=*/1, prompt_length + budget - 1, model.dtype,
+                       model.device);
   auto input = at::tensor(prompt, at::kLong).view({1, prompt_length});
   for (int64_t step = 0; step < budget; ++step) {
     auto hidden = decoder.hidden_states(input, at::Tensor(), &cache, hooks);

@@ -14,7 +14,8 @@ void validate(const SamplingOptions& options) {
   }
 }
 
-int64_t sample_token(const at::Tensor& logits, const SamplingOptions& options, std::mt19937_64& rng) {
+int64_t sample_token(const at::Tensor& logits, const SamplingOptions& options,
+                     std::mt19937_64& rng) {
   auto scores = logits.to(at::kCPU, at::kDouble).reshape({-1});
   if (options.temperature == 0.0) return scores.argmax().item<int64_t>();
 

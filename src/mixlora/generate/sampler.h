@@ -19,6 +19,7 @@ void validate(const SamplingOptions& options);
 
 // logits: [vocab] fp32 (any device). The random engine lives on the host so that a seed gives
 // the same tokens on CPU and CUDA.
-int64_t sample_token(const at::Tensor& logits, const SamplingOptions& options, std::mt19937_64& rng);
+int64_t sample_token(const at::Tensor& logits, const SamplingOptions& options,
+                     std::mt19937_64& rng);
 
 }  // namespace mixlora::generate

@@ -18,7 +18,8 @@ AtomicFile::AtomicFile(const std::string& path)
     : path_(path),
       temp_(fmt::format("{}.tmp.{}", path, ::getpid())),
       fd_(::open(temp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) {
-  if (fd_ < 0) fail_runtime("{}: cannot create temporary file {}: {}", path_, temp_, std::strerror(errno));
+  if (fd_ < 0)
+    fail_runtime("{}: cannot create temporary file {}: {}", path_, temp_, std::strerror(errno));
 }
 
 AtomicFile::~AtomicFile() {
@@ -31,14 +32,16 @@ void AtomicFile::write(const void* data, size_t size) {
   while (size > 0) {
     const ssize_t n = ::write(fd_, bytes, std::min<size_t>(size, 1u << 30));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) fail_runtime("{}: cannot write {}: {}", path_, temp_, std::strerror(n < 0 ? errno : EIO));
+    if (n <= 0)
+      fail_runtime("{}: cannot write {}: {}", path_, temp_, std::strerror(n < 0 ? errno : EIO));
     bytes += n;
     size -= static_cast<size_t>(n);
   }
 }
 
 void AtomicFile::commit() {
-  if (::fsync(fd_) != 0) fail_runtime("{}: cannot fsync {}: {}", path_, temp_, std::strerror(errno));
+  if (::fsync(fd_) != 0)
+    fail_runtime("{}: cannot fsync {}: {}", path_, temp_, std::strerror(errno));
   if (::close(std::exchange(fd_, -1)) != 0) {
     fail_runtime("{}: cannot close {}: {}", path_, temp_, std::strerror(errno));
   }
@@ -48,7 +51,9 @@ void AtomicFile::commit() {
   committed_ = true;
   // Makes the rename itself durable; best effort, the file is already complete.
   const auto slash = path_.rfind('/');
-  const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path_.substr(0, slash);
+  const std::string dir = slash == std::string::npos ? "."
+                          : slash == 0               ? "/"
+                                                     : path_.substr(0, slash);
   const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir_fd >= 0) {
     ::fsync(dir_fd);

@@ -13,8 +13,10 @@ namespace fs = std::filesystem;
 std::string escape_unprintable(const std::string& text) {
   std::string out;
   for (const unsigned char c : text) {
-    if (c < 0x20 || c >= 0x7f) out += fmt::format("\\x{:02x}", c);
-    else out += static_cast<char>(c);
+    if (c < 0x20 || c >= 0x7f)
+      out += fmt::format("\\x{:02x}", c);
+    else
+      out += static_cast<char>(c);
   }
   return out;
 }
@@ -24,13 +26,17 @@ void check_json_depth(std::string_view text, const std::string& where) {
   bool in_string = false, escaped = false;
   for (const char c : text) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > kMaxJsonDepth) fail_input("{}: JSON nested deeper than {} levels", where, kMaxJsonDepth);
+      if (++depth > kMaxJsonDepth)
+        fail_input("{}: JSON nested deeper than {} levels", where, kMaxJsonDepth);
     } else if ((c == ']' || c == '}') && depth > 0) {
       --depth;
     }
@@ -56,11 +62,13 @@ nlohmann::json read_json_file(const std::string& path) {
   check_json_depth(text, path);
   try {
     return nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
+  } catch (
+      const nlohmann::json::exception& e) {  // parse_error, or out_of_range for a number like 1e999
     // e.what() is "[json.exception.parse_error.101] parse error at line 1, column 2: ..."
     std::string what = e.what();
     const auto pos = what.find("] ");
-    fail_input("{}: invalid JSON: {}", path, escape_unprintable(pos == std::string::npos ? what : what.substr(pos + 2)));
+    fail_input("{}: invalid JSON: {}", path,
+               escape_unprintable(pos == std::string::npos ? what : what.substr(pos + 2)));
   }
 }
 

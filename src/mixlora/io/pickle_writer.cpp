@@ -14,10 +14,10 @@ constexpr char kEmptyTuple = ')';
 constexpr char kReduce = 'R';
 constexpr char kBinPersId = 'Q';
 constexpr char kSetItems = 'u';
-constexpr char kBinInt = 'J';   // 4-byte signed
-constexpr char kBinInt1 = 'K';  // 1-byte unsigned
-constexpr char kBinInt2 = 'M';  // 2-byte unsigned
-constexpr char kLong1 = '\x8a'; // 1-byte length, then two's complement little-endian
+constexpr char kBinInt = 'J';    // 4-byte signed
+constexpr char kBinInt1 = 'K';   // 1-byte unsigned
+constexpr char kBinInt2 = 'M';   // 2-byte unsigned
+constexpr char kLong1 = '\x8a';  // 1-byte length, then two's complement little-endian
 constexpr char kBinUnicode = 'X';
 constexpr char kNewTrue = '\x88';
 constexpr char kNewFalse = '\x89';
@@ -55,7 +55,8 @@ void PickleWriter::integer(int64_t value) {
   } else if (value >= 0 && value <= 0xffff) {
     op(kBinInt2);
     le(static_cast<uint64_t>(value), 2);
-  } else if (value >= std::numeric_limits<int32_t>::min() && value <= std::numeric_limits<int32_t>::max()) {
+  } else if (value >= std::numeric_limits<int32_t>::min() &&
+             value <= std::numeric_limits<int32_t>::max()) {
     op(kBinInt);
     le(static_cast<uint64_t>(value), 4);
   } else {

@@ -13,12 +13,37 @@ namespace {
 
 // Opcode bytes, as named in CPython's Lib/pickle.py.
 enum Op : uint8_t {
-  kProto = 0x80, kFrame = 0x95, kStop = '.', kMark = '(', kEmptyDict = '}', kEmptyTuple = ')',
-  kTuple = 't', kTuple1 = 0x85, kTuple2 = 0x86, kTuple3 = 0x87, kBinUnicode = 'X',
-  kShortBinUnicode = 0x8c, kBinInt = 'J', kBinInt1 = 'K', kBinInt2 = 'M', kLong1 = 0x8a,
-  kNewTrue = 0x88, kNewFalse = 0x89, kNone = 'N', kGlobal = 'c', kStackGlobal = 0x93,
-  kReduce = 'R', kBinPersId = 'Q', kBinPut = 'q', kLongBinPut = 'r', kBinGet = 'h',
-  kLongBinGet = 'j', kMemoize = 0x94, kSetItem = 's', kSetItems = 'u', kBuild = 'b',
+  kProto = 0x80,
+  kFrame = 0x95,
+  kStop = '.',
+  kMark = '(',
+  kEmptyDict = '}',
+  kEmptyTuple = ')',
+  kTuple = 't',
+  kTuple1 = 0x85,
+  kTuple2 = 0x86,
+  kTuple3 = 0x87,
+  kBinUnicode = 'X',
+  kShortBinUnicode = 0x8c,
+  kBinInt = 'J',
+  kBinInt1 = 'K',
+  kBinInt2 = 'M',
+  kLong1 = 0x8a,
+  kNewTrue = 0x88,
+  kNewFalse = 0x89,
+  kNone = 'N',
+  kGlobal = 'c',
+  kStackGlobal = 0x93,
+  kReduce = 'R',
+  kBinPersId = 'Q',
+  kBinPut = 'q',
+  kLongBinPut = 'r',
+  kBinGet = 'h',
+  kLongBinGet = 'j',
+  kMemoize = 0x94,
+  kSetItem = 's',
+  kSetItems = 'u',
+  kBuild = 'b',
 };
 
 struct StorageClass {
@@ -57,10 +82,10 @@ using Value = std::shared_ptr<Node>;
 
 struct Node {
   Kind kind = Kind::none;
-  int64_t integer = 0;          // integer, boolean
-  std::string text;             // string; global "module.name"
-  std::vector<Value> items;     // tuple items; dict: key, value, key, value, ...
-  PickledTensor tensor;         // storage (key, dtype, numel) and tensor
+  int64_t integer = 0;       // integer, boolean
+  std::string text;          // string; global "module.name"
+  std::vector<Value> items;  // tuple items; dict: key, value, key, value, ...
+  PickledTensor tensor;      // storage (key, dtype, numel) and tensor
 };
 
 const char* kind_name(Kind kind) {
@@ -97,12 +122,14 @@ class Machine {
       switch (op) {
         case kProto: {
           const auto version = read_uint(1);
-          if (version < 2 || version > 5) fail("pickle protocol " + std::to_string(version) + " (torch.save writes 2)");
+          if (version < 2 || version > 5)
+            fail("pickle protocol " + std::to_string(version) + " (torch.save writes 2)");
           break;
         }
         case kFrame: (void)read_uint(8); break;  // a length hint only
         case kStop: {
-          if (!marks_.empty() || stack_.size() != 1) fail("STOP with more than one object on the stack");
+          if (!marks_.empty() || stack_.size() != 1)
+            fail("STOP with more than one object on the stack");
           return stack_.back();
         }
         case kMark: marks_.push_back(stack_.size()); break;
@@ -115,7 +142,9 @@ class Machine {
           push(t);
           break;
         }
-        case kTuple1: case kTuple2: case kTuple3: {
+        case kTuple1:
+        case kTuple2:
+        case kTuple3: {
           const size_t n = op - kTuple1 + 1;
           need(n);
           auto t = make(Kind::tuple);
@@ -130,7 +159,8 @@ class Machine {
         case kBinInt1: push(make_int(static_cast<int64_t>(read_uint(1)))); break;
         case kBinInt2: push(make_int(static_cast<int64_t>(read_uint(2)))); break;
         case kLong1: push(make_int(read_long1())); break;
-        case kNewTrue: case kNewFalse: {
+        case kNewTrue:
+        case kNewFalse: {
           auto b = make(Kind::boolean);
           b->integer = op == kNewTrue;
           push(b);
@@ -178,27 +208,31 @@ class Machine {
         case kBuild: {
           // OrderedDict state (state_dict()'s _metadata): dropped, it describes no tensor.
           auto state = pop_any();
-          if (state->kind != Kind::dict && state->kind != Kind::none) fail("BUILD with " + std::string(kind_name(state->kind)));
+          if (state->kind != Kind::dict && state->kind != Kind::none)
+            fail("BUILD with " + std::string(kind_name(state->kind)));
           (void)top(Kind::dict);
           break;
         }
         default:
-          fail(fmt::format("opcode 0x{:02x} is not one a torch.save state dict of tensors uses", op));
+          fail(fmt::format("opcode 0x{:02x} is not one a torch.save state dict of tensors uses",
+                           op));
       }
     }
   }
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    fail_input("{}: not a state dict of tensors (byte {}: {}); we read only tensor records, never "
-               "general pickles: re-save it with torch.save({{name: tensor}}) or as safetensors",
-               source_, op_pos_, what);
+    fail_input(
+        "{}: not a state dict of tensors (byte {}: {}); we read only tensor records, never "
+        "general pickles: re-save it with torch.save({{name: tensor}}) or as safetensors",
+        source_, op_pos_, what);
   }
 
   uint64_t read_uint(size_t n) {
     if (bytes_.size() - pos_ < n) fail("the pickle ends inside an opcode argument");
     uint64_t value = 0;
-    for (size_t i = 0; i < n; ++i) value |= static_cast<uint64_t>(static_cast<uint8_t>(bytes_[pos_ + i])) << (8 * i);
+    for (size_t i = 0; i < n; ++i)
+      value |= static_cast<uint64_t>(static_cast<uint8_t>(bytes_[pos_ + i])) << (8 * i);
     pos_ += n;
     return value;
   }
@@ -262,7 +296,8 @@ class Machine {
   }
   Value pop(Kind kind) {
     auto v = pop_any();
-    if (v->kind != kind) fail(fmt::format("expected {}, found {}", kind_name(kind), kind_name(v->kind)));
+    if (v->kind != kind)
+      fail(fmt::format("expected {}, found {}", kind_name(kind), kind_name(v->kind)));
     return v;
   }
   Node* top(Kind kind) {
@@ -294,7 +329,8 @@ class Machine {
   }
 
   void set_item(Node& dict, const Value& key, const Value& value) {
-    if (key->kind != Kind::string) fail(fmt::format("a dict key is {}, not a string", kind_name(key->kind)));
+    if (key->kind != Kind::string)
+      fail(fmt::format("a dict key is {}, not a string", kind_name(key->kind)));
     dict.items.push_back(key);
     dict.items.push_back(value);
   }
@@ -302,8 +338,9 @@ class Machine {
   // ('storage', torch.<T>Storage, key, location, numel)
   Value storage(const Node& pid) {
     const auto& f = pid.items;
-    if (f.size() != 5 || f[0]->kind != Kind::string || f[0]->text != "storage" || f[1]->kind != Kind::global ||
-        f[2]->kind != Kind::string || f[3]->kind != Kind::string || f[4]->kind != Kind::integer) {
+    if (f.size() != 5 || f[0]->kind != Kind::string || f[0]->text != "storage" ||
+        f[1]->kind != Kind::global || f[2]->kind != Kind::string || f[3]->kind != Kind::string ||
+        f[4]->kind != Kind::integer) {
       fail("a persistent id that is not ('storage', torch.<T>Storage, key, location, numel)");
     }
     const StorageClass* cls = nullptr;
@@ -325,7 +362,8 @@ class Machine {
     if (v->kind != Kind::tuple) fail(std::string(what) + " is not a tuple");
     std::vector<int64_t> out;
     for (const auto& item : v->items) {
-      if (item->kind != Kind::integer || item->integer < 0) fail(std::string(what) + " holds a non-negative int only");
+      if (item->kind != Kind::integer || item->integer < 0)
+        fail(std::string(what) + " holds a non-negative int only");
       out.push_back(item->integer);
     }
     return out;
@@ -341,17 +379,20 @@ class Machine {
     }
     if (callable == kRebuildParameter) {
       // (data, requires_grad, backward_hooks)
-      if (a.size() != 3 || a[0]->kind != Kind::tensor || a[1]->kind != Kind::boolean || !is_empty_hooks(a[2])) {
+      if (a.size() != 3 || a[0]->kind != Kind::tensor || a[1]->kind != Kind::boolean ||
+          !is_empty_hooks(a[2])) {
         fail("_rebuild_parameter arguments are not (tensor, bool, OrderedDict())");
       }
       return a[0];
     }
     if (callable == kRebuildTensor) {
       // (storage, storage_offset, size, stride, requires_grad, backward_hooks[, metadata])
-      if ((a.size() != 6 && a.size() != 7) || a[0]->kind != Kind::storage || a[1]->kind != Kind::integer ||
-          a[4]->kind != Kind::boolean || !is_empty_hooks(a[5]) ||
+      if ((a.size() != 6 && a.size() != 7) || a[0]->kind != Kind::storage ||
+          a[1]->kind != Kind::integer || a[4]->kind != Kind::boolean || !is_empty_hooks(a[5]) ||
           (a.size() == 7 && a[6]->kind != Kind::none && !is_empty_hooks(a[6]))) {
-        fail("_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, requires_grad, OrderedDict())");
+        fail(
+            "_rebuild_tensor_v2 arguments are not (storage, offset, size, stride, requires_grad, "
+            "OrderedDict())");
       }
       auto t = make(Kind::tensor);
       t->tensor = a[0]->tensor;
@@ -379,7 +420,8 @@ class Machine {
       }
     }
     if (empty ? t.storage_offset > t.storage_numel : last >= t.storage_numel) {
-      fail(fmt::format("a tensor view reaching element {} of a storage of {}", last, t.storage_numel));
+      fail(fmt::format("a tensor view reaching element {} of a storage of {}", last,
+                       t.storage_numel));
     }
   }
 
@@ -395,7 +437,8 @@ class Machine {
 
 }  // namespace
 
-std::vector<PickledTensor> parse_state_dict_pickle(std::string_view pickle, const std::string& source) {
+std::vector<PickledTensor> parse_state_dict_pickle(std::string_view pickle,
+                                                   const std::string& source) {
   Machine machine(pickle, source);
   const Value root = machine.run();
   if (root->kind != Kind::dict) {

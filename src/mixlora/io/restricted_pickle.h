@@ -5,7 +5,8 @@
 //   {name: tensor}   dict or collections.OrderedDict, names strings, each tensor
 //                    torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad,
 //                    hooks[, metadata]), possibly wrapped in torch._utils._rebuild_parameter,
-//                    its storage a persistent id ('storage', torch.<T>Storage, key, location, numel).
+//                    its storage a persistent id ('storage', torch.<T>Storage, key, location,
+//                    numel).
 // The only callables it knows are those names plus collections.OrderedDict (called with no
 // arguments); any other global, opcode or shape is an InputError naming the source and the byte
 // offset. Nothing in the file can run code, allocate beyond its own size, or recurse.
@@ -34,6 +35,7 @@ struct PickledTensor {
 // Parses `pickle` (the bytes of data.pkl); `source` names it in errors. Tensors come in file order.
 // Checks that every view lies inside its storage's claimed element count; the caller checks the
 // storage records themselves.
-std::vector<PickledTensor> parse_state_dict_pickle(std::string_view pickle, const std::string& source);
+std::vector<PickledTensor> parse_state_dict_pickle(std::string_view pickle,
+                                                   const std::string& source);
 
 }  // namespace mixlora::io

@@ -22,7 +22,8 @@
 #include <unordered_map>
 
 // Tensor bytes are used as-is: the format is little-endian and so is every target we build for.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "SafeTensors I/O assumes a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "SafeTensors I/O assumes a little-endian host");
 
 namespace mixlora::io {
 namespace {
@@ -48,9 +49,7 @@ constexpr std::array<DTypeEntry, 9> kDTypes{{
     {DType::BOOL, "BOOL", 1, at::kBool},
 }};
 
-const DTypeEntry& entry_of(DType dtype) {
-  return kDTypes[static_cast<size_t>(dtype)];
-}
+const DTypeEntry& entry_of(DType dtype) { return kDTypes[static_cast<size_t>(dtype)]; }
 
 std::optional<DType> dtype_from_name(std::string_view name) {
   for (const auto& e : kDTypes)
@@ -80,8 +79,9 @@ std::string brief(const Json& value) {
 std::string json_error_text(const std::exception& e) {
   std::string text = e.what();
   const auto bracket = text.find("] ");
-  return text.rfind("[json.exception.", 0) == 0 && bracket != std::string::npos ? text.substr(bracket + 2)
-                                                                                 : text;
+  return text.rfind("[json.exception.", 0) == 0 && bracket != std::string::npos
+             ? text.substr(bracket + 2)
+             : text;
 }
 
 // A read-only mapping of a whole file, unmapped when the last owner goes away.
@@ -89,7 +89,8 @@ class Mapping {
  public:
   Mapping(const std::string& path, size_t size, int fd) : size_(size) {
     void* addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (addr == MAP_FAILED) fail_input("{}: cannot mmap {} bytes: {}", path, size, std::strerror(errno));
+    if (addr == MAP_FAILED)
+      fail_input("{}: cannot mmap {} bytes: {}", path, size, std::strerror(errno));
     data_ = static_cast<const uint8_t*>(addr);
   }
   ~Mapping() { ::munmap(const_cast<uint8_t*>(data_), size_); }
@@ -134,8 +135,8 @@ class HeaderParser {
              std::map<std::string, std::string>& metadata) const {
     const Json header = parse_json(text);
     if (!header.is_object())
-      fail_input("{}: header is a JSON {}, expected an object mapping tensor names to entries", path_,
-                 header.type_name());
+      fail_input("{}: header is a JSON {}, expected an object mapping tensor names to entries",
+                 path_, header.type_name());
     for (const auto& [name, entry] : header.items()) {
       if (name == "__metadata__")
         metadata = parse_metadata(entry);
@@ -150,7 +151,8 @@ class HeaderParser {
     // nlohmann keeps the last of duplicate keys silently; a duplicated tensor name is corruption.
     std::set<std::string> seen;
     std::string duplicate;
-    const Json::parser_callback_t track_keys = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    const Json::parser_callback_t track_keys = [&](int depth, Json::parse_event_t event,
+                                                   Json& parsed) {
       if (event == Json::parse_event_t::key && depth == 1 && parsed.is_string() &&
           !seen.insert(parsed.get<std::string>()).second && duplicate.empty())
         duplicate = parsed.get<std::string>();
@@ -161,16 +163,18 @@ class HeaderParser {
     try {
       header = Json::parse(text.begin(), text.end(), track_keys);
     } catch (const Json::exception& e) {
-      fail_input("{}: header is not valid JSON ({}); not a SafeTensors file, or a corrupt one", path_,
-                 escape_unprintable(json_error_text(e)));
+      fail_input("{}: header is not valid JSON ({}); not a SafeTensors file, or a corrupt one",
+                 path_, escape_unprintable(json_error_text(e)));
     }
-    if (!duplicate.empty()) fail_input("{}: tensor '{}' appears twice in the header", path_, duplicate);
+    if (!duplicate.empty())
+      fail_input("{}: tensor '{}' appears twice in the header", path_, duplicate);
     return header;
   }
 
   std::map<std::string, std::string> parse_metadata(const Json& entry) const {
     if (!entry.is_object())
-      fail_input("{}: __metadata__ is a JSON {}, expected an object of strings", path_, entry.type_name());
+      fail_input("{}: __metadata__ is a JSON {}, expected an object of strings", path_,
+                 entry.type_name());
     std::map<std::string, std::string> metadata;
     for (const auto& [key, value] : entry.items()) {
       if (!value.is_string())
@@ -182,8 +186,9 @@ class HeaderParser {
 
   TensorInfo parse_tensor(const std::string& name, const Json& entry) const {
     if (!entry.is_object())
-      fail_input("{}: tensor '{}': entry is {}, expected an object with dtype, shape and data_offsets",
-                 path_, name, brief(entry));
+      fail_input(
+          "{}: tensor '{}': entry is {}, expected an object with dtype, shape and data_offsets",
+          path_, name, brief(entry));
     for (const char* field : {"dtype", "shape", "data_offsets"})
       if (!entry.contains(field)) fail_input("{}: tensor '{}': missing \"{}\"", path_, name, field);
 
@@ -196,8 +201,8 @@ class HeaderParser {
     const uint64_t have = info.end - info.begin;
     const auto need = byte_size(info.shape, info.dtype);
     if (!need || *need != have)
-      fail_input("{}: tensor '{}': data_offsets [{}, {}] hold {} bytes but shape {} of {} needs {}", path_,
-                 name, info.begin, info.end, have, info.shape, dtype_name(info.dtype),
+      fail_input("{}: tensor '{}': data_offsets [{}, {}] hold {} bytes but shape {} of {} needs {}",
+                 path_, name, info.begin, info.end, have, info.shape, dtype_name(info.dtype),
                  need ? std::to_string(*need) : std::string("more than 2^64"));
     return info;
   }
@@ -205,20 +210,20 @@ class HeaderParser {
   DType parse_dtype(const std::string& name, const Json& value) const {
     const auto dtype = value.is_string() ? dtype_from_name(value.get<std::string>()) : std::nullopt;
     if (!dtype)
-      fail_input("{}: tensor '{}': unknown dtype {} (expected one of {})", path_, name, brief(value),
-                 all_dtype_names());
+      fail_input("{}: tensor '{}': unknown dtype {} (expected one of {})", path_, name,
+                 brief(value), all_dtype_names());
     return *dtype;
   }
 
   std::vector<int64_t> parse_shape(const std::string& name, const Json& value) const {
     if (!value.is_array())
-      fail_input("{}: tensor '{}': shape is {}, expected an array of non-negative integers", path_, name,
-                 brief(value));
+      fail_input("{}: tensor '{}': shape is {}, expected an array of non-negative integers", path_,
+                 name, brief(value));
     std::vector<int64_t> shape;
     for (const auto& dim : value) {
       if (!dim.is_number_unsigned() || dim.get<uint64_t>() > uint64_t(INT64_MAX))
-        fail_input("{}: tensor '{}': shape {} has dimension {}, expected a non-negative integer", path_,
-                   name, brief(value), brief(dim));
+        fail_input("{}: tensor '{}': shape {} has dimension {}, expected a non-negative integer",
+                   path_, name, brief(value), brief(dim));
       shape.push_back(static_cast<int64_t>(dim.get<uint64_t>()));
     }
     return shape;
@@ -227,15 +232,19 @@ class HeaderParser {
   std::pair<uint64_t, uint64_t> parse_offsets(const std::string& name, const Json& value) const {
     if (!value.is_array() || value.size() != 2 || !value[0].is_number_unsigned() ||
         !value[1].is_number_unsigned())
-      fail_input("{}: tensor '{}': data_offsets is {}, expected [begin, end] with non-negative integers",
-                 path_, name, brief(value));
+      fail_input(
+          "{}: tensor '{}': data_offsets is {}, expected [begin, end] with non-negative integers",
+          path_, name, brief(value));
     const auto begin = value[0].get<uint64_t>();
     const auto end = value[1].get<uint64_t>();
     if (begin > end)
-      fail_input("{}: tensor '{}': data_offsets [{}, {}] has begin after end", path_, name, begin, end);
+      fail_input("{}: tensor '{}': data_offsets [{}, {}] has begin after end", path_, name, begin,
+                 end);
     if (end > data_size_)
-      fail_input("{}: tensor '{}': data_offsets [{}, {}] run past the {}-byte data section (truncated file?)",
-                 path_, name, begin, end, data_size_);
+      fail_input(
+          "{}: tensor '{}': data_offsets [{}, {}] run past the {}-byte data section (truncated "
+          "file?)",
+          path_, name, begin, end, data_size_);
     return {begin, end};
   }
 
@@ -255,8 +264,8 @@ class HeaderParser {
     const TensorInfo* furthest = nullptr;  // the tensor reaching furthest so far
     for (const TensorInfo* t : by_offset) {
       if (furthest && t->begin < furthest->end)
-        fail_input("{}: tensor '{}': data_offsets [{}, {}] overlap tensor '{}' at [{}, {}]", path_, t->name,
-                   t->begin, t->end, furthest->name, furthest->begin, furthest->end);
+        fail_input("{}: tensor '{}': data_offsets [{}, {}] overlap tensor '{}' at [{}, {}]", path_,
+                   t->name, t->begin, t->end, furthest->name, furthest->begin, furthest->end);
       if (!furthest || t->end > furthest->end) furthest = t;
     }
   }
@@ -290,32 +299,39 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
   if (fd.get() < 0) fail_input("{}: cannot open: {}", path, std::strerror(errno));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) fail_input("{}: cannot stat: {}", path, std::strerror(errno));
-  if (!S_ISREG(st.st_mode)) fail_input("{}: not a regular file, expected a .safetensors file", path);
+  if (!S_ISREG(st.st_mode))
+    fail_input("{}: not a regular file, expected a .safetensors file", path);
   const auto file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8)
-    fail_input("{}: file is {} bytes, expected at least the 8-byte header length (empty or truncated file?)",
-               path, file_size);
+    fail_input(
+        "{}: file is {} bytes, expected at least the 8-byte header length (empty or truncated "
+        "file?)",
+        path, file_size);
 
   state->mapping = std::make_unique<Mapping>(path, file_size, fd.get());
   const uint8_t* bytes = state->mapping->data();
   const uint64_t header_size = read_le_u64(bytes);
   if (header_size > kMaxHeaderBytes)
-    fail_input("{}: header length {} bytes exceeds the {}-byte limit (corrupt file, or not SafeTensors?)",
-               path, header_size, kMaxHeaderBytes);
+    fail_input(
+        "{}: header length {} bytes exceeds the {}-byte limit (corrupt file, or not SafeTensors?)",
+        path, header_size, kMaxHeaderBytes);
   if (header_size > file_size - 8)
-    fail_input("{}: header length {} bytes runs past the end of the {}-byte file (truncated file?)", path,
-               header_size, file_size);
+    fail_input("{}: header length {} bytes runs past the end of the {}-byte file (truncated file?)",
+               path, header_size, file_size);
 
   state->data = bytes + 8 + header_size;
   const std::string_view header(reinterpret_cast<const char*>(bytes + 8), header_size);
   HeaderParser(path, file_size - 8 - header_size).parse(header, state->tensors, state->metadata);
-  for (size_t i = 0; i < state->tensors.size(); ++i) state->index.emplace(state->tensors[i].name, i);
+  for (size_t i = 0; i < state->tensors.size(); ++i)
+    state->index.emplace(state->tensors[i].name, i);
   return SafeTensorsFile(std::move(state));
 }
 
 const std::string& SafeTensorsFile::path() const { return state_->path; }
 const std::vector<TensorInfo>& SafeTensorsFile::tensors() const { return state_->tensors; }
-const std::map<std::string, std::string>& SafeTensorsFile::metadata() const { return state_->metadata; }
+const std::map<std::string, std::string>& SafeTensorsFile::metadata() const {
+  return state_->metadata;
+}
 
 const TensorInfo* SafeTensorsFile::find(const std::string& name) const {
   const auto it = state_->index.find(name);
@@ -326,14 +342,16 @@ at::Tensor SafeTensorsFile::load(const std::string& name) const {
   const TensorInfo* info = find(name);
   if (!info) fail_input("{}: no tensor '{}' in this file", path(), name);
   at::Tensor tensor = at::empty(info->shape, at::TensorOptions().dtype(scalar_type(info->dtype)));
-  if (info->end > info->begin) std::memcpy(tensor.data_ptr(), state_->data + info->begin, info->end - info->begin);
+  if (info->end > info->begin)
+    std::memcpy(tensor.data_ptr(), state_->data + info->begin, info->end - info->begin);
   return tensor;
 }
 
 // ---------------------------------------------------------------------------------------------
 // Writer
 
-void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+void save_safetensors(const std::string& path,
+                      const std::vector<std::pair<std::string, at::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   Json header = Json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
@@ -342,13 +360,15 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   std::set<std::string> names;
   uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
-    if (name == "__metadata__") fail_runtime("{}: '__metadata__' is reserved and cannot name a tensor", path);
+    if (name == "__metadata__")
+      fail_runtime("{}: '__metadata__' is reserved and cannot name a tensor", path);
     if (!names.insert(name).second) fail_runtime("{}: tensor '{}' given twice", path, name);
     if (!tensor.defined()) fail_runtime("{}: tensor '{}' is undefined", path, name);
     const auto dtype = dtype_from_scalar(tensor.scalar_type());
     if (!dtype)
-      fail_runtime("{}: tensor '{}' has dtype {}, which SafeTensors cannot hold (expected one of {})", path,
-                   name, c10::toString(tensor.scalar_type()), all_dtype_names());
+      fail_runtime(
+          "{}: tensor '{}' has dtype {}, which SafeTensors cannot hold (expected one of {})", path,
+          name, c10::toString(tensor.scalar_type()), all_dtype_names());
     contiguous.push_back(tensor.detach().to(at::kCPU).contiguous());
     const uint64_t size = contiguous.back().nbytes();
     header[name] = {{"dtype", std::string(dtype_name(*dtype))},
@@ -361,7 +381,8 @@ void save_safetensors(const std::string& path, const std::vector<std::pair<std::
   std::string header_text = header.dump();
   header_text.resize((header_text.size() + 7) / 8 * 8, ' ');
   std::array<uint8_t, 8> header_size{};
-  for (size_t i = 0; i < 8; ++i) header_size[i] = static_cast<uint8_t>(uint64_t(header_text.size()) >> (8 * i));
+  for (size_t i = 0; i < 8; ++i)
+    header_size[i] = static_cast<uint8_t>(uint64_t(header_text.size()) >> (8 * i));
 
   AtomicFile file(path);
   file.write(header_size.data(), header_size.size());

@@ -42,7 +42,7 @@ class SafeTensorsFile {
   static SafeTensorsFile open(const std::string& path);
 
   const std::string& path() const;
-  const std::vector<TensorInfo>& tensors() const;  // in header order
+  const std::vector<TensorInfo>& tensors() const;         // in header order
   const TensorInfo* find(const std::string& name) const;  // nullptr if absent
   const std::map<std::string, std::string>& metadata() const;
 

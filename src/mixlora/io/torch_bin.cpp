@@ -21,7 +21,8 @@
 #include <utility>
 
 // Tensor bytes go out as-is and the archive says "little".
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "torch .bin export assumes a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "torch .bin export assumes a little-endian host");
 
 namespace mixlora::io {
 namespace {
@@ -68,7 +69,8 @@ void empty_ordered_dict(PickleWriter& pickle) {
 }
 
 // The data.pkl of torch.save(state_dict): tensor i reads its bytes from record data/<i>.
-std::string state_dict_pickle(const std::vector<std::string>& names, const std::vector<at::Tensor>& tensors) {
+std::string state_dict_pickle(const std::vector<std::string>& names,
+                              const std::vector<at::Tensor>& tensors) {
   PickleWriter pickle;
   empty_ordered_dict(pickle);
   if (!names.empty()) pickle.mark();
@@ -98,7 +100,7 @@ std::string state_dict_pickle(const std::vector<std::string>& names, const std::
     }
     int_tuple(pickle, sizes);
     int_tuple(pickle, strides);
-    pickle.boolean(false);  // requires_grad
+    pickle.boolean(false);       // requires_grad
     empty_ordered_dict(pickle);  // backward hooks
     pickle.tuple_from_mark();
     pickle.reduce();
@@ -109,7 +111,8 @@ std::string state_dict_pickle(const std::vector<std::string>& names, const std::
 
 }  // namespace
 
-void save_torch_bin(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
+void save_torch_bin(const std::string& path,
+                    const std::vector<std::pair<std::string, at::Tensor>>& tensors) {
   std::vector<std::string> names;
   std::vector<at::Tensor> contiguous;
   std::set<std::string_view> seen;
@@ -119,8 +122,9 @@ void save_torch_bin(const std::string& path, const std::vector<std::pair<std::st
     if (!storage_class(tensor.scalar_type())) {
       std::vector<std::string> supported;
       for (const auto& entry : kStorageClasses) supported.push_back(c10::toString(entry.scalar));
-      fail_runtime("{}: tensor '{}' has dtype {}, which the .bin export cannot hold (expected one of {})", path,
-                   name, c10::toString(tensor.scalar_type()), fmt::join(supported, ", "));
+      fail_runtime(
+          "{}: tensor '{}' has dtype {}, which the .bin export cannot hold (expected one of {})",
+          path, name, c10::toString(tensor.scalar_type()), fmt::join(supported, ", "));
     }
     names.push_back(name);
     contiguous.push_back(tensor.detach().to(at::kCPU).contiguous());

@@ -4,8 +4,9 @@
 //
 // Layout, as torch.save writes it: a ZIP archive of stored, 64-byte-aligned records
 //   archive/data.pkl    pickle (protocol 2) of an OrderedDict name -> tensor, each tensor
-//                       torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False, OrderedDict())
-//                       with storage the persistent id ('storage', torch.<T>Storage, '<i>', 'cpu', numel)
+//                       torch._utils._rebuild_tensor_v2(storage, 0, size, stride, False,
+//                       OrderedDict()) with storage the persistent id ('storage', torch.<T>Storage,
+//                       '<i>', 'cpu', numel)
 //   archive/byteorder   "little"  (2.x reads it and would byte-swap on a big-endian host)
 //   archive/data/<i>    the bytes of the i-th tensor, contiguous
 //   archive/version     "3\n"     (the format version that torch.save writes; both readers need it)
@@ -25,6 +26,7 @@ namespace mixlora::io {
 // Atomic: writes `path.tmp.<pid>`, fsyncs, renames. Throws RuntimeError naming the path on a
 // duplicate name, an undefined tensor, an unsupported dtype, an archive of 4 GiB or more, or an
 // I/O failure; the temporary file is removed and `path` is left as it was.
-void save_torch_bin(const std::string& path, const std::vector<std::pair<std::string, at::Tensor>>& tensors);
+void save_torch_bin(const std::string& path,
+                    const std::vector<std::pair<std::string, at::Tensor>>& tensors);
 
 }  // namespace mixlora::io

@@ -14,7 +14,8 @@
 #include <sstream>
 
 // Storage bytes are taken as-is: torch.save writes the host's order, and we check it says "little".
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "torch .bin import assumes a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "torch .bin import assumes a little-endian host");
 
 namespace mixlora::io {
 namespace {
@@ -47,10 +48,12 @@ std::vector<std::pair<std::string, at::Tensor>> load_torch_bin_bytes(std::string
   std::vector<std::pair<std::string, at::Tensor>> out;
   try {
     caffe2::serialize::PyTorchStreamReader zip(std::make_shared<BoundedReader>(bytes));
-    if (!zip.hasRecord("data.pkl")) fail_input("{}: no data.pkl record (not a torch.save file)", source);
+    if (!zip.hasRecord("data.pkl"))
+      fail_input("{}: no data.pkl record (not a torch.save file)", source);
     if (zip.hasRecord("byteorder")) {
       const auto order = record_text(zip, "byteorder");
-      if (order != "little") fail_input("{}: byteorder '{}' (only little-endian files are read)", source, order);
+      if (order != "little")
+        fail_input("{}: byteorder '{}' (only little-endian files are read)", source, order);
     }
     const auto pickle = record_text(zip, "data.pkl");
     const auto records = parse_state_dict_pickle(pickle, source + ":data.pkl");
@@ -59,24 +62,29 @@ std::vector<std::pair<std::string, at::Tensor>> load_torch_bin_bytes(std::string
       auto it = storages.find(r.storage_key);
       if (it == storages.end()) {
         const std::string name = "data/" + r.storage_key;
-        if (!zip.hasRecord(name)) fail_input("{}: tensor '{}' needs record '{}', which is missing", source, r.name, name);
+        if (!zip.hasRecord(name))
+          fail_input("{}: tensor '{}' needs record '{}', which is missing", source, r.name, name);
         auto [data, size] = zip.getRecord(name);
         const auto element = static_cast<int64_t>(c10::elementSize(r.dtype));
         int64_t expected = 0;
-        if (__builtin_mul_overflow(r.storage_numel, element, &expected) || static_cast<uint64_t>(expected) != size) {
-          fail_input("{}: record '{}' holds {} bytes but tensor '{}' claims {} elements of {}", source, name, size,
-                     r.name, r.storage_numel, c10::toString(r.dtype));
+        if (__builtin_mul_overflow(r.storage_numel, element, &expected) ||
+            static_cast<uint64_t>(expected) != size) {
+          fail_input("{}: record '{}' holds {} bytes but tensor '{}' claims {} elements of {}",
+                     source, name, size, r.name, r.storage_numel, c10::toString(r.dtype));
         }
         auto flat = at::empty({r.storage_numel}, at::TensorOptions(r.dtype));
         if (size) std::memcpy(flat.data_ptr(), data.get(), size);
         it = storages.emplace(r.storage_key, flat).first;
       } else if (it->second.scalar_type() != r.dtype || it->second.numel() != r.storage_numel) {
-        fail_input("{}: storage '{}' is read as two different types or sizes", source, r.storage_key);
+        fail_input("{}: storage '{}' is read as two different types or sizes", source,
+                   r.storage_key);
       }
-      out.emplace_back(r.name, it->second.as_strided(r.sizes, r.strides, r.storage_offset).clone(at::MemoryFormat::Contiguous));
+      out.emplace_back(r.name, it->second.as_strided(r.sizes, r.strides, r.storage_offset)
+                                   .clone(at::MemoryFormat::Contiguous));
     }
   } catch (const c10::Error& e) {
-    fail_input("{}: not a readable torch.save zip archive ({})", source, e.what_without_backtrace());
+    fail_input("{}: not a readable torch.save zip archive ({})", source,
+               e.what_without_backtrace());
   }
   return out;
 }

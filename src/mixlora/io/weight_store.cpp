@@ -23,9 +23,11 @@ bool is_file(const fs::path& path) {
 // We only read SafeTensors: unpickling a .bin can run arbitrary code.
 [[noreturn]] void fail_pickle_only(const std::string& dir) {
   fail_input(
-      "{}: only PyTorch pickle weights (pytorch_model.bin) found; mixlora reads SafeTensors only and never "
+      "{}: only PyTorch pickle weights (pytorch_model.bin) found; mixlora reads SafeTensors only "
+      "and never "
       "unpickles. Convert once in Python: from safetensors.torch import save_file; import torch; "
-      "save_file(torch.load('{}/pytorch_model.bin'), '{}/model.safetensors', metadata={{'format': 'pt'}}) "
+      "save_file(torch.load('{}/pytorch_model.bin'), '{}/model.safetensors', metadata={{'format': "
+      "'pt'}}) "
       "(clone tied weights first if save_file complains about shared tensors)",
       dir, dir, dir);
 }
@@ -35,7 +37,8 @@ bool is_file(const fs::path& path) {
 WeightStore WeightStore::open_dir(const std::string& dir) {
   std::error_code ec;
   if (!fs::exists(dir, ec)) fail_input("{}: model directory does not exist", dir);
-  if (!fs::is_directory(dir, ec)) fail_input("{}: not a directory, expected a Hugging Face model directory", dir);
+  if (!fs::is_directory(dir, ec))
+    fail_input("{}: not a directory, expected a Hugging Face model directory", dir);
 
   WeightStore store;
   store.dir_ = dir;
@@ -50,13 +53,15 @@ WeightStore WeightStore::open_dir(const std::string& dir) {
   if (!is_file(root / kIndexFile)) {
     if (is_file(root / "pytorch_model.bin") || is_file(root / "pytorch_model.bin.index.json"))
       fail_pickle_only(dir);
-    fail_input("{}: no weights found, expected {} or {} in this directory", dir, kSingleFile, kIndexFile);
+    fail_input("{}: no weights found, expected {} or {} in this directory", dir, kSingleFile,
+               kIndexFile);
   }
 
   const std::string index_path = (root / kIndexFile).string();
   const nlohmann::json index = read_json_file(index_path);
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-    fail_input("{}: expected an object with a \"weight_map\" object of tensor name -> shard file", index_path);
+    fail_input("{}: expected an object with a \"weight_map\" object of tensor name -> shard file",
+               index_path);
 
   std::map<std::string, SafeTensorsFile> shards;  // each shard opened once
   for (const auto& [name, shard_value] : index["weight_map"].items()) {
@@ -66,20 +71,21 @@ WeightStore WeightStore::open_dir(const std::string& dir) {
     const std::string shard = shard_value.get<std::string>();
     // Shards live beside the index; a path must not lead the reader elsewhere.
     if (shard.empty() || shard.find('/') != std::string::npos || shard == "." || shard == "..")
-      fail_input("{}: tensor '{}' maps to '{}', expected a file name in the same directory", index_path, name,
-                 shard);
+      fail_input("{}: tensor '{}' maps to '{}', expected a file name in the same directory",
+                 index_path, name, shard);
 
     auto it = shards.find(shard);
     if (it == shards.end()) {
       if (!is_file(root / shard))
-        fail_input("{}: tensor '{}' is in shard '{}', which is missing from {} (incomplete download?)",
-                   index_path, name, shard, dir);
+        fail_input(
+            "{}: tensor '{}' is in shard '{}', which is missing from {} (incomplete download?)",
+            index_path, name, shard, dir);
       it = shards.emplace(shard, SafeTensorsFile::open((root / shard).string())).first;
     }
     const TensorInfo* info = it->second.find(name);
     if (!info)
-      fail_input("{}: tensor '{}' is mapped to shard '{}', but that shard has no such tensor", index_path, name,
-                 shard);
+      fail_input("{}: tensor '{}' is mapped to shard '{}', but that shard has no such tensor",
+                 index_path, name, shard);
     store.tensors_.emplace(name, Location{it->second, info});
   }
   return store;
@@ -96,7 +102,8 @@ std::vector<std::string> WeightStore::names() const {
 
 const WeightStore::Location& WeightStore::locate(const std::string& name) const {
   const auto it = tensors_.find(name);
-  if (it == tensors_.end()) fail_input("{}: checkpoint has no tensor '{}' (wrong base model?)", dir_, name);
+  if (it == tensors_.end())
+    fail_input("{}: checkpoint has no tensor '{}' (wrong base model?)", dir_, name);
   return it->second;
 }
 

@@ -20,9 +20,9 @@ class WeightStore {
 
   const std::string& dir() const { return dir_; }
   bool contains(const std::string& name) const;
-  std::vector<std::string> names() const;  // sorted
+  std::vector<std::string> names() const;                 // sorted
   const TensorInfo& info(const std::string& name) const;  // throws InputError if absent
-  at::Tensor load(const std::string& name) const;  // CPU copy, in the file's dtype
+  at::Tensor load(const std::string& name) const;         // CPU copy, in the file's dtype
 
  private:
   struct Location {

@@ -13,8 +13,8 @@ constexpr uint32_t kLocalHeaderSignature = 0x04034b50;
 constexpr uint32_t kCentralHeaderSignature = 0x02014b50;
 constexpr uint32_t kEndSignature = 0x06054b50;
 constexpr size_t kLocalHeaderSize = 30;
-constexpr uint16_t kVersion = 20;       // 2.0: stored files in folders
-constexpr uint16_t kDosDate = 0x0021;   // 1980-01-01, so archives are reproducible
+constexpr uint16_t kVersion = 20;           // 2.0: stored files in folders
+constexpr uint16_t kDosDate = 0x0021;       // 1980-01-01, so archives are reproducible
 constexpr uint64_t kMaxZip32 = 0xfffffffe;  // 0xffffffff means "see the ZIP64 record"
 constexpr size_t kMaxEntries = 0xfffe;
 
@@ -56,17 +56,20 @@ void StoredZipWriter::emit(const std::string& bytes) {
 void StoredZipWriter::add(const std::string& name, const void* data, size_t size) {
   if (finished_) throw std::logic_error("StoredZipWriter::add after finish");
   if (entries_.size() >= kMaxEntries)
-    throw std::length_error(fmt::format("more than {} records need ZIP64, which is not supported", kMaxEntries));
+    throw std::length_error(
+        fmt::format("more than {} records need ZIP64, which is not supported", kMaxEntries));
 
   // The extra field is "FB", its payload length, then 'Z' filler up to the aligned data start.
   const uint64_t unpadded = offset_ + kLocalHeaderSize + name.size() + 4;
   const uint64_t padding = (kAlignment - unpadded % kAlignment) % kAlignment;
-  if (name.size() > 0xffff) throw std::length_error(fmt::format("record name '{}' is too long", name));
+  if (name.size() > 0xffff)
+    throw std::length_error(fmt::format("record name '{}' is too long", name));
   if (unpadded + padding + size > kMaxZip32)
-    throw std::length_error(fmt::format("archive would exceed {} bytes and need ZIP64, which is not supported",
-                                        kMaxZip32));
+    throw std::length_error(fmt::format(
+        "archive would exceed {} bytes and need ZIP64, which is not supported", kMaxZip32));
 
-  const Entry entry{name, crc32(data, size), static_cast<uint32_t>(size), static_cast<uint32_t>(offset_)};
+  const Entry entry{name, crc32(data, size), static_cast<uint32_t>(size),
+                    static_cast<uint32_t>(offset_)};
   std::string header;
   put32(header, kLocalHeaderSignature);
   put16(header, kVersion);
@@ -116,7 +119,8 @@ void StoredZipWriter::finish() {
     directory += e.name;
   }
   if (directory_offset + directory.size() > kMaxZip32)
-    throw std::length_error("central directory would end past 4 GiB and need ZIP64, which is not supported");
+    throw std::length_error(
+        "central directory would end past 4 GiB and need ZIP64, which is not supported");
 
   std::string end;
   put32(end, kEndSignature);

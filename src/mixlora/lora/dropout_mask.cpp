@@ -27,7 +27,8 @@ uint64_t keep_threshold(double p) {
 }
 
 uint64_t draw_seed(const c10::optional<at::Generator>& generator) {
-  auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(generator, at::detail::getDefaultCPUGenerator());
+  auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(
+      generator, at::detail::getDefaultCPUGenerator());
   std::lock_guard<std::mutex> lock(gen->mutex_);
   return gen->random64();
 }
@@ -38,7 +39,8 @@ bool dropout_keeps(uint64_t seed, uint64_t index, double p) {
   return (mix64(seed + (index + 1) * kGolden) >> 32) < keep_threshold(p);
 }
 
-at::Tensor dropout_scale_mask(at::IntArrayRef sizes, double p, const c10::optional<at::Generator>& generator) {
+at::Tensor dropout_scale_mask(at::IntArrayRef sizes, double p,
+                              const c10::optional<at::Generator>& generator) {
   TORCH_CHECK(p >= 0.0 && p < 1.0, "dropout probability must be in [0, 1), got ", p);
   RECORD_FUNCTION("mixlora::dropout_mask", std::vector<c10::IValue>());  // named in profiles
   auto mask = at::empty(sizes, at::TensorOptions(at::kFloat));

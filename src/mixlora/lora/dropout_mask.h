@@ -13,7 +13,8 @@ namespace mixlora::lora {
 
 // fp32 tensor of `sizes` on the CPU holding 0 (dropped, probability p) or 1 / (1 - p) (kept).
 // Draws one 64-bit number from `generator` (the default CPU generator when none).
-at::Tensor dropout_scale_mask(at::IntArrayRef sizes, double p, const c10::optional<at::Generator>& generator);
+at::Tensor dropout_scale_mask(at::IntArrayRef sizes, double p,
+                              const c10::optional<at::Generator>& generator);
 
 // The keep decision of element `index` of the mask drawn with `seed`: the scalar reference the
 // test compares the parallel fill with.

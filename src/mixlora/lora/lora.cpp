@@ -12,14 +12,15 @@ double lora_scale(const LoraShape& shape, bool use_rslora) {
 }
 
 LoraWeights init_lora(int64_t in_features, int64_t out_features, const LoraShape& shape,
-                      bool use_rslora, LoraInit init, at::Generator& generator,
-                      c10::Device device, const at::Tensor& base_weight, bool use_dora) {
+                      bool use_rslora, LoraInit init, at::Generator& generator, c10::Device device,
+                      const at::Tensor& base_weight, bool use_dora) {
   LoraWeights lora;
   lora.scale = lora_scale(shape, use_rslora);
   lora.dropout = shape.lora_dropout;
   const auto f32 = at::TensorOptions(at::kFloat);
   if (init == LoraInit::gaussian) {
-    lora.a = at::normal(0.0, 1.0 / static_cast<double>(shape.r), {shape.r, in_features}, generator, f32);
+    lora.a =
+        at::normal(0.0, 1.0 / static_cast<double>(shape.r), {shape.r, in_features}, generator, f32);
   } else {
     // kaiming_uniform_(a=sqrt(5)) on [r, in]: gain sqrt(2 / (1 + 5)), bound gain * sqrt(3 / in)
     // = 1 / sqrt(in).
@@ -29,7 +30,8 @@ LoraWeights init_lora(int64_t in_features, int64_t out_features, const LoraShape
   lora.a = lora.a.to(device).requires_grad_(true);
   lora.b = at::zeros({out_features, shape.r}, f32.device(device)).requires_grad_(true);
   if (use_dora) {
-    lora.magnitude = base_weight.to(at::kFloat).norm(2, /*dim=*/1).detach().clone().requires_grad_(true);
+    lora.magnitude =
+        base_weight.to(at::kFloat).norm(2, /*dim=*/1).detach().clone().requires_grad_(true);
   }
   return lora;
 }
@@ -56,7 +58,8 @@ at::Tensor apply_lora(const LoraWeights& lora, const at::Tensor& x, const at::Te
                       bool training, const at::Tensor& base_weight, const at::Tensor& base_bias,
                       const c10::optional<at::Generator>& generator) {
   auto delta = lora_delta(lora, x, training, generator);
-  if (!lora.magnitude.defined()) return (base_output.to(at::kFloat) + delta).to(base_output.scalar_type());
+  if (!lora.magnitude.defined())
+    return (base_output.to(at::kFloat) + delta).to(base_output.scalar_type());
   // DoRA (PEFT's formulation): with n = ||W + s B A|| per output row (not differentiated, as
   // the DoRA paper recommends), y = (m / n) * (W x + s B A x) + b.
   auto merged = base_weight.to(at::kFloat) + at::matmul(lora.b, lora.a) * lora.scale;

@@ -1,7 +1,7 @@
 // One LoRA on a frozen linear W:  y = W x + s * B(A(dropout(x))),  s = alpha / r
-// (rsLoRA: alpha / sqrt(r)). The leaf of the module stack: it needs only LibTorch. A [r, in] and B [out, r] are fp32 whatever the base dtype; the
-// sum is returned in the base dtype, as PEFT does. DoRA rescales each output row of
-// W + s B A to a learned magnitude.
+// (rsLoRA: alpha / sqrt(r)). The leaf of the module stack: it needs only LibTorch. A [r, in] and B
+// [out, r] are fp32 whatever the base dtype; the sum is returned in the base dtype, as PEFT does.
+// DoRA rescales each output row of W + s B A to a learned magnitude.
 #pragma once
 
 #include "mixlora/lora/lora_options.h"

@@ -23,7 +23,8 @@ const char* activation_name(Activation activation) {
 }
 
 const std::vector<std::string>& activation_names() {
-  static const std::vector<std::string> names{"silu", "gelu", "gelu_new", "gelu_pytorch_tanh", "relu"};
+  static const std::vector<std::string> names{"silu", "gelu", "gelu_new", "gelu_pytorch_tanh",
+                                              "relu"};
   return names;
 }
 

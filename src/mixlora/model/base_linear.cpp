@@ -40,7 +40,8 @@ bool fast_matmul(c10::Device device, c10::ScalarType dtype) {
 }
 
 at::Tensor base_linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
-  if (fast_matmul(x.device(), x.scalar_type()) || weight.requires_grad()) return at::linear(x, weight, bias);
+  if (fast_matmul(x.device(), x.scalar_type()) || weight.requires_grad())
+    return at::linear(x, weight, bias);
   auto y = UpcastLinear::apply(x, weight);
   return bias.defined() ? y + bias : y;
 }

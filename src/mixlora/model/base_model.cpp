@@ -28,8 +28,10 @@ class WeightLoader {
 
   at::Tensor take(const std::string& name, std::vector<int64_t> shape) {
     if (!store_.contains(name)) {
-      fail_input("{}: missing tensor '{}' (expected shape [{}]); is this checkpoint the "
-                 "architecture its config.json names?", dir_, name, fmt::join(shape, ", "));
+      fail_input(
+          "{}: missing tensor '{}' (expected shape [{}]); is this checkpoint the "
+          "architecture its config.json names?",
+          dir_, name, fmt::join(shape, ", "));
     }
     const auto& info = store_.info(name);
     if (info.shape != shape) {
@@ -38,8 +40,8 @@ class WeightLoader {
     }
     // An integer or bool weight would be converted without complaint, and mean nothing.
     if (!at::isFloatingType(io::scalar_type(info.dtype))) {
-      fail_input("{}: tensor '{}' is {}, but weights must be floating point (F32, F16, BF16)", dir_, name,
-                 io::dtype_name(info.dtype));
+      fail_input("{}: tensor '{}' is {}, but weights must be floating point (F32, F16, BF16)", dir_,
+                 name, io::dtype_name(info.dtype));
     }
     used_.insert(name);
     return store_.load(name).to(device_, dtype_).contiguous();
@@ -57,9 +59,10 @@ class WeightLoader {
     }
     if (unexpected.empty()) return;
     const size_t shown = std::min<size_t>(unexpected.size(), 3);
-    fail_input("{}: {} unexpected tensor(s), e.g. '{}'; the checkpoint does not match its "
-               "config.json (wrong num_hidden_layers or architecture?)", dir_, unexpected.size(),
-               fmt::join(unexpected.begin(), unexpected.begin() + shown, "', '"));
+    fail_input(
+        "{}: {} unexpected tensor(s), e.g. '{}'; the checkpoint does not match its "
+        "config.json (wrong num_hidden_layers or architecture?)",
+        dir_, unexpected.size(), fmt::join(unexpected.begin(), unexpected.begin() + shown, "', '"));
   }
 
  private:
@@ -80,8 +83,9 @@ void require_matmul_support(c10::ScalarType dtype, c10::Device device) {
     auto probe = at::ones({2, 2}, at::TensorOptions(dtype).device(device));
     (void)at::linear(probe, probe);
   } catch (const c10::Error&) {
-    fail_input("--dtype {}: this LibTorch build cannot multiply {} matrices on {} (use bf16 or fp32)",
-               c10::toString(dtype), c10::toString(dtype), device.str());
+    fail_input(
+        "--dtype {}: this LibTorch build cannot multiply {} matrices on {} (use bf16 or fp32)",
+        c10::toString(dtype), c10::toString(dtype), device.str());
   }
 }
 
@@ -107,11 +111,15 @@ BaseModel load_base_model(const std::string& dir, c10::ScalarType dtype, c10::De
     layer.input_norm = loader.take(p + "input_layernorm.weight", {c.hidden_size});
     if (c.sandwich_norms) {
       // Gemma-2/3 name the norm on the attention output post_attention_layernorm.
-      layer.attention_output_norm = loader.take(p + "post_attention_layernorm.weight", {c.hidden_size});
-      layer.post_attention_norm = loader.take(p + "pre_feedforward_layernorm.weight", {c.hidden_size});
-      layer.feed_forward_output_norm = loader.take(p + "post_feedforward_layernorm.weight", {c.hidden_size});
+      layer.attention_output_norm =
+          loader.take(p + "post_attention_layernorm.weight", {c.hidden_size});
+      layer.post_attention_norm =
+          loader.take(p + "pre_feedforward_layernorm.weight", {c.hidden_size});
+      layer.feed_forward_output_norm =
+          loader.take(p + "post_feedforward_layernorm.weight", {c.hidden_size});
     } else {
-      layer.post_attention_norm = loader.take(p + "post_attention_layernorm.weight", {c.hidden_size});
+      layer.post_attention_norm =
+          loader.take(p + "post_attention_layernorm.weight", {c.hidden_size});
     }
     auto& a = layer.attention;
     if (c.fused_projections) {
@@ -141,7 +149,8 @@ BaseModel load_base_model(const std::string& dir, c10::ScalarType dtype, c10::De
     auto& m = layer.mlp;
     if (c.fused_projections) {
       // Phi-3: gate first, then up (Phi3MLP chunks gate_up_proj's output in that order).
-      auto gate_up = loader.take(p + "mlp.gate_up_proj.weight", {2 * c.intermediate_size, c.hidden_size});
+      auto gate_up =
+          loader.take(p + "mlp.gate_up_proj.weight", {2 * c.intermediate_size, c.hidden_size});
       m.gate_proj = gate_up.narrow(0, 0, c.intermediate_size).contiguous();
       m.up_proj = gate_up.narrow(0, c.intermediate_size, c.intermediate_size).contiguous();
     } else {
@@ -167,12 +176,12 @@ BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c1
   require_matmul_support(dtype, device);
   auto generator = at::make_generator<at::CPUGeneratorImpl>(seed);
   auto normal = [&](std::vector<int64_t> shape) {
-    return at::normal(0.0, 0.02, shape, generator, at::TensorOptions(at::kFloat))
-        .to(device, dtype);
+    return at::normal(0.0, 0.02, shape, generator, at::TensorOptions(at::kFloat)).to(device, dtype);
   };
   // Identity norms: weight 1, or 0 where the norm scales by (1 + w).
   auto ones = [&](int64_t n) {
-    return at::full({n}, config.norm_weight_offset ? 0.0 : 1.0, at::TensorOptions(dtype).device(device));
+    return at::full({n}, config.norm_weight_offset ? 0.0 : 1.0,
+                    at::TensorOptions(dtype).device(device));
   };
   BaseModel model;
   model.config = config;
@@ -210,30 +219,30 @@ BaseModel random_base_model(const ModelConfig& config, c10::ScalarType dtype, c1
     model.layers.push_back(std::move(layer));
   }
   model.final_norm = ones(c.hidden_size);
-  model.lm_head = c.tie_word_embeddings ? model.embed_tokens : normal({c.vocab_size, c.hidden_size});
+  model.lm_head =
+      c.tie_word_embeddings ? model.embed_tokens : normal({c.vocab_size, c.hidden_size});
   return model;
 }
 
 nlohmann::json model_config_json(const ModelConfig& c) {
-  nlohmann::json json = {
-      {"architectures", {c.architecture}},
-      {"model_type", c.model_type},
-      {"hidden_act", activation_name(c.hidden_act)},
-      {"hidden_size", c.hidden_size},
-      {"intermediate_size", c.intermediate_size},
-      {"num_hidden_layers", c.num_layers},
-      {"num_attention_heads", c.num_heads},
-      {"num_key_value_heads", c.num_kv_heads},
-      {"head_dim", c.head_dim},
-      {"vocab_size", c.vocab_size},
-      {"max_position_embeddings", c.max_position_embeddings},
-      {"rms_norm_eps", c.rms_norm_eps},
-      {"rope_theta", c.rope_theta},
-      {"tie_word_embeddings", c.tie_word_embeddings},
-      {"attention_bias", c.attention_bias},
-      {"bos_token_id", c.bos_token_id},
-      {"eos_token_id", c.eos_token_id},
-      {"torch_dtype", "float32"}};
+  nlohmann::json json = {{"architectures", {c.architecture}},
+                         {"model_type", c.model_type},
+                         {"hidden_act", activation_name(c.hidden_act)},
+                         {"hidden_size", c.hidden_size},
+                         {"intermediate_size", c.intermediate_size},
+                         {"num_hidden_layers", c.num_layers},
+                         {"num_attention_heads", c.num_heads},
+                         {"num_key_value_heads", c.num_kv_heads},
+                         {"head_dim", c.head_dim},
+                         {"vocab_size", c.vocab_size},
+                         {"max_position_embeddings", c.max_position_embeddings},
+                         {"rms_norm_eps", c.rms_norm_eps},
+                         {"rope_theta", c.rope_theta},
+                         {"tie_word_embeddings", c.tie_word_embeddings},
+                         {"attention_bias", c.attention_bias},
+                         {"bos_token_id", c.bos_token_id},
+                         {"eos_token_id", c.eos_token_id},
+                         {"torch_dtype", "float32"}};
   if (c.pad_token_id >= 0) json["pad_token_id"] = c.pad_token_id;
   // The family keys parse_model_config reads back (model_config.cpp).
   if (c.norm_weight_offset) json["hidden_activation"] = activation_name(c.hidden_act);
@@ -256,11 +265,15 @@ nlohmann::json model_config_json(const ModelConfig& c) {
   }
   if (c.rope_local_theta > 0) json["rope_local_base_freq"] = c.rope_local_theta;
   const auto& s = c.rope_scaling;
-  if (s.type == RopeScaling::Type::linear) json["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.factor}};
+  if (s.type == RopeScaling::Type::linear)
+    json["rope_scaling"] = {{"rope_type", "linear"}, {"factor", s.factor}};
   if (s.type == RopeScaling::Type::llama3) {
-    json["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", s.factor}, {"low_freq_factor", s.low_freq_factor},
-                            {"high_freq_factor", s.high_freq_factor},
-                            {"original_max_position_embeddings", s.original_max_position_embeddings}};
+    json["rope_scaling"] = {
+        {"rope_type", "llama3"},
+        {"factor", s.factor},
+        {"low_freq_factor", s.low_freq_factor},
+        {"high_freq_factor", s.high_freq_factor},
+        {"original_max_position_embeddings", s.original_max_position_embeddings}};
   }
   return json;
 }
@@ -305,7 +318,8 @@ void save_base_model(const BaseModel& model, const std::string& dir) {
   }
   add("model.norm.weight", model.final_norm);
   if (!model.config.tie_word_embeddings) add("lm_head.weight", model.lm_head);
-  io::save_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), tensors, {{"format", "pt"}});
+  io::save_safetensors((std::filesystem::path(dir) / "model.safetensors").string(), tensors,
+                       {{"format", "pt"}});
   io::write_file_atomically((std::filesystem::path(dir) / "config.json").string(),
                             model_config_json(model.config).dump(2) + "\n");
 }

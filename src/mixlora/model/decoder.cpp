@@ -71,7 +71,8 @@ KVCache::KVCache(const ModelConfig& config, int64_t batch_size, int64_t capacity
     : capacity_(capacity) {
   const auto options = at::TensorOptions(dtype).device(device);
   for (int64_t i = 0; i < config.num_layers; ++i) {
-    keys_.push_back(at::zeros({batch_size, config.num_kv_heads, capacity, config.head_dim}, options));
+    keys_.push_back(
+        at::zeros({batch_size, config.num_kv_heads, capacity, config.head_dim}, options));
     values_.push_back(at::zeros_like(keys_.back()));
   }
   key_mask_ = at::zeros({batch_size, capacity}, at::TensorOptions(at::kLong).device(device));
@@ -90,7 +91,8 @@ ModelConfig local_rope_config(const ModelConfig& config) {
 }  // namespace
 
 Decoder::Decoder(const BaseModel& model) : model_(model), rope_(model.config, model.device) {
-  if (model.config.rope_local_theta > 0) rope_local_.emplace(local_rope_config(model.config), model.device);
+  if (model.config.rope_local_theta > 0)
+    rope_local_.emplace(local_rope_config(model.config), model.device);
 }
 
 namespace {
@@ -111,7 +113,8 @@ at::Tensor scaled_attention(const at::Tensor& q, const at::Tensor& k, const at::
                             const at::Tensor& additive_mask, double scale = 0, double softcap = 0) {
 #if MIXLORA_HAS_SDPA
   if (scale == 0 && softcap == 0) {
-    if (!additive_mask.defined()) return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
+    if (!additive_mask.defined())
+      return at::scaled_dot_product_attention(q, k, v, {}, 0.0, /*is_causal=*/true);
     return at::scaled_dot_product_attention(q, k, v, additive_mask);
   }
 #endif
@@ -130,7 +133,9 @@ bool is_right_padded(const at::Tensor& attention_mask) {
   const auto mask = attention_mask.to(at::kCPU, at::kBool);
   if (mask.dim() != 2 || mask.size(1) < 2) return mask.dim() == 2;
   // Right padding: once a row has a 0, the rest of it is 0 too, so no 1 follows a 0.
-  return !(mask.narrow(1, 1, mask.size(1) - 1) & mask.narrow(1, 0, mask.size(1) - 1).logical_not()).any().item<bool>();
+  return !(mask.narrow(1, 1, mask.size(1) - 1) & mask.narrow(1, 0, mask.size(1) - 1).logical_not())
+              .any()
+              .item<bool>();
 }
 
 at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tensor& cos,
@@ -143,11 +148,14 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
     return hooks.attention_projection(layer, which, x, base_linear(x, weight, bias), weight, bias);
   };
   auto q = project(Projection::q_proj, w.q_proj, w.q_bias)
-               .view({batch, steps, c.num_heads, c.head_dim}).transpose(1, 2);
+               .view({batch, steps, c.num_heads, c.head_dim})
+               .transpose(1, 2);
   auto k = project(Projection::k_proj, w.k_proj, w.k_bias)
-               .view({batch, steps, c.num_kv_heads, c.head_dim}).transpose(1, 2);
+               .view({batch, steps, c.num_kv_heads, c.head_dim})
+               .transpose(1, 2);
   auto v = project(Projection::v_proj, w.v_proj, w.v_bias)
-               .view({batch, steps, c.num_kv_heads, c.head_dim}).transpose(1, 2);
+               .view({batch, steps, c.num_kv_heads, c.head_dim})
+               .transpose(1, 2);
   if (c.qk_norm) {
     q = model_norm(q, w.q_norm, c);
     k = model_norm(k, w.k_norm, c);
@@ -166,14 +174,16 @@ at::Tensor Decoder::attention(int64_t layer, const at::Tensor& x, const at::Tens
   auto out = scaled_attention(q, repeat_kv(k, groups), repeat_kv(v, groups), additive_mask, scale,
                               c.attn_logit_softcapping);
   out = out.transpose(1, 2).reshape({batch, steps, c.num_heads * c.head_dim});
-  return hooks.attention_projection(layer, Projection::o_proj, out, base_linear(out, w.o_proj, w.o_bias),
-                                    w.o_proj, w.o_bias);
+  return hooks.attention_projection(layer, Projection::o_proj, out,
+                                    base_linear(out, w.o_proj, w.o_bias), w.o_proj, w.o_bias);
 }
 
 at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor& attention_mask,
-                                  KVCache* cache, DecoderHooks* hooks, bool checkpoint_layers) const {
+                                  KVCache* cache, DecoderHooks* hooks,
+                                  bool checkpoint_layers) const {
   const auto& c = model_.config;
-  static DecoderHooks no_adapters;  // stateless; static because checkpointed layers outlive the call
+  static DecoderHooks
+      no_adapters;  // stateless; static because checkpointed layers outlive the call
   DecoderHooks& active = hooks ? *hooks : no_adapters;
   const int64_t batch = input_ids.size(0), steps = input_ids.size(1);
   const int64_t past = cache ? cache->length_ : 0;
@@ -182,7 +192,8 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
                past + steps, c.max_position_embeddings);
   }
   if (cache && past + steps > cache->capacity_) {
-    fail_runtime("KV cache of {} positions cannot take {} more after {}", cache->capacity_, steps, past);
+    fail_runtime("KV cache of {} positions cannot take {} more after {}", cache->capacity_, steps,
+                 past);
   }
   const auto device = model_.device;
   auto ids = input_ids.to(device);
@@ -198,23 +209,28 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
   auto positions = (key_mask.cumsum(1) - 1).clamp_min(0).narrow(1, past, steps);
   auto [cos, sin] = rope_.at_positions(positions, model_.dtype);
   at::Tensor local_cos = cos, local_sin = sin;
-  if (rope_local_) std::tie(local_cos, local_sin) = rope_local_->at_positions(positions, model_.dtype);
+  if (rope_local_)
+    std::tie(local_cos, local_sin) = rope_local_->at_positions(positions, model_.dtype);
 
   // Right-padded (or unpadded) rows without a cache, as in training: every real query's
   // earlier-or-equal keys are real, so plain causal attention gives real positions the same
   // values as the mask below (padding positions differ, and reach no real token or loss).
   // Decided on a host mask only: no device sync (train::forward_backward passes the host batch).
   // Families with a sliding window, a custom scale or soft-capping keep the mask (eager path).
-  const bool plain_attention = c.sliding_window == 0 && c.query_pre_attn_scalar == 0 && c.attn_logit_softcapping == 0;
-  const bool causal_only = MIXLORA_HAS_SDPA && causal_fast_path_ && plain_attention && !cache &&
-                           (!attention_mask.defined() || (attention_mask.is_cpu() && is_right_padded(attention_mask)));
+  const bool plain_attention =
+      c.sliding_window == 0 && c.query_pre_attn_scalar == 0 && c.attn_logit_softcapping == 0;
+  const bool causal_only =
+      MIXLORA_HAS_SDPA && causal_fast_path_ && plain_attention && !cache &&
+      (!attention_mask.defined() || (attention_mask.is_cpu() && is_right_padded(attention_mask)));
   // Otherwise an additive mask [B, 1, T, S]: a query sees earlier-or-equal real keys. Blocked
   // entries get the dtype's lowest finite value, so a row with no visible key (a left-pad query)
   // stays finite.
   at::Tensor additive_mask, sliding_mask;
   if (!causal_only) {
-    auto query_index = at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
-    auto key_index = at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
+    auto query_index =
+        at::arange(past, past + steps, ids.options().dtype(at::kLong)).view({steps, 1});
+    auto key_index =
+        at::arange(past + steps, ids.options().dtype(at::kLong)).view({1, past + steps});
     auto visible = (key_index <= query_index).unsqueeze(0) & key_mask.unsqueeze(1).to(at::kBool);
     const double blocked_value = model_.dtype == at::kHalf ? -65504.0 : -1e30;
     auto to_additive = [&](const at::Tensor& visible) {
@@ -227,7 +243,8 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
     // back, counted in cache slots as HF counts cache positions.
     sliding_mask = additive_mask;
     if (c.sliding_window > 0) {
-      sliding_mask = to_additive(visible & (query_index - key_index < c.sliding_window).unsqueeze(0));
+      sliding_mask =
+          to_additive(visible & (query_index - key_index < c.sliding_window).unsqueeze(0));
     }
   }
 
@@ -245,9 +262,9 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
     auto& active = *layer_hooks;
     const auto& w = model_.layers[layer];
     const bool sliding = c.layer_is_sliding(layer);
-    auto attended = attention(layer, model_norm(h, w.input_norm, c), sliding ? local_cos : cos,
-                              sliding ? local_sin : sin, sliding ? sliding_mask : additive_mask,
-                              cache, active);
+    auto attended =
+        attention(layer, model_norm(h, w.input_norm, c), sliding ? local_cos : cos,
+                  sliding ? local_sin : sin, sliding ? sliding_mask : additive_mask, cache, active);
     if (c.sandwich_norms) attended = model_norm(attended, w.attention_output_norm, c);
     h = h + attended;
     auto fed = active.feed_forward(layer, model_norm(h, w.post_attention_norm, c), w.mlp, c);

@@ -21,9 +21,9 @@ struct Family {
   const char* model_type;
 };
 constexpr Family kFamilies[] = {
-    {"LlamaForCausalLM", "llama"},   {"MistralForCausalLM", "mistral"},
-    {"Qwen2ForCausalLM", "qwen2"},   {"Qwen3ForCausalLM", "qwen3"},
-    {"GemmaForCausalLM", "gemma"},   {"Gemma2ForCausalLM", "gemma2"},
+    {"LlamaForCausalLM", "llama"},        {"MistralForCausalLM", "mistral"},
+    {"Qwen2ForCausalLM", "qwen2"},        {"Qwen3ForCausalLM", "qwen3"},
+    {"GemmaForCausalLM", "gemma"},        {"Gemma2ForCausalLM", "gemma2"},
     {"Gemma3ForCausalLM", "gemma3_text"}, {"Phi3ForCausalLM", "phi3"},
 };
 
@@ -52,8 +52,9 @@ std::vector<bool> parse_sliding_layers(const nlohmann::json& json, const ModelCo
       if (kind == "sliding_attention") {
         sliding[static_cast<size_t>(i)] = true;
       } else if (kind != "full_attention") {
-        fail_input("{}: layer_types[{}]: expected \"sliding_attention\" or \"full_attention\", got {}",
-                   source, i, io::describe(t));
+        fail_input(
+            "{}: layer_types[{}]: expected \"sliding_attention\" or \"full_attention\", got {}",
+            source, i, io::describe(t));
       }
     }
     return sliding;
@@ -62,8 +63,10 @@ std::vector<bool> parse_sliding_layers(const nlohmann::json& json, const ModelCo
     for (int64_t i = 0; i < c.num_layers; ++i) sliding[i] = i % 2 == 0;  // even layers local
   } else if (c.model_type == "gemma3_text") {
     const int64_t pattern = io::get_int(json, "sliding_window_pattern", source).value_or(6);
-    if (pattern <= 0) fail_input("{}: sliding_window_pattern must be positive, got {}", source, pattern);
-    for (int64_t i = 0; i < c.num_layers; ++i) sliding[i] = (i + 1) % pattern != 0;  // every pattern-th global
+    if (pattern <= 0)
+      fail_input("{}: sliding_window_pattern must be positive, got {}", source, pattern);
+    for (int64_t i = 0; i < c.num_layers; ++i)
+      sliding[i] = (i + 1) % pattern != 0;  // every pattern-th global
   } else {
     sliding.assign(sliding.size(), true);  // Phi-3: every layer
   }
@@ -82,29 +85,35 @@ void parse_family_numerics(const nlohmann::json& json, ModelConfig& c, const std
   if (gemma) {
     // Gemma ignores hidden_act (its original configs say "gelu") for hidden_activation,
     // defaulting to the tanh approximation.
-    const auto name = io::get_string(json, "hidden_activation", source).value_or("gelu_pytorch_tanh");
+    const auto name =
+        io::get_string(json, "hidden_activation", source).value_or("gelu_pytorch_tanh");
     const auto activation = activation_from_name(name);
     if (!activation) {
-      fail_input("{}: hidden_activation '{}' is not supported ({})", source, name, fmt::join(activation_names(), ", "));
+      fail_input("{}: hidden_activation '{}' is not supported ({})", source, name,
+                 fmt::join(activation_names(), ", "));
     }
     c.hidden_act = *activation;
   }
   if (type == "gemma2" || type == "gemma3_text") {
     c.query_pre_attn_scalar = io::get_number(json, "query_pre_attn_scalar", source).value_or(256.0);
-    if (c.query_pre_attn_scalar <= 0) fail_input("{}: query_pre_attn_scalar must be positive", source);
+    if (c.query_pre_attn_scalar <= 0)
+      fail_input("{}: query_pre_attn_scalar must be positive", source);
     const bool gemma2 = type == "gemma2";
-    c.attn_logit_softcapping = number_null_is_zero(json, "attn_logit_softcapping", source, gemma2 ? 50.0 : 0.0);
-    c.final_logit_softcapping = number_null_is_zero(json, "final_logit_softcapping", source, gemma2 ? 30.0 : 0.0);
+    c.attn_logit_softcapping =
+        number_null_is_zero(json, "attn_logit_softcapping", source, gemma2 ? 50.0 : 0.0);
+    c.final_logit_softcapping =
+        number_null_is_zero(json, "final_logit_softcapping", source, gemma2 ? 30.0 : 0.0);
     if (c.attn_logit_softcapping < 0 || c.final_logit_softcapping < 0) {
       fail_input("{}: logit softcapping values must not be negative", source);
     }
-    c.sliding_window = static_cast<int64_t>(number_null_is_zero(json, "sliding_window", source, 4096));
+    c.sliding_window =
+        static_cast<int64_t>(number_null_is_zero(json, "sliding_window", source, 4096));
   } else if (type == "phi3") {
     c.sliding_window = io::get_int(json, "sliding_window", source).value_or(0);
     const double partial = io::get_number(json, "partial_rotary_factor", source).value_or(1.0);
     if (partial != 1.0) {
-      fail_input("{}: partial_rotary_factor {} is not supported (Phi-3 with full rotary only)", source,
-                 partial);
+      fail_input("{}: partial_rotary_factor {} is not supported (Phi-3 with full rotary only)",
+                 source, partial);
     }
   }
   if (c.sliding_window < 0) fail_input("{}: sliding_window must not be negative", source);
@@ -128,7 +137,8 @@ int64_t token_id(const nlohmann::json& json, const std::string& key, const std::
                  int64_t fallback) {
   auto it = json.find(key);
   if (it == json.end() || it->is_null()) return fallback;
-  if (it->is_array() && !it->empty() && (*it)[0].is_number_integer()) return (*it)[0].get<int64_t>();
+  if (it->is_array() && !it->empty() && (*it)[0].is_number_integer())
+    return (*it)[0].get<int64_t>();
   if (it->is_number_integer()) return it->get<int64_t>();
   fail_input("{}: {}: expected a token id, got {}", source, key, io::describe(*it));
 }
@@ -168,7 +178,8 @@ RopeScaling parse_rope_scaling(const nlohmann::json& json, const std::string& so
 }  // namespace
 
 ModelConfig parse_model_config(const nlohmann::json& json, const std::string& source) {
-  if (!json.is_object()) fail_input("{}: expected a JSON object, got {}", source, io::describe(json));
+  if (!json.is_object())
+    fail_input("{}: expected a JSON object, got {}", source, io::describe(json));
   ModelConfig config;
 
   auto architectures = json.find("architectures");
@@ -202,8 +213,7 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& so
   config.intermediate_size = require_positive(json, "intermediate_size", source);
   config.num_layers = require_positive(json, "num_hidden_layers", source);
   config.num_heads = require_positive(json, "num_attention_heads", source);
-  config.num_kv_heads =
-      io::get_int(json, "num_key_value_heads", source).value_or(config.num_heads);
+  config.num_kv_heads = io::get_int(json, "num_key_value_heads", source).value_or(config.num_heads);
   if (config.num_kv_heads <= 0 || config.num_heads % config.num_kv_heads != 0) {
     fail_input("{}: num_key_value_heads ({}) must divide num_attention_heads ({})", source,
                config.num_kv_heads, config.num_heads);
@@ -219,8 +229,8 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& so
     config.head_dim = config.hidden_size / config.num_heads;
   }
   if (config.head_dim <= 0 || config.head_dim % 2 != 0) {
-    fail_input("{}: head_dim must be a positive even number for rotary embeddings, got {}",
-               source, config.head_dim);
+    fail_input("{}: head_dim must be a positive even number for rotary embeddings, got {}", source,
+               config.head_dim);
   }
   config.max_position_embeddings =
       io::get_int(json, "max_position_embeddings", source).value_or(2048);
@@ -248,13 +258,15 @@ ModelConfig parse_model_config(const nlohmann::json& json, const std::string& so
   // transformers 4.46 masks keys at or before (query - sliding_window) for Mistral whenever
   // sliding_window is set, and for Qwen2 only with use_sliding_window (its config drops the
   // window otherwise), in every layer; LLaMA has none.
-  const bool window_applies = config.architecture == "MistralForCausalLM" ||
-                              (is_qwen2 && io::get_bool(json, "use_sliding_window", source).value_or(false));
+  const bool window_applies =
+      config.architecture == "MistralForCausalLM" ||
+      (is_qwen2 && io::get_bool(json, "use_sliding_window", source).value_or(false));
   if (window_applies) {
     const auto window = json.find("sliding_window");
     if (window != json.end() && !window->is_null()) {
       if (!window->is_number_integer() || window->get<int64_t>() <= 0) {
-        fail_input("{}: sliding_window: expected a positive integer or null, got {}", source, io::describe(*window));
+        fail_input("{}: sliding_window: expected a positive integer or null, got {}", source,
+                   io::describe(*window));
       }
       config.sliding_window = window->get<int64_t>();
       config.sliding_layers.assign(static_cast<size_t>(config.num_layers), true);
@@ -271,8 +283,10 @@ ModelConfig load_model_config(const std::string& model_dir) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::is_directory(model_dir, ec)) {
-    fail_input("{}: base model directory not found (expected a Hugging Face model directory "
-               "with config.json and model.safetensors)", model_dir);
+    fail_input(
+        "{}: base model directory not found (expected a Hugging Face model directory "
+        "with config.json and model.safetensors)",
+        model_dir);
   }
   const std::string path = (fs::path(model_dir) / "config.json").string();
   if (!fs::exists(path, ec)) {

@@ -47,17 +47,17 @@ struct ModelConfig {
   std::string torch_dtype = "float32";
 
   // Numerics of the families beyond LLaMA (docs/base-models.md); the defaults are LLaMA's.
-  bool qk_norm = false;             // RMSNorm over each head of q and k before RoPE (Qwen3, Gemma-3)
-  bool norm_weight_offset = false;  // RMSNorm scales by (1 + w) in fp32 (Gemma, Gemma-2/3)
-  bool scale_embeddings = false;    // embeddings x sqrt(hidden_size) (Gemma, Gemma-2/3)
-  bool sandwich_norms = false;      // also norms on the attention and FFN outputs (Gemma-2/3)
-  bool fused_projections = false;   // qkv_proj and gate_up_proj stored fused (Phi-3)
-  double query_pre_attn_scalar = 0;    // scores scaled by its ^-1/2; 0: by head_dim^-1/2 (Gemma-2/3)
-  double attn_logit_softcapping = 0;   // scores = cap * tanh(scores / cap); 0: none (Gemma-2)
+  bool qk_norm = false;  // RMSNorm over each head of q and k before RoPE (Qwen3, Gemma-3)
+  bool norm_weight_offset = false;    // RMSNorm scales by (1 + w) in fp32 (Gemma, Gemma-2/3)
+  bool scale_embeddings = false;      // embeddings x sqrt(hidden_size) (Gemma, Gemma-2/3)
+  bool sandwich_norms = false;        // also norms on the attention and FFN outputs (Gemma-2/3)
+  bool fused_projections = false;     // qkv_proj and gate_up_proj stored fused (Phi-3)
+  double query_pre_attn_scalar = 0;   // scores scaled by its ^-1/2; 0: by head_dim^-1/2 (Gemma-2/3)
+  double attn_logit_softcapping = 0;  // scores = cap * tanh(scores / cap); 0: none (Gemma-2)
   double final_logit_softcapping = 0;  // the same on the logits (Gemma-2)
   int64_t sliding_window = 0;          // a query sees the last `sliding_window` keys; 0: none
-  std::vector<bool> sliding_layers;    // per layer: windowed (and local rope on Gemma-3); empty: none
-  double rope_local_theta = 0;         // rope base of windowed layers, no scaling; 0: rope_theta (Gemma-3)
+  std::vector<bool> sliding_layers;  // per layer: windowed (and local rope on Gemma-3); empty: none
+  double rope_local_theta = 0;  // rope base of windowed layers, no scaling; 0: rope_theta (Gemma-3)
 
   bool layer_is_sliding(int64_t layer) const {
     return sliding_window > 0 && layer < static_cast<int64_t>(sliding_layers.size()) &&

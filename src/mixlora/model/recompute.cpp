@@ -30,7 +30,8 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grad_outputs) {
-    auto state = c10::static_intrusive_pointer_cast<BlockState>(ctx->saved_data["state"].toCapsule());
+    auto state =
+        c10::static_intrusive_pointer_cast<BlockState>(ctx->saved_data["state"].toCapsule());
     const auto input = ctx->get_saved_variables()[0];
     // Replay the forward run's random draws, then leave the generators as we found them.
     std::vector<at::Tensor> now;
@@ -46,8 +47,9 @@ struct CheckpointFunction : public torch::autograd::Function<CheckpointFunction>
     }
     for (size_t i = 0; i < state->generators.size(); ++i) state->generators[i].set_state(now[i]);
     if (outputs.size() != grad_outputs.size()) {
-      fail_runtime("gradient checkpointing: the recomputed block gave {} outputs, the forward run {}",
-                   outputs.size(), grad_outputs.size());
+      fail_runtime(
+          "gradient checkpointing: the recomputed block gave {} outputs, the forward run {}",
+          outputs.size(), grad_outputs.size());
     }
     std::vector<at::Tensor> roots, grads;
     for (size_t i = 0; i < outputs.size(); ++i) {

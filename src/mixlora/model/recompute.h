@@ -1,6 +1,6 @@
-// Activation recomputation ("gradient checkpointing"; LibTorch C++ has no torch.utils.checkpoint): a block runs forward
-// without keeping its autograd graph; backward recomputes it with gradients on and
-// backpropagates through the recomputation (the "reentrant" scheme of PyTorch). Parameters the
+// Activation recomputation ("gradient checkpointing"; LibTorch C++ has no torch.utils.checkpoint):
+// a block runs forward without keeping its autograd graph; backward recomputes it with gradients on
+// and backpropagates through the recomputation (the "reentrant" scheme of PyTorch). Parameters the
 // block uses (adapter weights) are autograd leaves and get their gradients accumulated there.
 #pragma once
 

@@ -10,8 +10,7 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& config) {
   auto inv_freq = 1.0 / at::pow(config.rope_theta, exponents);
   const auto& s = config.rope_scaling;
   switch (s.type) {
-    case RopeScaling::Type::none:
-      return inv_freq;
+    case RopeScaling::Type::none: return inv_freq;
     case RopeScaling::Type::linear:
       // HF divides positions by the factor; dividing the frequencies is the same product.
       return inv_freq / s.factor;
@@ -23,7 +22,8 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& config) {
       const double high_freq_wavelen = old_len / s.high_freq_factor;
       auto wavelen = 2.0 * M_PI / inv_freq;
       auto scaled = at::where(wavelen > low_freq_wavelen, inv_freq / s.factor, inv_freq);
-      auto smooth = (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+      auto smooth =
+          (old_len / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
       auto smoothed = (1.0 - smooth) * scaled / s.factor + smooth * scaled;
       auto is_medium = (wavelen >= high_freq_wavelen).logical_and(wavelen <= low_freq_wavelen);
       return at::where(is_medium, smoothed, scaled);
@@ -35,7 +35,7 @@ at::Tensor rope_inverse_frequencies(const ModelConfig& config) {
 RotaryEmbedding::RotaryEmbedding(const ModelConfig& config, c10::Device device) {
   auto inv_freq = rope_inverse_frequencies(config);
   auto positions = at::arange(config.max_position_embeddings, at::kFloat);
-  auto freqs = at::outer(positions, inv_freq);     // [P, d/2]
+  auto freqs = at::outer(positions, inv_freq);        // [P, d/2]
   auto angles = at::cat({freqs, freqs}, /*dim=*/-1);  // [P, d], halves as rotate_half expects
   cos_table_ = angles.cos().to(device);
   sin_table_ = angles.sin().to(device);

@@ -2,7 +2,8 @@
 
 namespace mixlora::moe {
 
-ExpertAssignment assign_experts(const at::Tensor& experts, const at::Tensor& weights, int64_t num_experts) {
+ExpertAssignment assign_experts(const at::Tensor& experts, const at::Tensor& weights,
+                                int64_t num_experts) {
   const int64_t slots = experts.size(1);
   auto flat_experts = experts.reshape({-1});
   // A stable sort groups the (token, slot) pairs by expert, in token order within each, with

@@ -20,6 +20,7 @@ struct ExpertAssignment {
 
 // `experts` [N, S] int64 (-1 = empty slot, skipped), `weights` [N, S]. The per-expert counts
 // reach the host (they size the blocks): the one host sync.
-ExpertAssignment assign_experts(const at::Tensor& experts, const at::Tensor& weights, int64_t num_experts);
+ExpertAssignment assign_experts(const at::Tensor& experts, const at::Tensor& weights,
+                                int64_t num_experts);
 
 }  // namespace mixlora::moe

@@ -45,7 +45,8 @@ LoraMixtureOutput apply_lora_mixture(const LoraMixtureWeights& weights, const at
       const auto tokens = assignment.tokens.narrow(0, offset, count);
       const auto weight = assignment.weights.narrow(0, offset, count).unsqueeze(1);
       offset += count;
-      auto delta = lora::lora_delta(weights.experts[e], flat.index_select(0, tokens), training, generator);
+      auto delta =
+          lora::lora_delta(weights.experts[e], flat.index_select(0, tokens), training, generator);
       mixture = mixture.index_add(0, tokens, delta * weight);
     }
   }

@@ -15,7 +15,7 @@
 namespace mixlora::moe {
 
 struct LoraMixtureWeights {
-  at::Tensor router;                 // [E, in] fp32, trainable
+  at::Tensor router;                       // [E, in] fp32, trainable
   std::vector<lora::LoraWeights> experts;  // E LoRAs on the same linear
 };
 

@@ -1,7 +1,7 @@
 #include "mixlora/moe/mixlora_ffn.h"
 
-#include "mixlora/model/decoder.h"
 #include "mixlora/model/base_linear.h"
+#include "mixlora/model/decoder.h"
 #include "mixlora/moe/expert_assignment.h"
 
 #include <cmath>
@@ -21,8 +21,7 @@ Routing route(const at::Tensor& router_input, const at::Tensor& router, const at
               const MoeOptions& options, int64_t batch, int64_t steps, at::Tensor& logits) {
   logits = at::linear(router_input, router);
   switch (options.routing_strategy) {
-    case RoutingStrategy::mixlora:
-      return router_topk(logits, options.top_k);
+    case RoutingStrategy::mixlora: return router_topk(logits, options.top_k);
     case RoutingStrategy::mixlora_dynamic:
       return router_topp(logits, options.top_p, options.temperature);
     case RoutingStrategy::mixlora_switch:
@@ -52,11 +51,15 @@ at::Tensor naive_experts(const at::Tensor& flat, const model::MlpWeights& mlp,
     offset += count;
     const auto& lora = weights.experts[e];
     auto xe = flat.index_select(0, tokens);
-    auto inter = model::activation(maybe_lora(lora.gate_proj, xe, model::base_linear(xe, mlp.gate_proj), training, generator),
-                                   options.act_fn) *
-                 maybe_lora(lora.up_proj, xe, model::base_linear(xe, mlp.up_proj), training, generator);
-    if (training && options.ffn_dropout > 0.0) inter = lora::dropout(inter, options.ffn_dropout, generator);
-    auto expert_out = maybe_lora(lora.down_proj, inter, model::base_linear(inter, mlp.down_proj), training, generator);
+    auto inter =
+        model::activation(maybe_lora(lora.gate_proj, xe, model::base_linear(xe, mlp.gate_proj),
+                                     training, generator),
+                          options.act_fn) *
+        maybe_lora(lora.up_proj, xe, model::base_linear(xe, mlp.up_proj), training, generator);
+    if (training && options.ffn_dropout > 0.0)
+      inter = lora::dropout(inter, options.ffn_dropout, generator);
+    auto expert_out = maybe_lora(lora.down_proj, inter, model::base_linear(inter, mlp.down_proj),
+                                 training, generator);
     output = output.index_add(0, tokens, expert_out.to(at::kFloat) * weight);
   }
   return output;
@@ -66,10 +69,10 @@ at::Tensor naive_experts(const at::Tensor& flat, const model::MlpWeights& mlp,
 // split into contiguous blocks (whose backward is one concatenation, not one full-size zero
 // buffer per expert); per expert only its LoRA work; one index_add per output; the base W2
 // once on the weighted sum of intermediates. Random draws in the naive path's order.
-at::Tensor efficient_experts(const at::Tensor& flat, c10::ScalarType dtype, const model::MlpWeights& mlp,
-                             const MixLoraLayerWeights& weights, const MoeOptions& options,
-                             const ExpertAssignment& assignment, bool training,
-                             const c10::optional<at::Generator>& generator) {
+at::Tensor efficient_experts(const at::Tensor& flat, c10::ScalarType dtype,
+                             const model::MlpWeights& mlp, const MixLoraLayerWeights& weights,
+                             const MoeOptions& options, const ExpertAssignment& assignment,
+                             bool training, const c10::optional<at::Generator>& generator) {
   const int64_t tokens_count = flat.size(0), intermediate = mlp.gate_proj.size(0);
   auto intermediate_sum = at::zeros({tokens_count, intermediate}, flat.options().dtype(at::kFloat));
   if (assignment.tokens.numel() == 0) {
@@ -78,17 +81,24 @@ at::Tensor efficient_experts(const at::Tensor& flat, c10::ScalarType dtype, cons
   const auto& tokens = assignment.tokens;
   auto weight = assignment.weights.unsqueeze(1);
   const auto xs = flat.index_select(0, tokens).split_with_sizes(assignment.counts);
-  const auto gates = model::base_linear(flat, mlp.gate_proj).index_select(0, tokens).split_with_sizes(assignment.counts);
-  const auto ups = model::base_linear(flat, mlp.up_proj).index_select(0, tokens).split_with_sizes(assignment.counts);
+  const auto gates = model::base_linear(flat, mlp.gate_proj)
+                         .index_select(0, tokens)
+                         .split_with_sizes(assignment.counts);
+  const auto ups = model::base_linear(flat, mlp.up_proj)
+                       .index_select(0, tokens)
+                       .split_with_sizes(assignment.counts);
   std::vector<at::Tensor> inters, deltas;
   for (int64_t e = 0; e < options.num_experts; ++e) {
     if (assignment.counts[e] == 0) continue;
     const auto& lora = weights.experts[e];
-    auto inter = model::activation(maybe_lora(lora.gate_proj, xs[e], gates[e], training, generator), options.act_fn) *
+    auto inter = model::activation(maybe_lora(lora.gate_proj, xs[e], gates[e], training, generator),
+                                   options.act_fn) *
                  maybe_lora(lora.up_proj, xs[e], ups[e], training, generator);
-    if (training && options.ffn_dropout > 0.0) inter = lora::dropout(inter, options.ffn_dropout, generator);
+    if (training && options.ffn_dropout > 0.0)
+      inter = lora::dropout(inter, options.ffn_dropout, generator);
     inters.push_back(inter);
-    if (lora.down_proj) deltas.push_back(lora::lora_delta(*lora.down_proj, inter, training, generator));
+    if (lora.down_proj)
+      deltas.push_back(lora::lora_delta(*lora.down_proj, inter, training, generator));
   }
   intermediate_sum = intermediate_sum.index_add(0, tokens, at::cat(inters).to(at::kFloat) * weight);
   auto output = model::base_linear(intermediate_sum.to(dtype), mlp.down_proj).to(at::kFloat);
@@ -112,8 +122,9 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
   auto router_input = flat.to(at::kFloat);
   if (training && options.jitter_noise > 0.0) {
     // Drawn on the host when the adapter's generator is a host one (see lora::dropout).
-    auto noise = at::empty(router_input.sizes(), router_input.options().device(
-                                                     generator ? generator->device() : router_input.device()));
+    auto noise = at::empty(
+        router_input.sizes(),
+        router_input.options().device(generator ? generator->device() : router_input.device()));
     noise.uniform_(1.0 - options.jitter_noise, 1.0 + options.jitter_noise, generator);
     router_input = router_input * noise.to(router_input.device());
   }
@@ -123,8 +134,8 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
   auto& routing = result.routing;
   result.record.logits = logits;
   result.record.probs = routing.probs;
-  result.record.slot_experts = routing.argmax_experts.defined() ? routing.argmax_experts.unsqueeze(1)
-                                                                : routing.experts;
+  result.record.slot_experts =
+      routing.argmax_experts.defined() ? routing.argmax_experts.unsqueeze(1) : routing.experts;
   result.record.token_mask = mask_flat;
   // Padding gets no expert (its output never reaches a real token through the attention mask).
   if (mask_flat.defined()) {
@@ -134,7 +145,8 @@ MixLoraOutput mixlora_ffn(const at::Tensor& x, const at::Tensor& token_mask,
   const auto assignment = assign_experts(routing.experts, routing.weights, num_experts);
   result.record.routed_counts = assignment.counts;
   auto output = path == FfnPath::efficient
-                    ? efficient_experts(flat, x.scalar_type(), mlp, weights, options, assignment, training, generator)
+                    ? efficient_experts(flat, x.scalar_type(), mlp, weights, options, assignment,
+                                        training, generator)
                     : naive_experts(flat, mlp, weights, options, assignment, training, generator);
   if (routing.dropped.defined()) {
     // Switch: tokens over capacity skip the experts; like the routed ones they are scaled by

@@ -37,9 +37,9 @@ struct MixLoraLayerWeights {
 };
 
 struct MixLoraOutput {
-  at::Tensor output;     // [B, T, hidden] in the dtype of x
-  RouterRecord record;   // for the router losses
-  Routing routing;       // the decision itself (router profile, tests)
+  at::Tensor output;    // [B, T, hidden] in the dtype of x
+  RouterRecord record;  // for the router losses
+  Routing routing;      // the decision itself (router profile, tests)
 };
 
 // x: normalised hidden states [B, T, hidden]; token_mask [B, T] (1 = real token) or undefined.

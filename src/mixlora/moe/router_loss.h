@@ -12,10 +12,10 @@ namespace mixlora::moe {
 
 // What one layer's routing leaves for the losses.
 struct RouterRecord {
-  at::Tensor logits;       // [N, E] fp32 router logits (before temperature)
-  at::Tensor probs;        // [N, E] probabilities the routing used
-  at::Tensor slot_experts; // [N, S] chosen expert per slot (-1 = none), for the balance fractions
-  at::Tensor token_mask;   // [N] bool, true for real tokens; undefined = all real
+  at::Tensor logits;        // [N, E] fp32 router logits (before temperature)
+  at::Tensor probs;         // [N, E] probabilities the routing used
+  at::Tensor slot_experts;  // [N, S] chosen expert per slot (-1 = none), for the balance fractions
+  at::Tensor token_mask;    // [N] bool, true for real tokens; undefined = all real
   // [E] real tokens' (token, slot) assignments per expert, after capacity dropping: the counts
   // the routing already read to the host (router telemetry, router_stats.h).
   std::vector<int64_t> routed_counts = {};

@@ -16,12 +16,12 @@ namespace {
 at::Tensor layer_row(const RouterRecord& record, const MoeOptions& config) {
   const auto probs = record.probs.detach().to(at::kDouble);
   const int64_t num_experts = probs.size(1);
-  const auto mask = record.token_mask.defined()
-                        ? record.token_mask.to(at::kDouble)
-                        : at::ones({probs.size(0)}, probs.options());
+  const auto mask = record.token_mask.defined() ? record.token_mask.to(at::kDouble)
+                                                : at::ones({probs.size(0)}, probs.options());
   const auto entropy = -(probs * at::log(probs.clamp_min(1e-300))).sum(-1);
   auto [top_prob, top_expert] = probs.max(/*dim=*/-1);
-  const auto top1_counts = (at::one_hot(top_expert, num_experts).to(at::kDouble) * mask.unsqueeze(1)).sum(0);
+  const auto top1_counts =
+      (at::one_hot(top_expert, num_experts).to(at::kDouble) * mask.unsqueeze(1)).sum(0);
   const auto zero = at::zeros({}, probs.options());
   at::Tensor aux = zero, z = zero;
   if (config.router_loss) {
@@ -32,13 +32,14 @@ at::Tensor layer_row(const RouterRecord& record, const MoeOptions& config) {
     }
   }
   const auto prob_sums = (probs * mask.unsqueeze(1)).sum(0);
-  return at::cat({at::stack({mask.sum(), (entropy * mask).sum(), (top_prob * mask).sum(), aux, z}), top1_counts,
-                  prob_sums});
+  return at::cat({at::stack({mask.sum(), (entropy * mask).sum(), (top_prob * mask).sum(), aux, z}),
+                  top1_counts, prob_sums});
 }
 
 }  // namespace
 
-RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records, const MoeOptions& config) {
+RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records,
+                                    const MoeOptions& config) {
   RouterBatchStats stats;
   if (records.empty()) return stats;
   at::NoGradGuard no_grad;
@@ -59,13 +60,14 @@ RouterStatSums RouterStatSums::zeros(int64_t layers, int64_t num_experts) {
   return sums;
 }
 
-void RouterStatSums::add(const at::Tensor& device_sums_on_cpu, const std::vector<std::vector<int64_t>>& routed_counts) {
+void RouterStatSums::add(const at::Tensor& device_sums_on_cpu,
+                         const std::vector<std::vector<int64_t>>& routed_counts) {
   const auto rows = device_sums_on_cpu.to(at::kDouble).contiguous();
   const int64_t l = rows.size(0), e = (rows.size(1) - kDeviceColumns) / 2;
   if (empty()) *this = zeros(l, e);
   if (l != layers || e != num_experts || static_cast<int64_t>(routed_counts.size()) != l) {
-    fail_runtime("router telemetry: a batch of {} layers x {} experts added to sums of {} x {}", l, e, layers,
-                 num_experts);
+    fail_runtime("router telemetry: a batch of {} layers x {} experts added to sums of {} x {}", l,
+                 e, layers, num_experts);
   }
   const auto* v = rows.data_ptr<double>();
   const int64_t width = rows.size(1), stride = columns(num_experts);
@@ -128,12 +130,14 @@ RouterSummary summarize(const RouterStatSums& sums, const MoeOptions& config) {
       layer.top1_share.push_back(ratio(top1[x], tokens));
       layer.prob_share.push_back(ratio(probs[x], tokens));
     }
-    const double max_share = e > 0 ? *std::max_element(layer.expert_share.begin(), layer.expert_share.end()) : 0.0;
+    const double max_share =
+        e > 0 ? *std::max_element(layer.expert_share.begin(), layer.expert_share.end()) : 0.0;
     layer.load_imbalance = max_share * static_cast<double>(e);  // max / mean, mean = 1/E
     layer.entropy = ratio(row[kEntropySum], tokens);
     layer.top1_prob = ratio(row[kTop1ProbSum], tokens);
     layer.experts_per_token = ratio(routed_total, tokens);
-    if (is_switch) layer.drop_rate = tokens > 0.0 ? std::max(0.0, 1.0 - routed_total / tokens) : 0.0;
+    if (is_switch)
+      layer.drop_rate = tokens > 0.0 ? std::max(0.0, 1.0 - routed_total / tokens) : 0.0;
     layer.aux_loss = ratio(row[kAuxSum], batches);
     if (is_switch) layer.z_loss = ratio(row[kZSum], batches);
     s.tokens = static_cast<int64_t>(std::llround(tokens));
@@ -162,7 +166,8 @@ nlohmann::json router_json(const RouterSummary& summary) {
   }
   return {{"strategy", strategy_name(summary.strategy)},
           {"num_experts", summary.num_experts},
-          {"max_entropy", summary.num_experts > 0 ? std::log(static_cast<double>(summary.num_experts)) : 0.0},
+          {"max_entropy",
+           summary.num_experts > 0 ? std::log(static_cast<double>(summary.num_experts)) : 0.0},
           {"tokens", summary.tokens},
           {"batches", summary.batches},
           {"layers", std::move(layers)}};

@@ -23,7 +23,14 @@
 namespace mixlora::moe {
 
 // Columns of one layer's row of sums (see RouterStatSums).
-enum RouterColumn : int64_t { kTokens = 0, kEntropySum, kTop1ProbSum, kAuxSum, kZSum, kDeviceColumns };
+enum RouterColumn : int64_t {
+  kTokens = 0,
+  kEntropySum,
+  kTop1ProbSum,
+  kAuxSum,
+  kZSum,
+  kDeviceColumns
+};
 
 // One batch of one adapter, not yet read back.
 struct RouterBatchStats {
@@ -36,7 +43,8 @@ struct RouterBatchStats {
 };
 
 // No gradients, no host sync. `records` one per MoE layer, as AdapterHooks kept them.
-RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records, const MoeOptions& config);
+RouterBatchStats router_batch_stats(const std::vector<RouterRecord>& records,
+                                    const MoeOptions& config);
 
 // Sums over batches, on the host: per layer [device columns..., top1 counts (E), probability
 // sums (E), batches, routed counts (E)], flattened. Element-wise addable (data-parallel eval).
@@ -45,11 +53,14 @@ struct RouterStatSums {
   std::vector<double> values;
 
   static int64_t device_columns(int64_t num_experts) { return kDeviceColumns + 2 * num_experts; }
-  static int64_t columns(int64_t num_experts) { return device_columns(num_experts) + 1 + num_experts; }
+  static int64_t columns(int64_t num_experts) {
+    return device_columns(num_experts) + 1 + num_experts;
+  }
   static RouterStatSums zeros(int64_t layers, int64_t num_experts);
   bool empty() const { return layers == 0; }
   // Adds one batch already on the host: `device_sums` read to the CPU.
-  void add(const at::Tensor& device_sums_on_cpu, const std::vector<std::vector<int64_t>>& routed_counts);
+  void add(const at::Tensor& device_sums_on_cpu,
+           const std::vector<std::vector<int64_t>>& routed_counts);
 };
 
 // Accumulates batches with their device parts summed on the device; read() is the one transfer.
@@ -75,14 +86,14 @@ struct RouterLayerStats {
   double top1_prob = 0.0;            // mean over real tokens of max_e p
   double experts_per_token = 0.0;    // routed assignments / real tokens
   std::optional<double> drop_rate;   // switch: real tokens over capacity / real tokens
-  double aux_loss = 0.0;             // this layer's load-balancing loss (coefficient applied), mean per batch
-  std::optional<double> z_loss;      // switch: this layer's z-loss (coefficient applied)
+  double aux_loss = 0.0;  // this layer's load-balancing loss (coefficient applied), mean per batch
+  std::optional<double> z_loss;  // switch: this layer's z-loss (coefficient applied)
 };
 
 struct RouterSummary {
   RoutingStrategy strategy = RoutingStrategy::mixlora;
   int64_t num_experts = 0;
-  int64_t tokens = 0;   // real tokens seen per layer
+  int64_t tokens = 0;  // real tokens seen per layer
   int64_t batches = 0;
   std::vector<RouterLayerStats> layers;
 };

@@ -54,7 +54,8 @@ std::vector<Series> per_layer(const AdapterMetrics& a, const char* field) {
     if (layers.size() < list.size()) layers.resize(list.size());
     for (size_t l = 0; l < list.size(); ++l) {
       const auto it = list[l].find(field);
-      layers[l].add(static_cast<double>(step), it != list[l].end() && it->is_number() ? it->get<double>() : NAN);
+      layers[l].add(static_cast<double>(step),
+                    it != list[l].end() && it->is_number() ? it->get<double>() : NAN);
     }
   }
   return layers;
@@ -68,45 +69,53 @@ std::vector<std::vector<double>> shares_of(const nlohmann::json& router) {
   return rows;
 }
 
-std::string layer_chart(const std::string& title, const std::vector<Series>& layers, LineChartOptions options) {
+std::string layer_chart(const std::string& title, const std::vector<Series>& layers,
+                        LineChartOptions options) {
   if (layers.empty()) return "";
   std::vector<LineSeries> lines;
   for (size_t l = 0; l < layers.size(); ++l) {
     lines.push_back({fmt::format("layer {}", l),
-                     ramp(layers.size() > 1 ? 0.9 * static_cast<double>(l) / static_cast<double>(layers.size() - 1) : 0.0),
+                     ramp(layers.size() > 1 ? 0.9 * static_cast<double>(l) /
+                                                  static_cast<double>(layers.size() - 1)
+                                            : 0.0),
                      &layers[l]});
   }
   options.legend = false;
-  options.legend_note = fmt::format("one line per layer: layer 0 (dark) .. layer {} (light)", layers.size() - 1);
+  options.legend_note =
+      fmt::format("one line per layer: layer 0 (dark) .. layer {} (light)", layers.size() - 1);
   return line_chart(title, lines, options);
 }
 
 std::string alarms_html(const AdapterMetrics& a) {
   if (!a.is_mixlora()) return "";
   if (a.alarms.empty()) return "<div class=\"ok\">no router alarms</div>\n";
-  std::string html = fmt::format("<div class=\"bad\">{} router alarm{}</div>\n<table class=\"alarms\">"
-                                 "<tr><th>step</th><th>alarm</th><th>layer</th><th>expert</th><th>value</th>"
-                                 "<th>threshold</th></tr>\n",
-                                 a.alarms.size(), a.alarms.size() == 1 ? "" : "s");
+  std::string html = fmt::format(
+      "<div class=\"bad\">{} router alarm{}</div>\n<table class=\"alarms\">"
+      "<tr><th>step</th><th>alarm</th><th>layer</th><th>expert</th><th>value</th>"
+      "<th>threshold</th></tr>\n",
+      a.alarms.size(), a.alarms.size() == 1 ? "" : "s");
   const size_t shown = std::min<size_t>(a.alarms.size(), 40);
   for (size_t i = 0; i < shown; ++i) {
     const auto& al = a.alarms[i];
-    html += fmt::format("<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{:.3g}</td>"
-                        "<td>{:.3g}</td></tr>\n",
-                        al.value("step", 0), escape(al.value("kind", std::string("?"))), al.value("layer", 0),
-                        al.contains("expert") ? std::to_string(al.value("expert", 0)) : std::string("-"),
-                        al.value("value", 0.0), al.value("threshold", 0.0));
+    html += fmt::format(
+        "<tr><td>{}</td><td style=\"text-align:left\">{}</td><td>{}</td><td>{}</td><td>{:.3g}</td>"
+        "<td>{:.3g}</td></tr>\n",
+        al.value("step", 0), escape(al.value("kind", std::string("?"))), al.value("layer", 0),
+        al.contains("expert") ? std::to_string(al.value("expert", 0)) : std::string("-"),
+        al.value("value", 0.0), al.value("threshold", 0.0));
   }
   html += "</table>\n";
-  if (shown < a.alarms.size()) html += fmt::format("<div class=\"sub\">... and {} more</div>\n", a.alarms.size() - shown);
+  if (shown < a.alarms.size())
+    html += fmt::format("<div class=\"sub\">... and {} more</div>\n", a.alarms.size() - shown);
   return html;
 }
 
 std::string eval_chart(const AdapterMetrics& a) {
   std::vector<LineSeries> lines;
   size_t i = 0;
-  const bool any_accuracy = std::any_of(a.eval.begin(), a.eval.end(),
-                                        [](const auto& e) { return e.first.find(" accuracy") != std::string::npos; });
+  const bool any_accuracy = std::any_of(a.eval.begin(), a.eval.end(), [](const auto& e) {
+    return e.first.find(" accuracy") != std::string::npos;
+  });
   for (const auto& [name, series] : a.eval) {
     if (any_accuracy && name.find(" accuracy") == std::string::npos) continue;
     lines.push_back({name, palette(i++), &series});
@@ -115,11 +124,13 @@ std::string eval_chart(const AdapterMetrics& a) {
 }
 
 std::string adapter_card(const AdapterMetrics& a, bool several_runs) {
-  std::string html = fmt::format("<div class=\"card adapter\">\n<h3>{}</h3>\n", escape(label_of(a, several_runs)));
+  std::string html =
+      fmt::format("<div class=\"card adapter\">\n<h3>{}</h3>\n", escape(label_of(a, several_runs)));
   std::string kind = "LoRA";
   if (a.is_mixlora()) {
     const auto& last = a.router.back().second;
-    kind = fmt::format("MixLoRA {}, {} experts", last.value("strategy", std::string("?")), last.value("num_experts", 0));
+    kind = fmt::format("MixLoRA {}, {} experts", last.value("strategy", std::string("?")),
+                       last.value("num_experts", 0));
   }
   double final_loss = NAN;
   for (size_t i = a.loss.values.size(); i-- > 0;) {
@@ -128,16 +139,18 @@ std::string adapter_card(const AdapterMetrics& a, bool several_runs) {
       break;
     }
   }
-  html += fmt::format("<div class=\"sub\">{} | {} logged steps of {} | final loss {:.4f}</div>\n", escape(kind),
-                      a.loss.steps.size(), a.total_steps, final_loss);
+  html += fmt::format("<div class=\"sub\">{} | {} logged steps of {} | final loss {:.4f}</div>\n",
+                      escape(kind), a.loss.steps.size(), a.total_steps, final_loss);
   html += alarms_html(a);
   html += line_chart("training loss", {{"loss", palette(0), &a.loss}}, no_legend());
   if (!a.eval.empty()) html += eval_chart(a);
   html += line_chart("learning rate", {{"lr", palette(2), &a.lr}}, no_legend());
-  html += line_chart("gradient norm (before clipping)", {{"grad norm", palette(3), &a.grad_norm}}, no_legend());
+  html += line_chart("gradient norm (before clipping)", {{"grad norm", palette(3), &a.grad_norm}},
+                     no_legend());
   if (a.is_mixlora()) {
     std::vector<LineSeries> router_losses = {{"aux loss", palette(4), &a.aux_loss}};
-    if (std::any_of(a.z_loss.values.begin(), a.z_loss.values.end(), [](double v) { return std::isfinite(v) && v != 0.0; })) {
+    if (std::any_of(a.z_loss.values.begin(), a.z_loss.values.end(),
+                    [](double v) { return std::isfinite(v) && v != 0.0; })) {
       router_losses.push_back({"z loss", palette(5), &a.z_loss});
     }
     html += line_chart("router losses (coefficients applied)", router_losses);
@@ -152,20 +165,25 @@ std::string adapter_card(const AdapterMetrics& a, bool several_runs) {
     }
     HeatmapOptions big;
     big.cell_width = std::max(10, std::min(64, 280 / std::max(1, experts)));
-    big.cell_height = std::max(6, std::min(24, 320 / std::max<int>(1, static_cast<int>(final_shares.size()))));
-    html += heatmap(fmt::format("token share per layer x expert, step {}", a.router.back().first), final_shares,
-                    max_share, big);
+    big.cell_height =
+        std::max(6, std::min(24, 320 / std::max<int>(1, static_cast<int>(final_shares.size()))));
+    html += heatmap(fmt::format("token share per layer x expert, step {}", a.router.back().first),
+                    final_shares, max_share, big);
     // Over time: up to six snapshots at evenly spaced logged steps, on the same colour scale.
     const size_t n = a.router.size(), count = std::min<size_t>(n, 6);
     if (count > 1) {
-      html += "<div class=\"sub\">token share over time (same colours)</div>\n<div class=\"snapshots\">\n";
+      html +=
+          "<div class=\"sub\">token share over time (same colours)</div>\n<div "
+          "class=\"snapshots\">\n";
       HeatmapOptions small;
       small.labels = false;
       small.cell_width = std::max(3, std::min(10, 56 / std::max(1, experts)));
-      small.cell_height = std::max(2, std::min(6, 120 / std::max<int>(1, static_cast<int>(final_shares.size()))));
+      small.cell_height =
+          std::max(2, std::min(6, 120 / std::max<int>(1, static_cast<int>(final_shares.size()))));
       for (size_t i = 0; i < count; ++i) {
         const size_t k = count == 1 ? n - 1 : i * (n - 1) / (count - 1);
-        html += heatmap(fmt::format("step {}", a.router[k].first), shares_of(a.router[k].second), max_share, small);
+        html += heatmap(fmt::format("step {}", a.router[k].first), shares_of(a.router[k].second),
+                        max_share, small);
       }
       html += "</div>\n";
     }
@@ -179,8 +197,8 @@ std::string adapter_card(const AdapterMetrics& a, bool several_runs) {
                         per_layer(a, "entropy"), entropy_options);
     LineChartOptions imbalance_options;
     imbalance_options.y_min = 0.0;
-    html += layer_chart("load imbalance per layer (max share / mean share)", per_layer(a, "load_imbalance"),
-                        imbalance_options);
+    html += layer_chart("load imbalance per layer (max share / mean share)",
+                        per_layer(a, "load_imbalance"), imbalance_options);
     const auto strategy = final_router.value("strategy", std::string());
     if (strategy == "mixlora-dynamic") {
       html += layer_chart("experts per token per layer", per_layer(a, "experts_per_token"), {});
@@ -210,8 +228,9 @@ std::string overview(const std::vector<const AdapterMetrics*>& all, bool several
     }
   }
   std::string html = "<h2>All adapters</h2>\n<div class=\"row\">\n";
-  for (const auto& chart : {line_chart("training loss", loss), line_chart("eval", eval), line_chart("learning rate", lr),
-                            line_chart("gradient norm", grad), line_chart("aux loss", aux)}) {
+  for (const auto& chart : {line_chart("training loss", loss), line_chart("eval", eval),
+                            line_chart("learning rate", lr), line_chart("gradient norm", grad),
+                            line_chart("aux loss", aux)}) {
     if (!chart.empty()) html += "<div class=\"card\">" + chart + "</div>\n";
   }
   return html + "</div>\n";
@@ -224,19 +243,23 @@ std::string render_report(const std::vector<RunMetrics>& runs) {
   std::vector<const AdapterMetrics*> all;
   for (const auto& run : runs)
     for (const auto& a : run.adapters) all.push_back(&a);
-  std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>MixLoRA run report";
+  std::string html =
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>MixLoRA run "
+      "report";
   std::vector<std::string> names;
   for (const auto& run : runs) names.push_back(run.name);
   html += escape(": " + fmt::format("{}", fmt::join(names, " vs ")));
   html += "</title>\n";
   html += kStyle;
   html += "</head>\n<body>\n";
-  html += fmt::format("<h1>MixLoRA run report: {}</h1>\n", escape(fmt::format("{}", fmt::join(names, " vs "))));
+  html += fmt::format("<h1>MixLoRA run report: {}</h1>\n",
+                      escape(fmt::format("{}", fmt::join(names, " vs "))));
   for (const auto& run : runs) {
     size_t alarms = 0;
     for (const auto& a : run.adapters) alarms += a.alarms.size();
-    html += fmt::format("<div class=\"meta\">{}: {} adapter{}, {} router alarm{}</div>\n", escape(run.dir),
-                        run.adapters.size(), run.adapters.size() == 1 ? "" : "s", alarms, alarms == 1 ? "" : "s");
+    html += fmt::format("<div class=\"meta\">{}: {} adapter{}, {} router alarm{}</div>\n",
+                        escape(run.dir), run.adapters.size(), run.adapters.size() == 1 ? "" : "s",
+                        alarms, alarms == 1 ? "" : "s");
   }
   if (all.size() > 1) html += overview(all, several_runs);
   // Per adapter: the same adapter of each run next to each other, then the next adapter.

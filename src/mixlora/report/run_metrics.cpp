@@ -36,7 +36,8 @@ AdapterMetrics parse_metrics(const std::string& text, const std::string& source)
   for (int64_t number = 1; std::getline(lines, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const auto record = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (!record.is_object()) fail_input("{}:{}: not a JSON object (is this a metrics.jsonl?)", source, number);
+    if (!record.is_object())
+      fail_input("{}:{}: not a JSON object (is this a metrics.jsonl?)", source, number);
     if (m.name.empty()) m.name = record.value("adapter", std::string());
     const double step = number_or_nan(record, "step");
     if (!std::isfinite(step)) continue;
@@ -44,7 +45,8 @@ AdapterMetrics parse_metrics(const std::string& text, const std::string& source)
       for (const auto& entry : *it) {
         const auto task = entry.value("task_name", std::string("eval"));
         const auto metrics = entry.value("metrics", nlohmann::json::object());
-        if (metrics.contains("accuracy")) m.eval[task + " accuracy"].add(step, number_or_nan(metrics, "accuracy"));
+        if (metrics.contains("accuracy"))
+          m.eval[task + " accuracy"].add(step, number_or_nan(metrics, "accuracy"));
         m.eval[task + " loss"].add(step, number_or_nan(metrics, "loss"));
       }
       continue;
@@ -71,19 +73,24 @@ RunMetrics read_run(const std::string& run_dir) {
   const fs::path dir(run_dir);
   run.dir = run_dir;
   run.name = fs::absolute(dir).lexically_normal().filename().string();
-  if (run.name.empty()) run.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
-  if (!fs::is_directory(dir)) fail_input("{}: not a directory (give a training output_dir)", run_dir);
+  if (run.name.empty())
+    run.name = fs::absolute(dir).lexically_normal().parent_path().filename().string();
+  if (!fs::is_directory(dir))
+    fail_input("{}: not a directory (give a training output_dir)", run_dir);
   std::vector<fs::path> files;
   if (fs::exists(dir / "metrics.jsonl")) {
     files.push_back(dir / "metrics.jsonl");
   } else {
     for (const auto& entry : fs::directory_iterator(dir)) {
-      if (entry.is_directory() && fs::exists(entry.path() / "metrics.jsonl")) files.push_back(entry.path() / "metrics.jsonl");
+      if (entry.is_directory() && fs::exists(entry.path() / "metrics.jsonl"))
+        files.push_back(entry.path() / "metrics.jsonl");
     }
   }
   if (files.empty()) {
-    fail_input("{}: no metrics.jsonl here or in its adapter directories (give the output_dir of a training run)",
-               run_dir);
+    fail_input(
+        "{}: no metrics.jsonl here or in its adapter directories (give the output_dir of a "
+        "training run)",
+        run_dir);
   }
   std::sort(files.begin(), files.end());
   for (const auto& file : files) {

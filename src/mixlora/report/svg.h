@@ -18,11 +18,11 @@ struct LineSeries {
 
 struct LineChartOptions {
   int width = 380, height = 210;
-  bool legend = true;                   // a legend line per series (else: `legend_note`)
-  std::string legend_note;              // e.g. "colour: layer 0 (dark) .. 21 (light)"
-  std::optional<double> threshold;      // a dashed horizontal line ...
-  std::string threshold_label;          // ... and its label
-  std::optional<double> y_min, y_max;   // fixed range (else from the data)
+  bool legend = true;                  // a legend line per series (else: `legend_note`)
+  std::string legend_note;             // e.g. "colour: layer 0 (dark) .. 21 (light)"
+  std::optional<double> threshold;     // a dashed horizontal line ...
+  std::string threshold_label;         // ... and its label
+  std::optional<double> y_min, y_max;  // fixed range (else from the data)
 };
 
 // "" when no series has a finite point.
@@ -34,8 +34,8 @@ struct HeatmapOptions {
   int cell_width = 30, cell_height = 14;
   bool labels = true;  // axis labels and colour bar
 };
-std::string heatmap(const std::string& title, const std::vector<std::vector<double>>& values, double max_value,
-                    const HeatmapOptions& options = {});
+std::string heatmap(const std::string& title, const std::vector<std::vector<double>>& values,
+                    double max_value, const HeatmapOptions& options = {});
 
 // Colours: `palette(i)` distinct for series; `ramp(t)` t in [0, 1] for heatmaps and layers.
 std::string palette(size_t i);

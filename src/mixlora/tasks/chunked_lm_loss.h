@@ -24,7 +24,7 @@ int64_t lm_loss_chunk_rows(int64_t vocab_size, int64_t bytes = int64_t{64} << 20
 // causal_lm_loss(logits_of(hidden), labels) for hidden [B, T, H]: the same sum and count (equal
 // to fp32 rounding). Differentiable w.r.t. `hidden` only: the LM head must be frozen (adapter
 // training); a head that trains (pretraining) uses causal_lm_loss.
-TokenLoss chunked_causal_lm_loss(const LogitsFn& logits_of, const at::Tensor& hidden, const at::Tensor& labels,
-                                 int64_t chunk_rows);
+TokenLoss chunked_causal_lm_loss(const LogitsFn& logits_of, const at::Tensor& hidden,
+                                 const at::Tensor& labels, int64_t chunk_rows);
 
 }  // namespace mixlora::tasks

@@ -7,7 +7,8 @@ at::Tensor classification_logits(const at::Tensor& hidden, const at::Tensor& las
   const int64_t batch = hidden.size(0), steps = hidden.size(1);
   auto rows = at::arange(batch, last_token.options().device(hidden.device()));
   auto flat_index = rows * steps + last_token.to(hidden.device());
-  auto last = hidden.reshape({batch * steps, hidden.size(2)}).index_select(0, flat_index);  // [B, H]
+  auto last =
+      hidden.reshape({batch * steps, hidden.size(2)}).index_select(0, flat_index);  // [B, H]
   return at::linear(last.to(at::kFloat), head);
 }
 

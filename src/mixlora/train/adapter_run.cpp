@@ -32,12 +32,14 @@ AdapterRun::AdapterRun(const config::AdapterConfig& config, const model::BaseMod
     spdlog::info("adapter '{}': starts from the weights of {}", config.name, config.init_adapter);
   }
   accumulation_ = config.batch_size / config.micro_batch_size;
-  const int64_t micro_batches = (static_cast<int64_t>(samples_.size()) + config.micro_batch_size - 1) /
-                                config.micro_batch_size;
+  const int64_t micro_batches =
+      (static_cast<int64_t>(samples_.size()) + config.micro_batch_size - 1) /
+      config.micro_batch_size;
   const int64_t steps_per_epoch = (micro_batches + accumulation_ - 1) / accumulation_;
   schedule_.type = config.scheduler_type;
   schedule_.total_steps = steps_per_epoch * config.num_epochs;
-  schedule_.warmup_steps = warmup_steps(config.warmup_steps, config.warmup_ratio, schedule_.total_steps);
+  schedule_.warmup_steps =
+      warmup_steps(config.warmup_steps, config.warmup_ratio, schedule_.total_steps);
   int64_t tokens = 0;
   for (const auto& s : samples_) tokens += static_cast<int64_t>(s.input_ids.size());
   average_length_ = tokens / static_cast<int64_t>(samples_.size());
@@ -104,9 +106,13 @@ double AdapterRun::optimizer_step(double max_grad_norm, bool skip) {
 
 CheckpointContent AdapterRun::checkpoint_content() const {
   CheckpointContent c;
-  c.trainer_state = {{"adapter", name()},        {"step", step_},   {"epoch", epoch_},
-                     {"cursor", cursor_},         {"total_steps", schedule_.total_steps},
-                     {"samples", samples_.size()}, {"format", "mixlora-cpp checkpoint 2"}};
+  c.trainer_state = {{"adapter", name()},
+                     {"step", step_},
+                     {"epoch", epoch_},
+                     {"cursor", cursor_},
+                     {"total_steps", schedule_.total_steps},
+                     {"samples", samples_.size()},
+                     {"format", "mixlora-cpp checkpoint 2"}};
   c.optimizer_state = optimizer_->state();
   c.rng_state = generator_.get_state();
   return c;
@@ -115,8 +121,10 @@ CheckpointContent AdapterRun::checkpoint_content() const {
 void AdapterRun::restore(const CheckpointContent& content) {
   const auto& s = content.trainer_state;
   if (s.value("samples", static_cast<size_t>(0)) != samples_.size()) {
-    fail_input("adapter '{}': the checkpoint was taken on {} samples but the data now has {} (data "
-               "changed? use --overwrite to start over)", name(), s.value("samples", 0), samples_.size());
+    fail_input(
+        "adapter '{}': the checkpoint was taken on {} samples but the data now has {} (data "
+        "changed? use --overwrite to start over)",
+        name(), s.value("samples", 0), samples_.size());
   }
   optimizer_->load_state(content.optimizer_state);
   generator_.set_state(content.rng_state);

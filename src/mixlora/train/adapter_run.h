@@ -47,7 +47,10 @@ class AdapterRun {
   int64_t average_length() const { return average_length_; }
 
   // A finished adapter found on disk when resuming: nothing left to train.
-  void mark_finished() { epoch_ = config().num_epochs; step_ = schedule_.total_steps; }
+  void mark_finished() {
+    epoch_ = config().num_epochs;
+    step_ = schedule_.total_steps;
+  }
 
   CheckpointContent checkpoint_content() const;
   void restore(const CheckpointContent& content);
@@ -70,9 +73,9 @@ class AdapterRun {
   // progress
   std::vector<int64_t> order_;  // sample indices of the current epoch
   int64_t epoch_ = 0;
-  int64_t cursor_ = 0;          // next position in order_
-  int64_t micro_step_ = 0;      // micro-batches accumulated towards the next step
-  int64_t step_ = 0;            // optimizer steps taken
+  int64_t cursor_ = 0;      // next position in order_
+  int64_t micro_step_ = 0;  // micro-batches accumulated towards the next step
+  int64_t step_ = 0;        // optimizer steps taken
 };
 
 // A stable 64-bit seed for one adapter: it depends on the run seed and the adapter's name only,

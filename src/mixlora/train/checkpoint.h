@@ -22,8 +22,9 @@ struct CheckpointContent {
 };
 
 // Writes <adapter_dir>/checkpoint-<step>; returns its path.
-std::string save_checkpoint(const std::string& adapter_dir, int64_t step, const adapters::Adapter& adapter,
-                            const std::string& base_model_name, const CheckpointContent& content);
+std::string save_checkpoint(const std::string& adapter_dir, int64_t step,
+                            const adapters::Adapter& adapter, const std::string& base_model_name,
+                            const CheckpointContent& content);
 
 // Removes what a killed run left half-written in an adapter directory: .checkpoint-<step>.tmp
 // directories and the temporary files of atomic writes (NAME.tmp.PID). Returns how many.

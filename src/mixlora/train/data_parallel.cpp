@@ -7,7 +7,9 @@
 
 namespace mixlora::train {
 
-DataParallel::DataParallel(Communicator* comm, size_t adapters) : comm_(comm) { buckets_.reserve(adapters); }
+DataParallel::DataParallel(Communicator* comm, size_t adapters) : comm_(comm) {
+  buckets_.reserve(adapters);
+}
 
 bool DataParallel::owns_next_batch() {
   const int64_t t = batches_++;
@@ -27,9 +29,11 @@ void DataParallel::synchronize_start(const std::vector<std::unique_ptr<AdapterRu
   for (size_t i = 0; i < runs.size(); ++i) {
     const auto step = rank0[static_cast<int64_t>(2 * i)].item<int64_t>();
     if (step != runs[i]->step()) {
-      fail_runtime("rank {}: adapter '{}' starts at step {} but rank 0 at step {}: with --resume every rank must "
-                   "read the same output_dir (put it on a shared file system)",
-                   comm_->rank(), runs[i]->name(), runs[i]->step(), step);
+      fail_runtime(
+          "rank {}: adapter '{}' starts at step {} but rank 0 at step {}: with --resume every rank "
+          "must "
+          "read the same output_dir (put it on a shared file system)",
+          comm_->rank(), runs[i]->name(), runs[i]->step(), step);
     }
   }
   std::vector<at::Tensor> weights;
@@ -42,9 +46,11 @@ void DataParallel::synchronize_start(const std::vector<std::unique_ptr<AdapterRu
   for (const auto& run : runs) {
     const int64_t micro_batches = run->accumulation();
     if (comm_->rank() == 0 && micro_batches % comm_->world_size() != 0) {
-      spdlog::warn("adapter '{}': {} micro-batches per step do not divide among {} ranks, so ranks idle in turn; "
-                   "make batch_size / micro_batch_size a multiple of the world size",
-                   run->name(), micro_batches, comm_->world_size());
+      spdlog::warn(
+          "adapter '{}': {} micro-batches per step do not divide among {} ranks, so ranks idle in "
+          "turn; "
+          "make batch_size / micro_batch_size a multiple of the world size",
+          run->name(), micro_batches, comm_->world_size());
     }
   }
 }
@@ -70,8 +76,10 @@ LossSums DataParallel::reduce_step(AdapterRun& run, size_t adapter, const LossSu
   buckets.send_rest();
   const auto has_grad = buckets.wait();
   auto flags = at::tensor(has_grad).to(device);
-  auto stats = at::tensor(std::vector<double>{losses.task, losses.aux, losses.z, static_cast<double>(losses.tokens),
-                                              static_cast<double>(losses.micro_batches)}).to(device);
+  auto stats = at::tensor(std::vector<double>{losses.task, losses.aux, losses.z,
+                                              static_cast<double>(losses.tokens),
+                                              static_cast<double>(losses.micro_batches)})
+                   .to(device);
   comm_->all_reduce_sum({flags, stats});
 
   const auto flags_cpu = flags.cpu();
@@ -99,8 +107,10 @@ void DataParallel::check_in_sync(const AdapterRun& run) {
   for (size_t i = 0; i < rank0.size(); ++i) {
     if (!at::equal(rank0[i], run.parameters()[i].detach())) {
       const double diff = (rank0[i] - run.parameters()[i].detach()).abs().max().item<double>();
-      fail_runtime("rank {}: adapter '{}' ended with weights that differ from rank 0's (parameter {}, max "
-                   "difference {:.3g}): the ranks diverged", comm_->rank(), run.name(), i, diff);
+      fail_runtime(
+          "rank {}: adapter '{}' ended with weights that differ from rank 0's (parameter {}, max "
+          "difference {:.3g}): the ranks diverged",
+          comm_->rank(), run.name(), i, diff);
     }
   }
 }
@@ -140,8 +150,9 @@ void DataParallel::log_overlap() {
     counts[0][1] += static_cast<double>(b->sent());
   }
   sum_over_ranks(counts);
-  spdlog::info("data-parallel: {} of {} gradient buckets (all ranks) were sent during the backward pass",
-               std::llround(counts[0][0]), std::llround(counts[0][1]));
+  spdlog::info(
+      "data-parallel: {} of {} gradient buckets (all ranks) were sent during the backward pass",
+      std::llround(counts[0][0]), std::llround(counts[0][1]));
 }
 
 }  // namespace mixlora::train

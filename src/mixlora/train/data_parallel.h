@@ -46,7 +46,8 @@ class DataParallel {
   // the backward pass runs (gradient_buckets.h). Only that one: every rank starts the step-end
   // collectives in the trainer's adapter order, and a later adapter's buckets cannot start
   // before the earlier adapter's loss sums, which are known only after the backward pass.
-  void before_backward(const std::vector<std::unique_ptr<AdapterRun>>& runs, const std::vector<size_t>& active);
+  void before_backward(const std::vector<std::unique_ptr<AdapterRun>>& runs,
+                       const std::vector<size_t>& active);
 
   // Before `run` steps its optimizer: sums its gradients over the ranks and returns the sum of
   // every rank's `losses` (this rank's micro-batches of the step; a single process gets its own
@@ -76,7 +77,7 @@ class DataParallel {
 
   Communicator* comm_;
   std::vector<std::unique_ptr<GradientBuckets>> buckets_;  // per adapter, made in synchronize_start
-  int64_t batches_ = 0;  // fused batches walked so far
+  int64_t batches_ = 0;                                    // fused batches walked so far
 };
 
 }  // namespace mixlora::train

@@ -16,8 +16,8 @@
 #define MIXLORA_NCCL 0
 #endif
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
-#include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <torch/csrc/distributed/c10d/Types.hpp>
 #if MIXLORA_GLOO
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #endif
@@ -132,7 +132,8 @@ struct Communicator::Impl {
           bytes += group[end].numel() * group[end].element_size();
           flat_parts.push_back(group[end].reshape({-1}).to(device));
           ++end;
-        } while (end < group.size() && bytes + group[end].numel() * group[end].element_size() <= kBucketBytes);
+        } while (end < group.size() &&
+                 bytes + group[end].numel() * group[end].element_size() <= kBucketBytes);
         std::vector<at::Tensor> flat = {at::cat(flat_parts)};
         run(what, [&] { collective(flat); });
         int64_t offset = 0;
@@ -147,23 +148,30 @@ struct Communicator::Impl {
   }
 };
 
-Communicator::Communicator(std::unique_ptr<Impl> impl, int rank, int world_size, std::string backend)
+Communicator::Communicator(std::unique_ptr<Impl> impl, int rank, int world_size,
+                           std::string backend)
     : impl_(std::move(impl)), rank_(rank), world_size_(world_size), backend_(std::move(backend)) {}
 
 Communicator::~Communicator() = default;
 
-std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const CommunicatorOptions& options) {
+std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks,
+                                                    const CommunicatorOptions& options) {
   std::string backend = options.backend;
   if (backend == "auto") backend = options.device.is_cuda() && MIXLORA_NCCL ? "nccl" : "gloo";
   if (backend != "gloo" && backend != "nccl") {
     fail_input("--dist-backend: expected auto, gloo or nccl, got '{}'", options.backend);
   }
   if (backend == "nccl" && !MIXLORA_NCCL) {
-    fail_input("--dist-backend nccl: this build's LibTorch has no NCCL (build against a CUDA LibTorch, or use gloo)");
+    fail_input(
+        "--dist-backend nccl: this build's LibTorch has no NCCL (build against a CUDA LibTorch, or "
+        "use gloo)");
   }
-  if (backend == "nccl" && !options.device.is_cuda()) fail_input("--dist-backend nccl needs a CUDA --device");
+  if (backend == "nccl" && !options.device.is_cuda())
+    fail_input("--dist-backend nccl needs a CUDA --device");
   if (backend == "gloo" && !MIXLORA_GLOO) {
-    fail_input("this build has no c10d Gloo (a LibTorch without USE_C10D_GLOO, or no gloo headers: install libgloo-dev and rebuild)");
+    fail_input(
+        "this build has no c10d Gloo (a LibTorch without USE_C10D_GLOO, or no gloo headers: "
+        "install libgloo-dev and rebuild)");
   }
 
   auto impl = std::make_unique<Impl>();
@@ -174,19 +182,24 @@ std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const
     c10d::TCPStoreOptions store_options;
     store_options.port = static_cast<uint16_t>(ranks.master_port);
     store_options.isServer = ranks.rank == 0 && !ranks.agent_store;
-    store_options.numWorkers = ranks.agent_store ? c10::nullopt : c10::optional<size_t>(ranks.world_size);
+    store_options.numWorkers =
+        ranks.agent_store ? c10::nullopt : c10::optional<size_t>(ranks.world_size);
     store_options.waitWorkers = !ranks.agent_store;
     store_options.timeout = options.timeout;
     store_options.multiTenant = true;
-    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(ranks.master_addr, store_options);
+    c10::intrusive_ptr<c10d::Store> store =
+        c10::make_intrusive<c10d::TCPStore>(ranks.master_addr, store_options);
     // Keys of this job apart from the agent's own (torchrun) and from earlier attempts.
-    impl->store = c10::make_intrusive<c10d::PrefixStore>(ranks.agent_store ? ranks.store_prefix : "mixlora", store);
+    impl->store = c10::make_intrusive<c10d::PrefixStore>(
+        ranks.agent_store ? ranks.store_prefix : "mixlora", store);
     impl->store->setTimeout(options.timeout);
   } catch (const std::exception& e) {
-    fail_runtime("rank {}: rendezvous at {} failed: {} (world size {} from {}: did every rank start within "
-                 "--dist-timeout, is rank 0's address reachable and its port free? MASTER_ADDR/MASTER_PORT or "
-                 "--master-addr/--master-port set them)",
-                 ranks.rank, where, first_line(e), ranks.world_size, ranks.source);
+    fail_runtime(
+        "rank {}: rendezvous at {} failed: {} (world size {} from {}: did every rank start within "
+        "--dist-timeout, is rank 0's address reachable and its port free? MASTER_ADDR/MASTER_PORT "
+        "or "
+        "--master-addr/--master-port set them)",
+        ranks.rank, where, first_line(e), ranks.world_size, ranks.source);
   }
 
   try {
@@ -198,7 +211,8 @@ std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const
       auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = options.timeout;
       impl->group = std::make_unique<CollectivesOf<c10d::ProcessGroupNCCL>>(
-          c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, ranks.rank, ranks.world_size, nccl_options));
+          c10::make_intrusive<c10d::ProcessGroupNCCL>(impl->store, ranks.rank, ranks.world_size,
+                                                      nccl_options));
     }
 #endif
 #if MIXLORA_GLOO
@@ -212,29 +226,37 @@ std::unique_ptr<Communicator> Communicator::connect(const RankInfo& ranks, const
           gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(name));
         }
       } else if (is_loopback(ranks.master_addr)) {
-        gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+        gloo_options->devices.push_back(
+            c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
       } else {
         gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
       }
       gloo_options->threads = 2;
       impl->group = std::make_unique<CollectivesOf<c10d::ProcessGroupGloo>>(
-          c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, ranks.rank, ranks.world_size, gloo_options));
+          c10::make_intrusive<c10d::ProcessGroupGloo>(impl->store, ranks.rank, ranks.world_size,
+                                                      gloo_options));
     }
 #endif
   } catch (const std::exception& e) {
-    fail_runtime("rank {}: connecting the {} process group of {} ranks through {} failed: {} (did every rank "
-                 "start? --dist-timeout bounds the wait)", ranks.rank, backend, ranks.world_size, where, first_line(e));
+    fail_runtime(
+        "rank {}: connecting the {} process group of {} ranks through {} failed: {} (did every "
+        "rank "
+        "start? --dist-timeout bounds the wait)",
+        ranks.rank, backend, ranks.world_size, where, first_line(e));
   }
   if (!impl->group) fail_runtime("internal: no process group for backend {}", backend);
-  return std::unique_ptr<Communicator>(new Communicator(std::move(impl), ranks.rank, ranks.world_size, backend));
+  return std::unique_ptr<Communicator>(
+      new Communicator(std::move(impl), ranks.rank, ranks.world_size, backend));
 }
 
 void Communicator::all_reduce_sum(const std::vector<at::Tensor>& tensors) {
-  impl_->bucketed("all_reduce", tensors, [&](std::vector<at::Tensor>& flat) { impl_->group->all_reduce_sum(flat); });
+  impl_->bucketed("all_reduce", tensors,
+                  [&](std::vector<at::Tensor>& flat) { impl_->group->all_reduce_sum(flat); });
 }
 
 std::function<void()> Communicator::start_all_reduce_sum(const at::Tensor& flat) {
-  if (flat.device() != impl_->device) fail_runtime("internal: start_all_reduce_sum got a tensor on {}", flat.device().str());
+  if (flat.device() != impl_->device)
+    fail_runtime("internal: start_all_reduce_sum got a tensor on {}", flat.device().str());
   std::function<void()> wait;
   impl_->run("all_reduce", [&] {
     std::vector<at::Tensor> one = {flat};
@@ -247,7 +269,8 @@ std::function<void()> Communicator::start_all_reduce_sum(const at::Tensor& flat)
 c10::Device Communicator::device() const { return impl_->device; }
 
 void Communicator::broadcast(const std::vector<at::Tensor>& tensors, int root) {
-  impl_->bucketed("broadcast", tensors, [&](std::vector<at::Tensor>& flat) { impl_->group->broadcast(flat, root); });
+  impl_->bucketed("broadcast", tensors,
+                  [&](std::vector<at::Tensor>& flat) { impl_->group->broadcast(flat, root); });
 }
 
 void Communicator::barrier() {
@@ -259,7 +282,8 @@ void Communicator::barrier() {
 void Communicator::report_failure(const std::string& message) noexcept {
   try {
     if (impl_->store->check({kFailureKey})) return;  // the first failure is the root cause
-    const std::string text = fmt::format("rank {} failed: {}", rank_, message.substr(0, message.find('\n')));
+    const std::string text =
+        fmt::format("rank {} failed: {}", rank_, message.substr(0, message.find('\n')));
     impl_->store->set(kFailureKey, std::vector<uint8_t>(text.begin(), text.end()));
   } catch (...) {
     // The store may be gone with rank 0: the peers will still see the lost connection.

@@ -19,14 +19,16 @@ namespace mixlora::train {
 
 struct CommunicatorOptions {
   std::chrono::milliseconds timeout{std::chrono::seconds(300)};  // rendezvous and each collective
-  std::string backend = "auto";  // auto (nccl for a CUDA device when built with it, else gloo) | gloo | nccl
+  std::string backend =
+      "auto";  // auto (nccl for a CUDA device when built with it, else gloo) | gloo | nccl
   c10::Device device{c10::kCPU};  // where the training tensors live
 };
 
 class Communicator {
  public:
   // Joins the world of `ranks` (blocks until every rank has arrived or the timeout passed).
-  static std::unique_ptr<Communicator> connect(const RankInfo& ranks, const CommunicatorOptions& options);
+  static std::unique_ptr<Communicator> connect(const RankInfo& ranks,
+                                               const CommunicatorOptions& options);
   ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;

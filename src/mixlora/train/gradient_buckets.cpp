@@ -18,7 +18,8 @@ int64_t bucket_bytes() {
   if (const char* env = std::getenv("MIXLORA_BUCKET_MB"); env && *env) {
     char* end = nullptr;
     mb = std::strtod(env, &end);
-    if (*end != '\0' || !(mb > 0.0)) fail_input("MIXLORA_BUCKET_MB: expected a positive number of MiB, got '{}'", env);
+    if (*end != '\0' || !(mb > 0.0))
+      fail_input("MIXLORA_BUCKET_MB: expected a positive number of MiB, got '{}'", env);
   }
   return std::max<int64_t>(1, static_cast<int64_t>(mb * 1024.0 * 1024.0));
 }
@@ -42,7 +43,8 @@ GradientBuckets::GradientBuckets(Communicator& comm, const std::vector<at::Tenso
     auto accumulator = torch::autograd::impl::grad_accumulator(parameters_[k]);
     if (!accumulator) fail_runtime("internal: parameter {} has no gradient accumulator", k);
     accumulator->add_post_hook(std::make_unique<torch::autograd::utils::LambdaPostHook>(
-        [this, k](const torch::autograd::variable_list& outputs, const torch::autograd::variable_list&) {
+        [this, k](const torch::autograd::variable_list& outputs,
+                  const torch::autograd::variable_list&) {
           on_gradient(k);
           return outputs;
         }));
@@ -81,8 +83,9 @@ void GradientBuckets::send_ready_locked(bool all) {
     for (size_t k : bucket.parameters) {
       const auto& grad = parameters_[k].grad();
       bucket.had.push_back(grad.defined() ? 1.0f : 0.0f);
-      parts.push_back(grad.defined() ? grad.reshape({-1})
-                                     : at::zeros({parameters_[k].numel()}, parameters_[k].options()));
+      parts.push_back(grad.defined()
+                          ? grad.reshape({-1})
+                          : at::zeros({parameters_[k].numel()}, parameters_[k].options()));
     }
     bucket.flat = at::cat(parts).to(comm_.device());
     bucket.wait = comm_.start_all_reduce_sum(bucket.flat);
@@ -93,7 +96,8 @@ void GradientBuckets::send_ready_locked(bool all) {
 
 std::vector<float> GradientBuckets::wait() {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (next_ != buckets_.size()) fail_runtime("internal: gradient buckets waited for before all were sent");
+  if (next_ != buckets_.size())
+    fail_runtime("internal: gradient buckets waited for before all were sent");
   at::NoGradGuard no_grad;
   std::vector<float> had(parameters_.size(), 0.0f);
   for (auto& bucket : buckets_) {

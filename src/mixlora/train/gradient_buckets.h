@@ -61,8 +61,9 @@ class GradientBuckets {
   Communicator& comm_;
   std::vector<at::Tensor> parameters_;
   std::vector<Bucket> buckets_;
-  std::vector<bool> final_;        // parameter's gradient written in the armed backward
-  std::vector<std::shared_ptr<torch::autograd::Node>> accumulators_;  // kept alive: they carry the hooks
+  std::vector<bool> final_;  // parameter's gradient written in the armed backward
+  std::vector<std::shared_ptr<torch::autograd::Node>>
+      accumulators_;  // kept alive: they carry the hooks
   std::mutex mutex_;
   bool armed_ = false;
   size_t next_ = 0;  // next bucket to start

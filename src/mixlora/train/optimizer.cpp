@@ -17,7 +17,8 @@ void Optimizer::zero_grad() {
 
 void Optimizer::set_lr_scales(std::vector<double> scales) {
   if (!scales.empty() && scales.size() != params_.size()) {
-    fail_runtime("optimizer: {} learning-rate scales for {} parameters", scales.size(), params_.size());
+    fail_runtime("optimizer: {} learning-rate scales for {} parameters", scales.size(),
+                 params_.size());
   }
   lr_scales_ = std::move(scales);
 }
@@ -35,15 +36,18 @@ std::vector<double> loraplus_lr_scales(const std::vector<std::pair<std::string, 
 at::Tensor& Optimizer::buffer(const std::string& kind, size_t index) {
   auto& slot = buffers_[kind];
   if (slot.size() <= index) slot.resize(index + 1);
-  if (!slot[index].defined()) slot[index] = at::zeros_like(params_[index], at::MemoryFormat::Contiguous);
+  if (!slot[index].defined())
+    slot[index] = at::zeros_like(params_[index], at::MemoryFormat::Contiguous);
   return slot[index];
 }
 
 std::vector<std::pair<std::string, at::Tensor>> Optimizer::state() const {
-  std::vector<std::pair<std::string, at::Tensor>> out{{"format_version", at::tensor(kStateFormat, at::kLong)},
-                                                      {"step", at::tensor(steps_, at::kLong)}};
+  std::vector<std::pair<std::string, at::Tensor>> out{
+      {"format_version", at::tensor(kStateFormat, at::kLong)},
+      {"step", at::tensor(steps_, at::kLong)}};
   for (size_t i = 0; i < param_steps_.size(); ++i)
-    if (param_steps_[i] > 0) out.emplace_back(fmt::format("step.{}", i), at::tensor(param_steps_[i], at::kLong));
+    if (param_steps_[i] > 0)
+      out.emplace_back(fmt::format("step.{}", i), at::tensor(param_steps_[i], at::kLong));
   for (const auto& [kind, list] : buffers_)
     for (size_t i = 0; i < list.size(); ++i)
       if (list[i].defined()) out.emplace_back(fmt::format("{}.{}", kind, i), list[i]);
@@ -59,8 +63,10 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, at::Tensor>>
     if (name == "format_version") format = tensor.item<int64_t>();
   }
   if (format < 1 || format > kStateFormat) {
-    fail_input("optimizer state has format_version {}; this build reads 1..{} (checkpoint from a newer "
-               "mixlora-cpp?)", format, kStateFormat);
+    fail_input(
+        "optimizer state has format_version {}; this build reads 1..{} (checkpoint from a newer "
+        "mixlora-cpp?)",
+        format, kStateFormat);
   }
   for (const auto& [name, tensor] : state) {
     if (name == "format_version") continue;
@@ -78,15 +84,19 @@ void Optimizer::load_state(const std::vector<std::pair<std::string, at::Tensor>>
     const auto kind = name.substr(0, dot);
     if (kind == "step" && format >= 2) {
       if (index >= params_.size() || tensor.numel() != 1) {
-        fail_input("optimizer state '{}' does not fit parameter {} of this adapter (checkpoint from "
-                   "another config?)", name, index);
+        fail_input(
+            "optimizer state '{}' does not fit parameter {} of this adapter (checkpoint from "
+            "another config?)",
+            name, index);
       }
       param_steps_[index] = tensor.item<int64_t>();
       continue;
     }
     if (index >= params_.size() || tensor.sizes() != params_[index].sizes()) {
-      fail_input("optimizer state '{}' does not fit parameter {} of this adapter (checkpoint from "
-                 "another config?)", name, index);
+      fail_input(
+          "optimizer state '{}' does not fit parameter {} of this adapter (checkpoint from "
+          "another config?)",
+          name, index);
     }
     torch::NoGradGuard no_grad;
     buffer(kind, index).copy_(tensor);
@@ -132,14 +142,14 @@ class AdamW : public Optimizer {
     }
   }
 
-
  private:
   AdamWOptions options_;
 };
 
 class Sgd : public Optimizer {
  public:
-  Sgd(std::vector<at::Tensor> params, SgdOptions options) : Optimizer(std::move(params)), options_(options) {}
+  Sgd(std::vector<at::Tensor> params, SgdOptions options)
+      : Optimizer(std::move(params)), options_(options) {}
 
   void step(double lr) override {
     torch::NoGradGuard no_grad;
@@ -153,14 +163,15 @@ class Sgd : public Optimizer {
       if (options_.momentum != 0.0) {
         // torch.optim.SGD: the buffer of a parameter's first update is the gradient itself.
         auto& momentum = buffer("momentum_buffer", i);
-        if (first) momentum.copy_(grad);
-        else momentum.mul_(options_.momentum).add_(grad);
+        if (first)
+          momentum.copy_(grad);
+        else
+          momentum.mul_(options_.momentum).add_(grad);
         grad = momentum;
       }
       p.add_(grad, -lr * lr_scale(i));
     }
   }
-
 
  private:
   SgdOptions options_;

@@ -44,7 +44,9 @@ class Optimizer {
       : params_(std::move(params)), param_steps_(params_.size(), 0) {}
   // The per-parameter buffer `kind` of parameter `index`, zeros on first use.
   at::Tensor& buffer(const std::string& kind, size_t index);
-  double lr_scale(size_t index) const { return index < lr_scales_.size() ? lr_scales_[index] : 1.0; }
+  double lr_scale(size_t index) const {
+    return index < lr_scales_.size() ? lr_scales_[index] : 1.0;
+  }
 
   std::vector<at::Tensor> params_;
   int64_t steps_ = 0;                 // calls of step()

@@ -34,10 +34,12 @@ void copy_tokenizer_files(const std::string& source, const fs::path& out) {
   if (source.empty()) return;
   const fs::path src = fs::is_directory(source) ? fs::path(source) : fs::path(source).parent_path();
   std::error_code ec;
-  for (const char* name : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
+  for (const char* name :
+       {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}) {
     fs::path from = src / name;
     if (std::string(name) == "tokenizer.model" && !fs::is_directory(source)) from = source;
-    if (std::string(name) == "tokenizer.json" && !fs::is_directory(source)) continue;  // a tokenizer.model was named
+    if (std::string(name) == "tokenizer.json" && !fs::is_directory(source))
+      continue;  // a tokenizer.model was named
     if (!fs::exists(from) || fs::equivalent(from.parent_path(), out, ec)) continue;
     fs::copy_file(from, out / name, fs::copy_options::overwrite_existing, ec);
     if (ec) fail_runtime("{}: cannot copy to {}: {}", from.string(), out.string(), ec.message());
@@ -48,7 +50,8 @@ void copy_tokenizer_files(const std::string& source, const fs::path& out) {
 
 std::vector<at::Tensor> make_trainable(model::BaseModel& model) {
   if (model.dtype != at::kFloat) {
-    fail_input("full-parameter training needs fp32 weights, got {} (use --dtype fp32)", c10::toString(model.dtype));
+    fail_input("full-parameter training needs fp32 weights, got {} (use --dtype fp32)",
+               c10::toString(model.dtype));
   }
   std::vector<at::Tensor> params;
   auto own = [&](at::Tensor& t) {
@@ -64,8 +67,9 @@ std::vector<at::Tensor> make_trainable(model::BaseModel& model) {
     own(layer.attention_output_norm);     // Gemma-2/3 only
     own(layer.feed_forward_output_norm);  // Gemma-2/3 only
     auto& a = layer.attention;
-    for (auto* t : {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &a.q_bias, &a.k_bias, &a.v_bias, &a.o_bias,
-                    &a.q_norm, &a.k_norm}) own(*t);
+    for (auto* t : {&a.q_proj, &a.k_proj, &a.v_proj, &a.o_proj, &a.q_bias, &a.k_bias, &a.v_bias,
+                    &a.o_bias, &a.q_norm, &a.k_norm})
+      own(*t);
     for (auto* t : {&layer.mlp.gate_proj, &layer.mlp.up_proj, &layer.mlp.down_proj}) own(*t);
   }
   own(model.final_norm);
@@ -80,12 +84,15 @@ std::vector<at::Tensor> make_trainable(model::BaseModel& model) {
 PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& model,
                          std::vector<data::Sample> samples, const PretrainOptions& options) {
   if (config.adapters.size() != 1) {
-    fail_input("--pretrain takes its settings from exactly one lora[] entry, got {}", config.adapters.size());
+    fail_input("--pretrain takes its settings from exactly one lora[] entry, got {}",
+               config.adapters.size());
   }
   const auto& ac = config.adapters[0];
   if (samples.empty()) fail_input("pretraining: no training samples");
   for (const auto& s : samples) {
-    if (s.class_label >= 0) fail_input("pretraining: task '{}' is not causal LM (use task_name \"casual\")", ac.task_name);
+    if (s.class_label >= 0)
+      fail_input("pretraining: task '{}' is not causal LM (use task_name \"casual\")",
+                 ac.task_name);
   }
 
   const auto params = make_trainable(model);
@@ -107,7 +114,8 @@ PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& mo
 
   // Steps, schedule and data order exactly as an adapter of the same settings (AdapterRun).
   const int64_t accumulation = ac.batch_size / ac.micro_batch_size;
-  const int64_t micro_batches = (static_cast<int64_t>(samples.size()) + ac.micro_batch_size - 1) / ac.micro_batch_size;
+  const int64_t micro_batches =
+      (static_cast<int64_t>(samples.size()) + ac.micro_batch_size - 1) / ac.micro_batch_size;
   const int64_t steps_per_epoch = (micro_batches + accumulation - 1) / accumulation;
   Schedule schedule;
   schedule.type = ac.scheduler_type;
@@ -117,11 +125,15 @@ PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& mo
 
   int64_t sample_tokens = 0;
   for (const auto& s : samples) sample_tokens += static_cast<int64_t>(s.input_ids.size());
-  spdlog::info("pretraining all {} parameters: {} samples ({} tokens), {} steps ({} epochs, batch {} = {} x {}), "
-               "{} lr {:.2e} {}", num_params, samples.size(), sample_tokens, schedule.total_steps, ac.num_epochs,
-               ac.batch_size, accumulation, ac.micro_batch_size, config::optimizer_name(ac.optim), ac.lr,
-               config::scheduler_type_name(ac.scheduler_type));
-  if (config.save_step < schedule.total_steps) spdlog::debug("pretraining writes no checkpoints (save_step ignored)");
+  spdlog::info(
+      "pretraining all {} parameters: {} samples ({} tokens), {} steps ({} epochs, batch {} = {} x "
+      "{}), "
+      "{} lr {:.2e} {}",
+      num_params, samples.size(), sample_tokens, schedule.total_steps, ac.num_epochs, ac.batch_size,
+      accumulation, ac.micro_batch_size, config::optimizer_name(ac.optim), ac.lr,
+      config::scheduler_type_name(ac.scheduler_type));
+  if (config.save_step < schedule.total_steps)
+    spdlog::debug("pretraining writes no checkpoints (save_step ignored)");
 
   fs::path out;
   if (!options.output_dir.empty()) {
@@ -156,7 +168,8 @@ PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& mo
       const auto batch = data::make_batch(rows, options.pad_id);
       const auto mask = batch.attention_mask.to(model.device);
       const auto hidden = decoder.hidden_states(batch.input_ids.to(model.device), mask);
-      const auto loss = tasks::causal_lm_loss(decoder.logits(hidden), batch.labels.to(model.device));
+      const auto loss =
+          tasks::causal_lm_loss(decoder.logits(hidden), batch.labels.to(model.device));
       const auto mean = loss.mean();
       (mean / static_cast<double>(accumulation)).backward();
       window_loss += mean.item<double>();
@@ -179,22 +192,32 @@ PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& mo
 
       const bool done = step == schedule.total_steps;
       if (step % std::max<int64_t>(1, config.log_every) != 0 && !done) continue;
-      const double mean_loss = window_loss / static_cast<double>(std::max<int64_t>(1, window_micro));
-      const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double mean_loss =
+          window_loss / static_cast<double>(std::max<int64_t>(1, window_micro));
+      const double elapsed =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       const double tokens_per_s = elapsed > 0 ? static_cast<double>(summary.tokens) / elapsed : 0.0;
-      const double eta = elapsed / static_cast<double>(step) * static_cast<double>(schedule.total_steps - step);
+      const double eta =
+          elapsed / static_cast<double>(step) * static_cast<double>(schedule.total_steps - step);
       if (!first_logged) summary.first_loss = mean_loss;
       first_logged = true;
       summary.last_loss = mean_loss;
-      spdlog::info("{} | step {}/{} | epoch {} | loss {:.4f} | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | {} elapsed | ETA {}",
-                   ac.name, step, schedule.total_steps, epoch + 1, mean_loss, lr, norm, tokens_per_s,
-                   clock_text(elapsed), clock_text(eta));
+      spdlog::info(
+          "{} | step {}/{} | epoch {} | loss {:.4f} | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | {} "
+          "elapsed | ETA {}",
+          ac.name, step, schedule.total_steps, epoch + 1, mean_loss, lr, norm, tokens_per_s,
+          clock_text(elapsed), clock_text(eta));
       if (!out.empty()) {
         const nlohmann::json record = {
-            {"adapter", ac.name}, {"step", step}, {"total_steps", schedule.total_steps},
-            {"epoch", epoch + (epoch_end ? 1 : 0)}, {"loss", mean_loss}, {"lr", lr},
+            {"adapter", ac.name},
+            {"step", step},
+            {"total_steps", schedule.total_steps},
+            {"epoch", epoch + (epoch_end ? 1 : 0)},
+            {"loss", mean_loss},
+            {"lr", lr},
             {"grad_norm", std::isfinite(norm) ? nlohmann::json(norm) : nlohmann::json(nullptr)},
-            {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed}};
+            {"tokens_per_s", tokens_per_s},
+            {"elapsed_s", elapsed}};
         std::ofstream(out / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
       }
       window_loss = 0.0;
@@ -207,8 +230,8 @@ PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& mo
   if (!out.empty()) {
     model::save_base_model(model, out.string());
     copy_tokenizer_files(options.tokenizer_source, out);
-    spdlog::info("pretraining finished after {} steps ({} tokens, {}), model saved to {}", step, summary.tokens,
-                 clock_text(summary.seconds), out.string());
+    spdlog::info("pretraining finished after {} steps ({} tokens, {}), model saved to {}", step,
+                 summary.tokens, clock_text(summary.seconds), out.string());
   }
   return summary;
 }

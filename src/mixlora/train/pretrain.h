@@ -27,9 +27,9 @@ struct PretrainOptions {
 
 struct PretrainSummary {
   int64_t steps = 0;
-  int64_t tokens = 0;        // target tokens the loss was taken on
-  double first_loss = 0.0;   // mean loss of the first logged window
-  double last_loss = 0.0;    // ... and of the last
+  int64_t tokens = 0;       // target tokens the loss was taken on
+  double first_loss = 0.0;  // mean loss of the first logged window
+  double last_loss = 0.0;   // ... and of the last
   double seconds = 0.0;
 };
 

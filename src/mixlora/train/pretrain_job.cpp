@@ -27,30 +27,36 @@ PretrainSummary run_pretrain_job(const config::TrainConfig& config, const std::s
     fail_input("{}: a model is already there (use --overwrite to replace it)", out.string());
   }
 
-  auto model = random_init ? model::random_base_model(
-                                 model::parse_model_config(io::read_json_file(job.init_model), job.init_model),
-                                 job.dtype, job.device, config.seed)
-                           : model::load_base_model(config.base_model, job.dtype, job.device);
+  auto model =
+      random_init
+          ? model::random_base_model(
+                model::parse_model_config(io::read_json_file(job.init_model), job.init_model),
+                job.dtype, job.device, config.seed)
+          : model::load_base_model(config.base_model, job.dtype, job.device);
   std::string tokenizer_source = job.tokenizer;
-  if (tokenizer_source.empty() && !random_init && data::Tokenizer::model_dir_has_tokenizer(config.base_model)) {
+  if (tokenizer_source.empty() && !random_init &&
+      data::Tokenizer::model_dir_has_tokenizer(config.base_model)) {
     tokenizer_source = config.base_model;
   }
   std::optional<data::Tokenizer> tokenizer;
   if (!tokenizer_source.empty()) {
-    tokenizer = fs::is_directory(tokenizer_source) ? data::Tokenizer::from_model_dir(tokenizer_source)
-                                                   : data::Tokenizer::from_file(tokenizer_source);
+    tokenizer = fs::is_directory(tokenizer_source)
+                    ? data::Tokenizer::from_model_dir(tokenizer_source)
+                    : data::Tokenizer::from_file(tokenizer_source);
     if (tokenizer->vocab_size() > model.config.vocab_size) {
-      fail_input("{}: the tokenizer has {} pieces but the model's vocab_size is {}", tokenizer_source,
-                 tokenizer->vocab_size(), model.config.vocab_size);
+      fail_input("{}: the tokenizer has {} pieces but the model's vocab_size is {}",
+                 tokenizer_source, tokenizer->vocab_size(), model.config.vocab_size);
     }
   }
 
   data::DatasetOptions data_options;
-  data_options.cutoff_len = config::resolve_cutoff_len(config, config_path, model.config.max_position_embeddings);
+  data_options.cutoff_len =
+      config::resolve_cutoff_len(config, config_path, model.config.max_position_embeddings);
   data_options.skip_bad_rows = job.skip_bad_rows;
   data_options.vocab_size = model.config.vocab_size;
   std::vector<data::Sample> samples;
-  for (auto& task : data::load_task_data(config.adapters.at(0), tokenizer ? &*tokenizer : nullptr, data_options)) {
+  for (auto& task : data::load_task_data(config.adapters.at(0), tokenizer ? &*tokenizer : nullptr,
+                                         data_options)) {
     spdlog::info("pretraining data: {} samples from {}", task.samples.size(), task.path);
     std::move(task.samples.begin(), task.samples.end(), std::back_inserter(samples));
   }

@@ -14,8 +14,9 @@
 namespace mixlora::train {
 
 struct PretrainJob {
-  std::string init_model;  // shape JSON (config.json keys): start from random weights instead of base_model
-  std::string tokenizer;   // tokenizer directory or tokenizer.model file (default: the base model's)
+  std::string
+      init_model;  // shape JSON (config.json keys): start from random weights instead of base_model
+  std::string tokenizer;  // tokenizer directory or tokenizer.model file (default: the base model's)
   bool overwrite = false;
   bool skip_bad_rows = false;
   c10::ScalarType dtype = c10::kFloat;

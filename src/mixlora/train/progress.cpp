@@ -25,8 +25,12 @@ std::string clock_text(double seconds) {
 
 ProgressReporter::ProgressReporter(const config::TrainConfig& config,
                                    const std::vector<std::unique_ptr<AdapterRun>>& runs)
-    : config_(config), runs_(runs), windows_(runs.size()), first_logged_(runs.size(), false),
-      start_(std::chrono::steady_clock::now()), terminal_(::isatty(STDERR_FILENO) != 0),
+    : config_(config),
+      runs_(runs),
+      windows_(runs.size()),
+      first_logged_(runs.size(), false),
+      start_(std::chrono::steady_clock::now()),
+      terminal_(::isatty(STDERR_FILENO) != 0),
       router_telemetry_(config, runs.size()) {
   for (const auto& run : runs) {
     steps_total_ += run->total_steps();
@@ -43,7 +47,8 @@ void ProgressReporter::add_losses(size_t adapter, const LossSums& losses) {
   tokens_ += losses.tokens;
 }
 
-void ProgressReporter::finish_step(size_t adapter, double lr, double grad_norm, AdapterSummary& summary) {
+void ProgressReporter::finish_step(size_t adapter, double lr, double grad_norm,
+                                   AdapterSummary& summary) {
   ++steps_done_;
   const auto& run = *runs_[adapter];
   const bool due = run.step() % std::max<int64_t>(1, config_.log_every) == 0 || run.done();
@@ -54,26 +59,39 @@ void ProgressReporter::finish_step(size_t adapter, double lr, double grad_norm, 
   auto& w = windows_[adapter];
   const double n = static_cast<double>(std::max<int64_t>(1, w.micro_batches));
   const double loss = w.loss / n, aux = w.aux / n, z = w.z / n;
-  const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double tokens_per_s = elapsed > 0 ? static_cast<double>(tokens_) / elapsed : 0.0;
-  const double eta = steps_done_ > 0 ? elapsed / static_cast<double>(steps_done_) *
-                                           static_cast<double>(steps_total_ - steps_at_start_ - steps_done_)
-                                     : NAN;
+  const double eta = steps_done_ > 0
+                         ? elapsed / static_cast<double>(steps_done_) *
+                               static_cast<double>(steps_total_ - steps_at_start_ - steps_done_)
+                         : NAN;
   if (!first_logged_[adapter]) {
     summary.first_loss = loss;
     first_logged_[adapter] = true;
   }
   summary.last_loss = loss;
   if (terminal_) std::fputs("\r\033[K", stderr);
-  spdlog::info("{} | step {}/{} | epoch {} | loss {:.4f} | aux {:.5f} | z {:.5f} | lr {:.3e} | grad {:.3f} | "
-               "{:.0f} tok/s | {} elapsed | ETA {}",
-               run.name(), run.step(), run.total_steps(), run.epoch() + (run.done() ? 0 : 1), loss, aux, z, lr,
-               grad_norm, tokens_per_s, clock_text(elapsed), clock_text(eta));
-  nlohmann::json record = {{"adapter", run.name()}, {"step", run.step()}, {"total_steps", run.total_steps()},
-                                 {"epoch", run.epoch()},  {"loss", loss},       {"aux_loss", aux},
-                                 {"z_loss", z},           {"lr", lr},           {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json(nullptr)},
-                                 {"tokens_per_s", tokens_per_s}, {"elapsed_s", elapsed}};
-  if (auto router = router_telemetry_.take(adapter, run); !router.is_null()) record["router"] = std::move(router);
+  spdlog::info(
+      "{} | step {}/{} | epoch {} | loss {:.4f} | aux {:.5f} | z {:.5f} | lr {:.3e} | grad {:.3f} "
+      "| "
+      "{:.0f} tok/s | {} elapsed | ETA {}",
+      run.name(), run.step(), run.total_steps(), run.epoch() + (run.done() ? 0 : 1), loss, aux, z,
+      lr, grad_norm, tokens_per_s, clock_text(elapsed), clock_text(eta));
+  nlohmann::json record = {
+      {"adapter", run.name()},
+      {"step", run.step()},
+      {"total_steps", run.total_steps()},
+      {"epoch", run.epoch()},
+      {"loss", loss},
+      {"aux_loss", aux},
+      {"z_loss", z},
+      {"lr", lr},
+      {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json(nullptr)},
+      {"tokens_per_s", tokens_per_s},
+      {"elapsed_s", elapsed}};
+  if (auto router = router_telemetry_.take(adapter, run); !router.is_null())
+    record["router"] = std::move(router);
   const auto dir = std::filesystem::path(config_.output_dir) / run.name();
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
@@ -85,10 +103,12 @@ void ProgressReporter::log_eval(size_t adapter, const std::vector<eval::EvalResu
   const auto& run = *runs_[adapter];
   if (terminal_) std::fputs("\r\033[K", stderr);
   for (const auto& r : results) {
-    spdlog::info("{} | step {}/{} | eval {} ({} samples) | {}loss {:.4f}", run.name(), run.step(), run.total_steps(),
-                 r.task_name, r.samples, r.accuracy ? fmt::format("accuracy {:.4f} | ", *r.accuracy) : "", r.loss);
+    spdlog::info("{} | step {}/{} | eval {} ({} samples) | {}loss {:.4f}", run.name(), run.step(),
+                 run.total_steps(), r.task_name, r.samples,
+                 r.accuracy ? fmt::format("accuracy {:.4f} | ", *r.accuracy) : "", r.loss);
   }
-  const nlohmann::json record = {{"adapter", run.name()}, {"step", run.step()}, {"eval", eval::report_json(results)}};
+  const nlohmann::json record = {
+      {"adapter", run.name()}, {"step", run.step()}, {"eval", eval::report_json(results)}};
   const auto dir = std::filesystem::path(config_.output_dir) / run.name();
   std::filesystem::create_directories(dir);
   std::ofstream(dir / "metrics.jsonl", std::ios::app) << record.dump() << "\n";

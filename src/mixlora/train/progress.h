@@ -20,7 +20,8 @@ struct AdapterSummary;
 
 class ProgressReporter {
  public:
-  ProgressReporter(const config::TrainConfig& config, const std::vector<std::unique_ptr<AdapterRun>>& runs);
+  ProgressReporter(const config::TrainConfig& config,
+                   const std::vector<std::unique_ptr<AdapterRun>>& runs);
   // The losses of one optimizer step of `adapter` (its micro-batches, over every rank).
   void add_losses(size_t adapter, const LossSums& losses);
   // After adapter `adapter` took an optimizer step with `lr`.
@@ -44,8 +45,8 @@ class ProgressReporter {
   std::vector<bool> first_logged_;
   std::chrono::steady_clock::time_point start_;
   int64_t tokens_ = 0;
-  int64_t steps_done_ = 0;       // optimizer steps of all adapters in this process
-  int64_t steps_at_start_ = 0;   // already done before (resume)
+  int64_t steps_done_ = 0;      // optimizer steps of all adapters in this process
+  int64_t steps_at_start_ = 0;  // already done before (resume)
   int64_t steps_total_ = 0;
   bool terminal_ = false;
   RouterTelemetry router_telemetry_;

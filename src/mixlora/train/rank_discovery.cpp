@@ -46,18 +46,22 @@ std::string first_slurm_host(const std::string& nodelist) {
       continue;
     }
     const auto close = first.find(']', i);
-    if (close == std::string::npos) fail_input("Slurm node list '{}': a '[' without its ']'", nodelist);
+    if (close == std::string::npos)
+      fail_input("Slurm node list '{}': a '[' without its ']'", nodelist);
     const auto group = first.substr(i + 1, close - i - 1);
     host += group.substr(0, group.find_first_of("-,"));
     i = close;
   }
   host = trim(host);
-  if (host.empty()) fail_input("Slurm node list '{}': no host name in it (set MASTER_ADDR or --master-addr)", nodelist);
+  if (host.empty())
+    fail_input("Slurm node list '{}': no host name in it (set MASTER_ADDR or --master-addr)",
+               nodelist);
   return host;
 }
 
 RankInfo discover_ranks(const RankFlags& flags, const EnvLookup& lookup) {
-  const EnvLookup getenv = lookup ? lookup : EnvLookup([](const char* name) { return std::getenv(name); });
+  const EnvLookup getenv =
+      lookup ? lookup : EnvLookup([](const char* name) { return std::getenv(name); });
   auto var = [&](const char* name) -> std::optional<std::string> {
     const char* value = getenv(name);
     if (value == nullptr || *value == '\0') return std::nullopt;
@@ -90,13 +94,15 @@ RankInfo discover_ranks(const RankFlags& flags, const EnvLookup& lookup) {
     read_int("SLURM_LOCALID", info.local_rank);
     if (const auto v = var("MASTER_ADDR")) {
       info.master_addr = *v;
-    } else if (const auto nodes = var("SLURM_JOB_NODELIST") ? var("SLURM_JOB_NODELIST") : var("SLURM_NODELIST")) {
+    } else if (const auto nodes =
+                   var("SLURM_JOB_NODELIST") ? var("SLURM_JOB_NODELIST") : var("SLURM_NODELIST")) {
       info.master_addr = first_slurm_host(*nodes);
     }
     read_int("MASTER_PORT", info.master_port);
   }
 
-  const bool any_flag = flags.rank || flags.world_size || flags.local_rank || flags.master_port || flags.master_addr;
+  const bool any_flag =
+      flags.rank || flags.world_size || flags.local_rank || flags.master_port || flags.master_addr;
   if (any_flag) info.source = info.source == "single process" ? "flags" : info.source + " + flags";
   if (flags.rank) info.rank = *flags.rank;
   if (flags.world_size) info.world_size = *flags.world_size;
@@ -104,16 +110,20 @@ RankInfo discover_ranks(const RankFlags& flags, const EnvLookup& lookup) {
   if (flags.master_addr) info.master_addr = *flags.master_addr;
   if (flags.master_port) info.master_port = *flags.master_port;
 
-  if (info.world_size < 1) fail_input("world size must be >= 1, got {} (from {})", info.world_size, info.source);
+  if (info.world_size < 1)
+    fail_input("world size must be >= 1, got {} (from {})", info.world_size, info.source);
   if (info.rank < 0 || info.rank >= info.world_size) {
-    fail_input("rank {} is outside [0, {}) (world size {}, from {})", info.rank, info.world_size, info.world_size,
+    fail_input("rank {} is outside [0, {}) (world size {}, from {})", info.rank, info.world_size,
+               info.world_size, info.source);
+  }
+  if (info.local_rank < 0)
+    fail_input("local rank must be >= 0, got {} (from {})", info.local_rank, info.source);
+  if (info.master_port < 1 || info.master_port > 65535) {
+    fail_input("master port must be in [1, 65535], got {} (from {})", info.master_port,
                info.source);
   }
-  if (info.local_rank < 0) fail_input("local rank must be >= 0, got {} (from {})", info.local_rank, info.source);
-  if (info.master_port < 1 || info.master_port > 65535) {
-    fail_input("master port must be in [1, 65535], got {} (from {})", info.master_port, info.source);
-  }
-  if (info.master_addr.empty()) fail_input("the master address is empty (set MASTER_ADDR or --master-addr)");
+  if (info.master_addr.empty())
+    fail_input("the master address is empty (set MASTER_ADDR or --master-addr)");
   return info;
 }
 

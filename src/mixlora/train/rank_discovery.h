@@ -16,7 +16,8 @@ struct RankInfo {
   int local_rank = 0;  // index of the process on its node: the CUDA device it uses
   std::string master_addr = "127.0.0.1";
   int master_port = 29500;
-  std::string source = "single process";  // "torchrun", "slurm", "flags": says where the ranks came from
+  std::string source =
+      "single process";  // "torchrun", "slurm", "flags": says where the ranks came from
   // torchrun's static rendezvous already serves a TCPStore at the master address (its agent's):
   // then every rank is a client and keys live under this prefix, as torch.distributed does.
   bool agent_store = false;
@@ -35,7 +36,8 @@ struct RankFlags {
 using EnvLookup = std::function<const char*(const char*)>;
 RankInfo discover_ranks(const RankFlags& flags, const EnvLookup& getenv = nullptr);
 
-// The first host of a Slurm node list: "node[01-04,07],login" -> "node01", "gpu-a,gpu-b" -> "gpu-a".
+// The first host of a Slurm node list: "node[01-04,07],login" -> "node01", "gpu-a,gpu-b" ->
+// "gpu-a".
 std::string first_slurm_host(const std::string& nodelist);
 
 }  // namespace mixlora::train

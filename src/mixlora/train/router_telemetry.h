@@ -29,7 +29,7 @@ struct AlarmThresholds {
 };
 
 struct RouterAlarm {
-  std::string kind;  // dead_expert | collapse | low_entropy | switch_drop
+  std::string kind;                          // dead_expert | collapse | low_entropy | switch_drop
   int64_t step = 0, layer = 0, expert = -1;  // expert: -1 when the condition is the layer's
   double value = 0.0, threshold = 0.0;
 };

@@ -19,7 +19,9 @@ SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter&
                          const adapters::AdapterSegment& segment,
                          const std::vector<moe::RouterRecord>& records, bool full_lm_loss) {
   const auto device = hidden.device();
-  auto rows = [&](const at::Tensor& t) { return t.narrow(0, segment.row_begin, segment.row_count); };
+  auto rows = [&](const at::Tensor& t) {
+    return t.narrow(0, segment.row_begin, segment.row_count);
+  };
   auto h = rows(hidden);
   auto labels = rows(batch.labels);
   auto class_labels = rows(batch.class_labels);
@@ -38,7 +40,8 @@ SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter&
     task = task + tasks::chunked_causal_lm_loss(logits_of, h, labels.to(device), chunk).mean();
   }
   if (has_class) {
-    auto logits = tasks::classification_logits(h, rows(batch.last_token).to(device), adapter.classifier);
+    auto logits =
+        tasks::classification_logits(h, rows(batch.last_token).to(device), adapter.classifier);
     task = task + tasks::classification_loss(logits, class_labels.to(device));
   }
   const auto router = adapters::router_losses(adapter, records);
@@ -65,7 +68,8 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
   std::vector<moe::RouterBatchStats> router_stats(segments.size());
   for (size_t k = 0; k < segments.size(); ++k) {
     if (options.router_telemetry && segments[k].adapter->is_mixlora()) {
-      router_stats[k] = moe::router_batch_stats(hooks.router_records(k), segments[k].adapter->config.moe_options());
+      router_stats[k] = moe::router_batch_stats(hooks.router_records(k),
+                                                segments[k].adapter->config.moe_options());
     }
     losses.push_back(segment_loss(decoder, *segments[k].adapter, hidden, batch, segments[k],
                                   hooks.router_records(k), options.full_lm_loss));
@@ -76,12 +80,14 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
   // The loss values are read after backward in one transfer: one host sync per step, not one
   // per loss.
   std::vector<at::Tensor> parts;
-  for (const auto& l : losses) parts.insert(parts.end(), {l.task, l.aux.to(l.task.device()), l.z.to(l.task.device())});
+  for (const auto& l : losses)
+    parts.insert(parts.end(), {l.task, l.aux.to(l.task.device()), l.z.to(l.task.device())});
   const auto values = at::stack(parts).to(at::kCPU, at::kDouble);
   const auto* v = values.data_ptr<double>();
   std::vector<StepLosses> out;
   for (size_t k = 0; k < losses.size(); ++k) {
-    out.push_back({v[3 * k], v[3 * k + 1], v[3 * k + 2], losses[k].tokens, std::move(router_stats[k])});
+    out.push_back(
+        {v[3 * k], v[3 * k + 1], v[3 * k + 2], losses[k].tokens, std::move(router_stats[k])});
   }
   return out;
 }

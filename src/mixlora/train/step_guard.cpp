@@ -23,8 +23,8 @@ bool StepGuard::finish_step(size_t adapter, const std::string& name, int64_t ste
     return false;
   }
   ++count;
-  spdlog::warn("adapter '{}': step {}: non-finite loss or gradients, step skipped ({} in a row{})", name, step,
-               count, limit_ > 0 ? fmt::format(", stopping at {}", limit_) : "");
+  spdlog::warn("adapter '{}': step {}: non-finite loss or gradients, step skipped ({} in a row{})",
+               name, step, count, limit_ > 0 ? fmt::format(", stopping at {}", limit_) : "");
   return limit_ > 0 && count >= limit_;
 }
 

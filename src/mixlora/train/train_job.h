@@ -20,8 +20,9 @@ struct TrainJob {
   TrainerOptions trainer;  // pad_id is set from the tokenizer, comm from `ranks`
   bool skip_bad_rows = false;
   c10::ScalarType dtype = c10::kFloat;
-  c10::Device device = c10::Device(c10::kCPU);  // with several ranks, "cuda" means cuda:<local rank>
-  std::string device_flag = "auto";             // as given (--device): says whether an index was chosen
+  c10::Device device =
+      c10::Device(c10::kCPU);        // with several ranks, "cuda" means cuda:<local rank>
+  std::string device_flag = "auto";  // as given (--device): says whether an index was chosen
   // Data-parallel: world_size > 1 connects the ranks over c10d (train/distributed.h).
   RankInfo ranks;
   std::string dist_backend = "auto";  // auto | gloo | nccl
@@ -30,7 +31,7 @@ struct TrainJob {
 
 // One summary per adapter (on every rank; rank 0 alone wrote the files). A failure on one rank
 // reaches the others at their next collective.
-std::vector<AdapterSummary> run_train_job(const config::TrainConfig& config, const std::string& config_path,
-                                          TrainJob job);
+std::vector<AdapterSummary> run_train_job(const config::TrainConfig& config,
+                                          const std::string& config_path, TrainJob job);
 
 }  // namespace mixlora::train

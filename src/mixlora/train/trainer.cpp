@@ -1,8 +1,8 @@
 #include "mixlora/train/trainer.h"
 
 #include "mixlora/common/error.h"
-#include "mixlora/eval/evaluator.h"
 #include "mixlora/common/signals.h"
+#include "mixlora/eval/evaluator.h"
 #include "mixlora/io/atomic_file.h"
 #include "mixlora/model/decoder.h"
 #include "mixlora/report/html_report.h"
@@ -41,7 +41,8 @@ bool is_finished(const fs::path& dir) {
 fs::path existing_ancestor(fs::path dir) {
   std::error_code ec;
   dir = fs::absolute(dir, ec).lexically_normal();
-  while (!fs::exists(dir, ec) && dir.has_parent_path() && dir.parent_path() != dir) dir = dir.parent_path();
+  while (!fs::exists(dir, ec) && dir.has_parent_path() && dir.parent_path() != dir)
+    dir = dir.parent_path();
   return dir;
 }
 
@@ -66,15 +67,19 @@ void prepare_output(const config::TrainConfig& config, const TrainerOptions& opt
   std::error_code ec;
   const auto base = existing_ancestor(config.output_dir);
   if (!fs::is_directory(base, ec)) {
-    fail_input("{}: cannot create the output directory: {} is not a directory (set output_dir or --output-dir)",
-               config.output_dir, base.string());
+    fail_input(
+        "{}: cannot create the output directory: {} is not a directory (set output_dir or "
+        "--output-dir)",
+        config.output_dir, base.string());
   }
   const auto probe = base / fmt::format(".mixlora-write-test-{}", ::getpid());
   {
     std::ofstream out(probe);
     if (!out) {
-      fail_input("{}: cannot create the output directory: {} is not writable (set output_dir or --output-dir)",
-                 config.output_dir, base.string());
+      fail_input(
+          "{}: cannot create the output directory: {} is not writable (set output_dir or "
+          "--output-dir)",
+          config.output_dir, base.string());
     }
   }
   fs::remove(probe, ec);
@@ -82,12 +87,14 @@ void prepare_output(const config::TrainConfig& config, const TrainerOptions& opt
   for (const auto& adapter : config.adapters) {
     const auto dir = adapter_dir(config, adapter.name);
     if (is_finished(dir) && !options.resume) {
-      fail_input("{}: a finished adapter is already there (use --overwrite to replace it)", dir.string());
+      fail_input("{}: a finished adapter is already there (use --overwrite to replace it)",
+                 dir.string());
     }
     const bool has_checkpoints = fs::exists(dir) && !fs::is_empty(dir, ec);
     if (has_checkpoints && !options.resume) {
-      fail_input("{}: holds an unfinished run (use --resume to continue it or --overwrite to start over)",
-                 dir.string());
+      fail_input(
+          "{}: holds an unfinished run (use --resume to continue it or --overwrite to start over)",
+          dir.string());
     }
   }
 }
@@ -95,12 +102,13 @@ void prepare_output(const config::TrainConfig& config, const TrainerOptions& opt
 void create_output(const config::TrainConfig& config, const TrainerOptions& options) {
   std::error_code ec;
   if (options.overwrite) {
-    for (const auto& adapter : config.adapters) fs::remove_all(adapter_dir(config, adapter.name), ec);
+    for (const auto& adapter : config.adapters)
+      fs::remove_all(adapter_dir(config, adapter.name), ec);
   }
   fs::create_directories(config.output_dir, ec);
   if (ec) {
-    fail_input("{}: cannot create the output directory: {} (set output_dir or --output-dir)", config.output_dir,
-               ec.message());
+    fail_input("{}: cannot create the output directory: {} (set output_dir or --output-dir)",
+               config.output_dir, ec.message());
   }
 }
 
@@ -114,22 +122,31 @@ class FusedTrainingRecipe {
   FusedTrainingRecipe(const config::TrainConfig& config, const model::BaseModel& base,
                       std::vector<std::vector<data::Sample>> samples, const TrainerOptions& options,
                       const std::vector<std::vector<data::TaskData>>& eval_sets)
-      : config_(config), base_(base), options_(options), eval_sets_(eval_sets), decoder_(base),
-        dp_(options.comm, config.adapters.size()), guard_(config.adapters.size(), config.max_nonfinite_steps),
-        pending_(config.adapters.size()), summaries_(config.adapters.size()) {
+      : config_(config),
+        base_(base),
+        options_(options),
+        eval_sets_(eval_sets),
+        decoder_(base),
+        dp_(options.comm, config.adapters.size()),
+        guard_(config.adapters.size(), config.max_nonfinite_steps),
+        pending_(config.adapters.size()),
+        summaries_(config.adapters.size()) {
     if (dp_.writes()) create_output(config, options);
     for (size_t i = 0; i < config.adapters.size(); ++i) {
       const auto& ac = config.adapters[i];
-      if (config.eval_every > 0 && !eval_set(i)) spdlog::warn("adapter '{}': eval_every is set but it has no eval_data", ac.name);
+      if (config.eval_every > 0 && !eval_set(i))
+        spdlog::warn("adapter '{}': eval_every is set but it has no eval_data", ac.name);
       runs_.push_back(std::make_unique<AdapterRun>(ac, base, std::move(samples[i]), config.seed));
       summaries_[i].name = ac.name;
       summaries_[i].output_dir = adapter_dir(config, ac.name).string();
       const auto& run = *runs_.back();
-      spdlog::info("adapter '{}': {} {} parameters, {} steps ({} epochs, batch {} = {} x {})", ac.name,
-                   run.adapter().is_mixlora() ? std::string("MixLoRA ") + config::routing_strategy_name(ac.routing_strategy)
-                                              : std::string(config::peft_type_name(ac.peft_type)),
-                   run.adapter().num_parameters(), run.total_steps(), ac.num_epochs, ac.batch_size,
-                   run.accumulation(), ac.micro_batch_size);
+      spdlog::info(
+          "adapter '{}': {} {} parameters, {} steps ({} epochs, batch {} = {} x {})", ac.name,
+          run.adapter().is_mixlora()
+              ? std::string("MixLoRA ") + config::routing_strategy_name(ac.routing_strategy)
+              : std::string(config::peft_type_name(ac.peft_type)),
+          run.adapter().num_parameters(), run.total_steps(), ac.num_epochs, ac.batch_size,
+          run.accumulation(), ac.micro_batch_size);
     }
   }
 
@@ -149,7 +166,8 @@ class FusedTrainingRecipe {
       if (const auto checkpoint = newest_checkpoint(dir.string())) {
         run.restore(load_checkpoint(*checkpoint, run.mutable_adapter(), base_));
         if (dp_.writes()) trim_metrics(dir, run.step());
-        spdlog::info("adapter '{}': resumed from {} (step {})", run.name(), *checkpoint, run.step());
+        spdlog::info("adapter '{}': resumed from {} (step {})", run.name(), *checkpoint,
+                     run.step());
       } else if (dp_.writes()) {
         trim_metrics(dir, 0);  // killed before its first checkpoint: start over
       }
@@ -170,7 +188,8 @@ class FusedTrainingRecipe {
         return runs_[a]->average_length() < runs_[b]->average_length();
       });
     }
-    const auto simultaneous = static_cast<size_t>(std::max<int64_t>(1, config_.train_lora_simultaneously_num));
+    const auto simultaneous =
+        static_cast<size_t>(std::max<int64_t>(1, config_.train_lora_simultaneously_num));
     if (active.size() > simultaneous) active.resize(simultaneous);
     return active;
   }
@@ -194,9 +213,11 @@ class FusedTrainingRecipe {
     // Routing statistics for the micro-batches of steps that will be logged (router_telemetry.h).
     std::vector<bool> telemetry;
     for (size_t i : active) telemetry.push_back(progress_->router_telemetry().due(*runs_[i]));
-    const bool any_telemetry = std::find(telemetry.begin(), telemetry.end(), true) != telemetry.end();
-    const auto losses = forward_backward(decoder_, data::make_batch(rows, options_.pad_id), segments, accumulation,
-                                         {options_.ffn_path, config_.gradient_checkpointing, any_telemetry});
+    const bool any_telemetry =
+        std::find(telemetry.begin(), telemetry.end(), true) != telemetry.end();
+    const auto losses =
+        forward_backward(decoder_, data::make_batch(rows, options_.pad_id), segments, accumulation,
+                         {options_.ffn_path, config_.gradient_checkpointing, any_telemetry});
     for (size_t k = 0; k < active.size(); ++k) {
       if (telemetry[k]) progress_->router_telemetry().add(active[k], losses[k].router);
       pending_[active[k]].add(losses[k]);
@@ -221,10 +242,13 @@ class FusedTrainingRecipe {
       const double grad_norm = run.optimizer_step(config_.max_grad_norm, poisoned);
       if (dp_.writes()) progress_->finish_step(i, lr, grad_norm, summaries_[i]);
       evaluate_if_due(i);
-      if (guard_.finish_step(i, run.name(), run.step(), std::isnan(grad_norm)) && stop_reason_.empty()) {
-        stop_reason_ = fmt::format("adapter '{}': {} non-finite steps in a row (up to step {}); stopped with its "
-                                   "last finite weights checkpointed (lower lr, set max_grad_norm, or raise "
-                                   "max_nonfinite_steps)", run.name(), guard_.in_row(i), run.step());
+      if (guard_.finish_step(i, run.name(), run.step(), std::isnan(grad_norm)) &&
+          stop_reason_.empty()) {
+        stop_reason_ = fmt::format(
+            "adapter '{}': {} non-finite steps in a row (up to step {}); stopped with its "
+            "last finite weights checkpointed (lower lr, set max_grad_norm, or raise "
+            "max_nonfinite_steps)",
+            run.name(), guard_.in_row(i), run.step());
       }
       save_if_due(run);
     }
@@ -238,8 +262,10 @@ class FusedTrainingRecipe {
     if (dp_.writes()) checkpoint_unfinished();
     dp_.barrier();
     if (signal) {
-      throw common::Interrupted(signal, fmt::format("stopped by {} after the step in progress; checkpoints "
-                                                    "saved, continue with --resume", ::strsignal(signal)));
+      throw common::Interrupted(signal,
+                                fmt::format("stopped by {} after the step in progress; checkpoints "
+                                            "saved, continue with --resume",
+                                            ::strsignal(signal)));
     }
     fail_runtime("{}", stop_reason_);
   }
@@ -250,8 +276,9 @@ class FusedTrainingRecipe {
     if (options_.write_report && dp_.writes()) {
       // The adapters are saved: a report that cannot be written costs a warning, not the run.
       try {
-        spdlog::info("report: {}", report::write_report({config_.output_dir},
-                                                        (fs::path(config_.output_dir) / "report.html").string()));
+        spdlog::info("report: {}",
+                     report::write_report({config_.output_dir},
+                                          (fs::path(config_.output_dir) / "report.html").string()));
       } catch (const std::exception& e) {
         spdlog::warn("report: not written: {}", e.what());
       }
@@ -271,11 +298,12 @@ class FusedTrainingRecipe {
   void evaluate_if_due(size_t i) {
     const auto& run = *runs_[i];
     const auto* sets = eval_set(i);
-    if (!sets || config_.eval_every <= 0 || (run.step() % config_.eval_every != 0 && !run.done())) return;
+    if (!sets || config_.eval_every <= 0 || (run.step() % config_.eval_every != 0 && !run.done()))
+      return;
     std::vector<eval::EvalInput> inputs;
     for (const auto& set : *sets) inputs.push_back({&run.adapter(), set.task_name, &set.samples});
-    auto totals = eval::score(decoder_, inputs, run.adapter().config.evaluate_batch_size, options_.pad_id,
-                              dp_.eval_shard());
+    auto totals = eval::score(decoder_, inputs, run.adapter().config.evaluate_batch_size,
+                              options_.pad_id, dp_.eval_shard());
     dp_.sum_eval_totals(totals);
     if (dp_.writes()) progress_->log_eval(i, eval::results_of(inputs, totals));
   }
@@ -287,13 +315,14 @@ class FusedTrainingRecipe {
       dp_.check_in_sync(run);
       if (dp_.writes()) {
         run.adapter().save(dir, options_.base_model_name, options_.export_bin);
-        spdlog::info("adapter '{}': finished after {} steps, saved to {}", run.name(), run.step(), dir);
+        spdlog::info("adapter '{}': finished after {} steps, saved to {}", run.name(), run.step(),
+                     dir);
       }
       dp_.barrier();
     } else if (config_.save_step > 0 && run.step() % config_.save_step == 0) {
       if (dp_.writes()) {
-        const auto path =
-            save_checkpoint(dir, run.step(), run.adapter(), options_.base_model_name, run.checkpoint_content());
+        const auto path = save_checkpoint(dir, run.step(), run.adapter(), options_.base_model_name,
+                                          run.checkpoint_content());
         spdlog::info("adapter '{}': checkpoint {}", run.name(), path);
       }
       dp_.barrier();
@@ -303,16 +332,19 @@ class FusedTrainingRecipe {
   // A stop must wait for a step boundary: a checkpoint taken mid-accumulation would lose the
   // micro-batches already summed into the gradients.
   bool at_step_boundary() const {
-    return std::none_of(runs_.begin(), runs_.end(), [](const auto& run) { return !run->done() && run->mid_step(); });
+    return std::none_of(runs_.begin(), runs_.end(),
+                        [](const auto& run) { return !run->done() && run->mid_step(); });
   }
 
   // Checkpoints every unfinished adapter that has taken a step since its last checkpoint.
   void checkpoint_unfinished() const {
     for (const auto& run : runs_) {
       const auto dir = adapter_dir(config_, run->name());
-      if (run->done() || run->step() == 0 || fs::exists(dir / fmt::format("checkpoint-{}", run->step()))) continue;
-      const auto path = save_checkpoint(dir.string(), run->step(), run->adapter(), options_.base_model_name,
-                                        run->checkpoint_content());
+      if (run->done() || run->step() == 0 ||
+          fs::exists(dir / fmt::format("checkpoint-{}", run->step())))
+        continue;
+      const auto path = save_checkpoint(dir.string(), run->step(), run->adapter(),
+                                        options_.base_model_name, run->checkpoint_content());
       spdlog::info("adapter '{}': checkpoint {}", run->name(), path);
     }
   }
@@ -328,7 +360,7 @@ class FusedTrainingRecipe {
   std::unique_ptr<ProgressReporter> progress_;
   std::vector<LossSums> pending_;  // per adapter: losses of its micro-batches of the step under way
   std::vector<AdapterSummary> summaries_;
-  std::string stop_reason_;        // set by a fault; the run stops at the next step boundary
+  std::string stop_reason_;  // set by a fault; the run stops at the next step boundary
 };
 
 }  // namespace

@@ -20,7 +20,8 @@ struct TrainerOptions {
   std::string base_model_name;  // written into adapter_config.json
   bool resume = false;
   bool overwrite = false;
-  bool export_bin = true;  // adapter_model.bin beside the safetensors (the plugin and MoE-PEFT read only it)
+  bool export_bin =
+      true;  // adapter_model.bin beside the safetensors (the plugin and MoE-PEFT read only it)
   bool write_report = true;  // OUTPUT_DIR/report.html at the end (mixlora-report; --no-report)
   moe::FfnPath ffn_path = moe::FfnPath::efficient;
   int64_t pad_id = 0;
