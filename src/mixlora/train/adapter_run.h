@@ -1,12 +1,13 @@
-// The training state of one adapter: its data order, optimizer, schedule and progress. Each
-// adapter advances on its own (m-LoRA style); the trainer only fuses their micro-batches.
+// The training state of one adapter: its weights, optimizer, random generator and step plan
+// (data order, steps, lr). Each adapter advances on its own (m-LoRA style); the trainer only
+// fuses their micro-batches.
 #pragma once
 
 #include "mixlora/adapters/adapter.h"
 #include "mixlora/data/sample.h"
 #include "mixlora/train/checkpoint.h"
 #include "mixlora/train/optimizer.h"
-#include "mixlora/train/scheduler.h"
+#include "mixlora/train/step_plan.h"
 
 #include <memory>
 #include <string>
@@ -22,60 +23,39 @@ class AdapterRun {
   const std::string& name() const { return adapter_.config.name; }
   const adapters::Adapter& adapter() const { return adapter_; }
   const at::Generator& generator() const { return generator_; }
-  bool done() const { return epoch_ >= config().num_epochs; }
+  bool done() const { return plan_.done(); }
 
-  // The next micro-batch of samples (never empty while !done()).
-  std::vector<const data::Sample*> next_micro_batch() const;
-  // Records that the micro-batch was consumed (backward done). Returns true when an optimizer
-  // step is due: the accumulation is full or the epoch ended.
-  bool finish_micro_batch();
+  // The data side, as StepPlan says.
+  std::vector<const data::Sample*> next_micro_batch() const { return plan_.next_micro_batch(); }
+  bool finish_micro_batch() { return plan_.finish_micro_batch(); }
+  bool next_micro_batch_ends_step() const { return plan_.next_micro_batch_ends_step(); }
+  bool mid_step() const { return plan_.mid_step(); }
   // Clips, steps the optimizer with the scheduled lr, clears gradients. Returns the grad norm
   // before clipping, or NaN when the step was skipped: gradients not finite, or `skip` (a
   // non-finite loss). A skipped step still counts and consumes its data.
   double optimizer_step(double max_grad_norm, bool skip = false);
-  // Whether finishing the next micro-batch will make an optimizer step due.
-  bool next_micro_batch_ends_step() const;
-  // Micro-batches accumulated towards a step not yet taken: a checkpoint now would lose them.
-  bool mid_step() const { return micro_step_ > 0; }
 
-  int64_t step() const { return step_; }
+  int64_t step() const { return plan_.step(); }
   const std::vector<at::Tensor>& parameters() const { return parameters_; }
-  int64_t total_steps() const { return schedule_.total_steps; }
-  int64_t epoch() const { return epoch_; }
-  int64_t accumulation() const { return accumulation_; }
-  double current_lr() const;
-  int64_t average_length() const { return average_length_; }
+  int64_t total_steps() const { return plan_.total_steps(); }
+  int64_t epoch() const { return plan_.epoch(); }
+  int64_t accumulation() const { return plan_.accumulation(); }
+  double current_lr() const { return plan_.current_lr(); }
+  int64_t average_length() const { return plan_.average_length(); }
 
   // A finished adapter found on disk when resuming: nothing left to train.
-  void mark_finished() {
-    epoch_ = config().num_epochs;
-    step_ = schedule_.total_steps;
-  }
+  void mark_finished() { plan_.mark_finished(); }
 
   CheckpointContent checkpoint_content() const;
   void restore(const CheckpointContent& content);
   adapters::Adapter& mutable_adapter() { return adapter_; }
 
  private:
-  const config::AdapterConfig& config() const { return adapter_.config; }
-  void start_epoch();
-
   adapters::Adapter adapter_;
   std::vector<at::Tensor> parameters_;  // adapter_.parameters(), built once
-  std::vector<data::Sample> samples_;
   std::unique_ptr<Optimizer> optimizer_;
-  Schedule schedule_;
   at::Generator generator_;  // dropout and jitter of this adapter
-  uint64_t data_seed_;
-  int64_t accumulation_ = 1;
-  int64_t average_length_ = 0;
-
-  // progress
-  std::vector<int64_t> order_;  // sample indices of the current epoch
-  int64_t epoch_ = 0;
-  int64_t cursor_ = 0;      // next position in order_
-  int64_t micro_step_ = 0;  // micro-batches accumulated towards the next step
-  int64_t step_ = 0;        // optimizer steps taken
+  StepPlan plan_;
 };
 
 // A stable 64-bit seed for one adapter: it depends on the run seed and the adapter's name only,

@@ -1,33 +1,28 @@
 #include "mixlora/train/pretrain.h"
 
 #include "mixlora/common/error.h"
+#include "mixlora/common/signals.h"
 #include "mixlora/model/decoder.h"
-#include "mixlora/tasks/causal_lm.h"
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/optimizer.h"
-#include "mixlora/train/scheduler.h"
+#include "mixlora/train/progress.h"
+#include "mixlora/train/recipe.h"
+#include "mixlora/train/step.h"
+#include "mixlora/train/step_plan.h"
 
 #include <nlohmann/json.hpp>
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <numeric>
-#include <random>
 
 namespace mixlora::train {
 
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string clock_text(double seconds) {
-  if (!std::isfinite(seconds) || seconds < 0) return "--:--:--";
-  const auto s = static_cast<int64_t>(seconds);
-  return fmt::format("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
-}
 
 // tokenizer.model and its Hugging Face companions, from a directory or next to a model file.
 void copy_tokenizer_files(const std::string& source, const fs::path& out) {
@@ -45,6 +40,197 @@ void copy_tokenizer_files(const std::string& source, const fs::path& out) {
     if (ec) fail_runtime("{}: cannot copy to {}: {}", from.string(), out.string(), ec.message());
   }
 }
+
+const config::AdapterConfig& single_entry(const config::TrainConfig& config) {
+  if (config.adapters.size() != 1) {
+    fail_input("--pretrain takes its settings from exactly one lora[] entry, got {}",
+               config.adapters.size());
+  }
+  return config.adapters[0];
+}
+
+std::vector<data::Sample> causal_lm_samples(std::vector<data::Sample> samples,
+                                            const std::string& task_name) {
+  if (samples.empty()) fail_input("pretraining: no training samples");
+  for (const auto& s : samples) {
+    if (s.class_label >= 0) {
+      fail_input("pretraining: task '{}' is not causal LM (use task_name \"casual\")", task_name);
+    }
+  }
+  return samples;
+}
+
+// Full-parameter training as a recipe (recipe.h): the data side is the adapters' StepPlan, the
+// forward and backward pass the adapters' forward_backward on base rows (no adapter), so data
+// order, schedule, accumulation and the LM loss are the adapter trainer's. It differs in what
+// learns (every weight, two optimizer groups), where it writes (one model directory) and in
+// having no checkpoints: a stop signal saves the model as it is.
+class PretrainRecipe {
+ public:
+  PretrainRecipe(const config::TrainConfig& config, model::BaseModel& model,
+                 std::vector<data::Sample> samples, const PretrainOptions& options)
+      : config_(config),
+        entry_(single_entry(config)),
+        model_(model),
+        options_(options),
+        plan_(entry_, causal_lm_samples(std::move(samples), entry_.task_name),
+              adapter_seed(config.seed, entry_.name) + 2),
+        params_(make_trainable(model)),
+        decoder_(model) {
+    // Weight decay on matrices (projections, embeddings) only, never on norm weights and biases.
+    std::vector<at::Tensor> matrices, vectors;
+    int64_t num_params = 0;
+    for (const auto& p : params_) {
+      (p.dim() >= 2 ? matrices : vectors).push_back(p);
+      num_params += p.numel();
+    }
+    if (entry_.optim == config::Optimizer::sgd) {
+      optimizers_.push_back(make_sgd(matrices, {entry_.momentum, entry_.weight_decay}));
+      optimizers_.push_back(make_sgd(vectors, {entry_.momentum, 0.0}));
+    } else {
+      optimizers_.push_back(make_adamw(matrices, {0.9, 0.999, 1e-8, entry_.weight_decay}));
+      optimizers_.push_back(make_adamw(vectors, {0.9, 0.999, 1e-8, 0.0}));
+    }
+    spdlog::info(
+        "pretraining all {} parameters: {} samples ({} tokens on average), {} steps "
+        "({} epochs, batch {} = {} x {}), {} lr {:.2e} {}",
+        num_params, plan_.num_samples(), plan_.average_length(), plan_.total_steps(),
+        entry_.num_epochs, entry_.batch_size, plan_.accumulation(), entry_.micro_batch_size,
+        config::optimizer_name(entry_.optim), entry_.lr,
+        config::scheduler_type_name(entry_.scheduler_type));
+    if (config.save_step < plan_.total_steps()) {
+      spdlog::debug("pretraining writes no checkpoints (save_step ignored)");
+    }
+    if (!options.output_dir.empty()) {
+      out_ = options.output_dir;
+      fs::create_directories(out_);
+      std::ofstream(out_ / "metrics.jsonl", std::ios::trunc);
+    }
+  }
+
+  // No checkpoints to continue from; from here a signal stops the run at a step boundary.
+  void resume() {
+    common::install_stop_handlers();
+    start_ = std::chrono::steady_clock::now();
+  }
+
+  // One unit of work (the model) while steps are left.
+  std::vector<int> next_batch() const {
+    return plan_.done() ? std::vector<int>{} : std::vector<int>{0};
+  }
+
+  void step(const std::vector<int>&) {
+    const auto batch = data::make_batch(plan_.next_micro_batch(), options_.pad_id);
+    const std::vector<adapters::AdapterSegment> base_rows = {{nullptr, 0, batch.input_ids.size(0)}};
+    const auto losses = forward_backward(decoder_, batch, base_rows, {plan_.accumulation()},
+                                         {moe::FfnPath::efficient, config_.gradient_checkpointing});
+    window_loss_ += losses[0].task;
+    ++window_micro_;
+    summary_.tokens += losses[0].tokens;
+  }
+
+  // When the micro-batch completed a step: clip, the optimizer step with the scheduled lr, and
+  // every log_every steps (and at the end) a log line and a metrics record.
+  void after_step(const std::vector<int>&) {
+    if (!plan_.finish_micro_batch()) return;
+    const double lr = plan_.current_lr();
+    const double norm = clip_grad_norm(params_, config_.max_grad_norm);
+    if (std::isfinite(norm)) {
+      for (auto& o : optimizers_) o->step(lr);
+    } else {
+      spdlog::warn("step {}: gradients not finite, step skipped", plan_.step() + 1);
+    }
+    for (auto& o : optimizers_) o->zero_grad();
+    const int64_t epoch = plan_.epoch();
+    plan_.finish_step();
+    if (plan_.step() % std::max<int64_t>(1, config_.log_every) == 0 || plan_.done()) {
+      log_window(epoch, lr, norm);
+    }
+  }
+
+  // A signal at a step boundary: the model as trained so far is saved, then Interrupted.
+  void stop_if_requested() {
+    const int signal = common::stop_signal();
+    if (!signal || plan_.mid_step()) return;
+    const auto where = save();
+    throw common::Interrupted(
+        signal, fmt::format("stopped by {} after step {} of {}; {}", ::strsignal(signal),
+                            plan_.step(), plan_.total_steps(),
+                            where.empty() ? "nothing written (no output directory)"
+                                          : "the model so far is saved in " + where));
+  }
+
+  PretrainSummary finish() {
+    summary_.steps = plan_.step();
+    summary_.seconds = elapsed();
+    const auto where = save();
+    if (!where.empty()) {
+      spdlog::info("pretraining finished after {} steps ({} tokens, {}), model saved to {}",
+                   summary_.steps, summary_.tokens, clock_text(summary_.seconds), where);
+    }
+    return summary_;
+  }
+
+ private:
+  double elapsed() const {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  }
+
+  void log_window(int64_t epoch, double lr, double norm) {
+    const double mean_loss =
+        window_loss_ / static_cast<double>(std::max<int64_t>(1, window_micro_));
+    const double seconds = elapsed();
+    const double tokens_per_s = seconds > 0 ? static_cast<double>(summary_.tokens) / seconds : 0.0;
+    const double eta = seconds / static_cast<double>(plan_.step()) *
+                       static_cast<double>(plan_.total_steps() - plan_.step());
+    if (!first_logged_) summary_.first_loss = mean_loss;
+    first_logged_ = true;
+    summary_.last_loss = mean_loss;
+    spdlog::info(
+        "{} | step {}/{} | epoch {} | loss {:.4f} | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | {} "
+        "elapsed | ETA {}",
+        entry_.name, plan_.step(), plan_.total_steps(), epoch + 1, mean_loss, lr, norm,
+        tokens_per_s, clock_text(seconds), clock_text(eta));
+    if (!out_.empty()) {
+      const nlohmann::json record = {
+          {"adapter", entry_.name},
+          {"step", plan_.step()},
+          {"total_steps", plan_.total_steps()},
+          {"epoch", plan_.epoch()},
+          {"loss", mean_loss},
+          {"lr", lr},
+          {"grad_norm", std::isfinite(norm) ? nlohmann::json(norm) : nlohmann::json(nullptr)},
+          {"tokens_per_s", tokens_per_s},
+          {"elapsed_s", seconds}};
+      std::ofstream(out_ / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
+    }
+    window_loss_ = 0.0;
+    window_micro_ = 0;
+  }
+
+  // The model and its tokenizer files into the output directory; returns it ("" for none).
+  std::string save() const {
+    if (out_.empty()) return "";
+    model::save_base_model(model_, out_.string());
+    copy_tokenizer_files(options_.tokenizer_source, out_);
+    return out_.string();
+  }
+
+  const config::TrainConfig& config_;
+  const config::AdapterConfig& entry_;
+  model::BaseModel& model_;
+  const PretrainOptions& options_;
+  StepPlan plan_;
+  std::vector<at::Tensor> params_;
+  std::vector<std::unique_ptr<Optimizer>> optimizers_;
+  const model::Decoder decoder_;
+  fs::path out_;
+  std::chrono::steady_clock::time_point start_;
+  double window_loss_ = 0.0;
+  int64_t window_micro_ = 0;
+  bool first_logged_ = false;
+  PretrainSummary summary_;
+};
 
 }  // namespace
 
@@ -83,157 +269,8 @@ std::vector<at::Tensor> make_trainable(model::BaseModel& model) {
 
 PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& model,
                          std::vector<data::Sample> samples, const PretrainOptions& options) {
-  if (config.adapters.size() != 1) {
-    fail_input("--pretrain takes its settings from exactly one lora[] entry, got {}",
-               config.adapters.size());
-  }
-  const auto& ac = config.adapters[0];
-  if (samples.empty()) fail_input("pretraining: no training samples");
-  for (const auto& s : samples) {
-    if (s.class_label >= 0)
-      fail_input("pretraining: task '{}' is not causal LM (use task_name \"casual\")",
-                 ac.task_name);
-  }
-
-  const auto params = make_trainable(model);
-  // Weight decay on matrices (projections, embeddings) only, never on norm weights and biases.
-  std::vector<at::Tensor> matrices, vectors;
-  int64_t num_params = 0;
-  for (const auto& p : params) {
-    (p.dim() >= 2 ? matrices : vectors).push_back(p);
-    num_params += p.numel();
-  }
-  std::vector<std::unique_ptr<Optimizer>> optimizers;
-  if (ac.optim == config::Optimizer::sgd) {
-    optimizers.push_back(make_sgd(matrices, {ac.momentum, ac.weight_decay}));
-    optimizers.push_back(make_sgd(vectors, {ac.momentum, 0.0}));
-  } else {
-    optimizers.push_back(make_adamw(matrices, {0.9, 0.999, 1e-8, ac.weight_decay}));
-    optimizers.push_back(make_adamw(vectors, {0.9, 0.999, 1e-8, 0.0}));
-  }
-
-  // Steps, schedule and data order exactly as an adapter of the same settings (AdapterRun).
-  const int64_t accumulation = ac.batch_size / ac.micro_batch_size;
-  const int64_t micro_batches =
-      (static_cast<int64_t>(samples.size()) + ac.micro_batch_size - 1) / ac.micro_batch_size;
-  const int64_t steps_per_epoch = (micro_batches + accumulation - 1) / accumulation;
-  Schedule schedule;
-  schedule.type = ac.scheduler_type;
-  schedule.total_steps = steps_per_epoch * ac.num_epochs;
-  schedule.warmup_steps = warmup_steps(ac.warmup_steps, ac.warmup_ratio, schedule.total_steps);
-  const uint64_t data_seed = adapter_seed(config.seed, ac.name) + 2;
-
-  int64_t sample_tokens = 0;
-  for (const auto& s : samples) sample_tokens += static_cast<int64_t>(s.input_ids.size());
-  spdlog::info(
-      "pretraining all {} parameters: {} samples ({} tokens), {} steps ({} epochs, batch {} = {} x "
-      "{}), "
-      "{} lr {:.2e} {}",
-      num_params, samples.size(), sample_tokens, schedule.total_steps, ac.num_epochs, ac.batch_size,
-      accumulation, ac.micro_batch_size, config::optimizer_name(ac.optim), ac.lr,
-      config::scheduler_type_name(ac.scheduler_type));
-  if (config.save_step < schedule.total_steps)
-    spdlog::debug("pretraining writes no checkpoints (save_step ignored)");
-
-  fs::path out;
-  if (!options.output_dir.empty()) {
-    out = options.output_dir;
-    fs::create_directories(out);
-    std::ofstream(out / "metrics.jsonl", std::ios::trunc);
-  }
-
-  const model::Decoder decoder(model);
-  PretrainSummary summary;
-  const auto start = std::chrono::steady_clock::now();
-  double window_loss = 0.0;
-  int64_t window_micro = 0;
-  bool first_logged = false;
-  int64_t step = 0;
-  for (int64_t epoch = 0; epoch < ac.num_epochs; ++epoch) {
-    std::vector<int64_t> order(samples.size());
-    std::iota(order.begin(), order.end(), 0);
-    if (ac.group_by_length) {
-      std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-        return samples[a].input_ids.size() > samples[b].input_ids.size();
-      });
-    } else {
-      std::mt19937_64 rng(data_seed + static_cast<uint64_t>(epoch));
-      std::shuffle(order.begin(), order.end(), rng);
-    }
-    int64_t micro_step = 0;
-    for (size_t cursor = 0; cursor < order.size(); cursor += ac.micro_batch_size) {
-      std::vector<const data::Sample*> rows;
-      for (size_t i = cursor; i < std::min(order.size(), cursor + ac.micro_batch_size); ++i)
-        rows.push_back(&samples[order[i]]);
-      const auto batch = data::make_batch(rows, options.pad_id);
-      const auto mask = batch.attention_mask.to(model.device);
-      const auto hidden = decoder.hidden_states(batch.input_ids.to(model.device), mask);
-      const auto loss =
-          tasks::causal_lm_loss(decoder.logits(hidden), batch.labels.to(model.device));
-      const auto mean = loss.mean();
-      (mean / static_cast<double>(accumulation)).backward();
-      window_loss += mean.item<double>();
-      ++window_micro;
-      summary.tokens += loss.count.item<int64_t>();
-
-      const bool epoch_end = cursor + ac.micro_batch_size >= order.size();
-      if (++micro_step < accumulation && !epoch_end) continue;
-      micro_step = 0;
-
-      const double lr = ac.lr * lr_factor(schedule, step);
-      const double norm = clip_grad_norm(params, config.max_grad_norm);
-      if (std::isfinite(norm)) {
-        for (auto& o : optimizers) o->step(lr);
-      } else {
-        spdlog::warn("step {}: gradients not finite, step skipped", step + 1);
-      }
-      for (auto& o : optimizers) o->zero_grad();
-      ++step;
-
-      const bool done = step == schedule.total_steps;
-      if (step % std::max<int64_t>(1, config.log_every) != 0 && !done) continue;
-      const double mean_loss =
-          window_loss / static_cast<double>(std::max<int64_t>(1, window_micro));
-      const double elapsed =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const double tokens_per_s = elapsed > 0 ? static_cast<double>(summary.tokens) / elapsed : 0.0;
-      const double eta =
-          elapsed / static_cast<double>(step) * static_cast<double>(schedule.total_steps - step);
-      if (!first_logged) summary.first_loss = mean_loss;
-      first_logged = true;
-      summary.last_loss = mean_loss;
-      spdlog::info(
-          "{} | step {}/{} | epoch {} | loss {:.4f} | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | {} "
-          "elapsed | ETA {}",
-          ac.name, step, schedule.total_steps, epoch + 1, mean_loss, lr, norm, tokens_per_s,
-          clock_text(elapsed), clock_text(eta));
-      if (!out.empty()) {
-        const nlohmann::json record = {
-            {"adapter", ac.name},
-            {"step", step},
-            {"total_steps", schedule.total_steps},
-            {"epoch", epoch + (epoch_end ? 1 : 0)},
-            {"loss", mean_loss},
-            {"lr", lr},
-            {"grad_norm", std::isfinite(norm) ? nlohmann::json(norm) : nlohmann::json(nullptr)},
-            {"tokens_per_s", tokens_per_s},
-            {"elapsed_s", elapsed}};
-        std::ofstream(out / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
-      }
-      window_loss = 0.0;
-      window_micro = 0;
-    }
-  }
-  summary.steps = step;
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-
-  if (!out.empty()) {
-    model::save_base_model(model, out.string());
-    copy_tokenizer_files(options.tokenizer_source, out);
-    spdlog::info("pretraining finished after {} steps ({} tokens, {}), model saved to {}", step,
-                 summary.tokens, clock_text(summary.seconds), out.string());
-  }
-  return summary;
+  PretrainRecipe recipe(config, model, std::move(samples), options);
+  return run_recipe(recipe);
 }
 
 }  // namespace mixlora::train

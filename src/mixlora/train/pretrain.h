@@ -40,8 +40,10 @@ std::vector<at::Tensor> make_trainable(model::BaseModel& model);
 // Trains every weight of `model` in place on `samples` (causal LM) with config.adapters[0]'s
 // optim, lr, weight_decay (matrices only; norms never decay), scheduler_type, warmup_steps /
 // warmup_ratio, batch_size, micro_batch_size, num_epochs and group_by_length, and the config's
-// seed, max_grad_norm and log_every. Logs like the adapter trainer; with an output_dir, writes
+// seed, max_grad_norm, log_every and gradient_checkpointing, through the adapter trainer's loop
+// (recipe.h), data plan and step. Logs like the adapter trainer; with an output_dir, writes
 // metrics.jsonl there as it goes and the model (save_base_model + tokenizer files) at the end.
+// A SIGINT / SIGTERM finishes the step, saves the model as it is and throws common::Interrupted.
 // `model` must be fp32. Throws InputError on an unusable config or data.
 PretrainSummary pretrain(const config::TrainConfig& config, model::BaseModel& model,
                          std::vector<data::Sample> samples, const PretrainOptions& options);

@@ -13,15 +13,11 @@
 
 namespace mixlora::train {
 
-namespace {
-
 std::string clock_text(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--:--";
   const auto s = static_cast<int64_t>(seconds);
   return fmt::format("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
 }
-
-}  // namespace
 
 ProgressReporter::ProgressReporter(const config::TrainConfig& config,
                                    const std::vector<std::unique_ptr<AdapterRun>>& runs)

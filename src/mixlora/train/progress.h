@@ -18,6 +18,9 @@ namespace mixlora::train {
 class AdapterRun;
 struct AdapterSummary;
 
+// Seconds as hh:mm:ss for the log ("--:--:--" when unknown).
+std::string clock_text(double seconds);
+
 class ProgressReporter {
  public:
   ProgressReporter(const config::TrainConfig& config,

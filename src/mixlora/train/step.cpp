@@ -14,7 +14,7 @@ struct SegmentLoss {
   int64_t tokens = 0;
 };
 
-SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter& adapter,
+SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter* adapter,
                          const at::Tensor& hidden, const data::Batch& batch,
                          const adapters::AdapterSegment& segment,
                          const std::vector<moe::RouterRecord>& records, bool full_lm_loss) {
@@ -29,10 +29,13 @@ SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter&
   out.tokens = rows(batch.attention_mask).sum().item<int64_t>();  // host tensor: no device sync
   // Which losses apply is decided on the host batch, so the device never has to answer.
   const bool has_lm = labels.ne(data::kIgnoreIndex).any().item<bool>();
-  const bool has_class = adapter.classifier.defined() && class_labels.ge(0).any().item<bool>();
+  const bool has_class =
+      adapter && adapter->classifier.defined() && class_labels.ge(0).any().item<bool>();
   at::Tensor task = at::zeros({}, h.options().dtype(at::kFloat));
   // Causal-LM rows (any labelled position) and classification rows may mix in a multi-task adapter.
-  if (has_lm && full_lm_loss) {
+  // The chunked loss differentiates w.r.t. the hidden rows only: a head that trains (full-
+  // parameter pretraining) takes the full one.
+  if (has_lm && (full_lm_loss || decoder.model().lm_head.requires_grad())) {
     task = task + tasks::causal_lm_loss(decoder.logits(h), labels.to(device)).mean();
   } else if (has_lm) {
     const tasks::LogitsFn logits_of = [&](const at::Tensor& x) { return decoder.logits(x); };
@@ -41,10 +44,12 @@ SegmentLoss segment_loss(const model::Decoder& decoder, const adapters::Adapter&
   }
   if (has_class) {
     auto logits =
-        tasks::classification_logits(h, rows(batch.last_token).to(device), adapter.classifier);
+        tasks::classification_logits(h, rows(batch.last_token).to(device), adapter->classifier);
     task = task + tasks::classification_loss(logits, class_labels.to(device));
   }
-  const auto router = adapters::router_losses(adapter, records);
+  // Base rows (full-parameter training) have no router: their router losses are zero.
+  const auto router = adapter ? adapters::router_losses(*adapter, records)
+                              : adapters::RouterLosses{at::zeros_like(task), at::zeros_like(task)};
   out.total = task + router.aux + router.z;
   out.task = task.detach();
   out.aux = router.aux.detach();
@@ -67,11 +72,11 @@ std::vector<StepLosses> forward_backward(const model::Decoder& decoder, const da
   std::vector<SegmentLoss> losses;
   std::vector<moe::RouterBatchStats> router_stats(segments.size());
   for (size_t k = 0; k < segments.size(); ++k) {
-    if (options.router_telemetry && segments[k].adapter->is_mixlora()) {
+    if (options.router_telemetry && segments[k].adapter && segments[k].adapter->is_mixlora()) {
       router_stats[k] = moe::router_batch_stats(hooks.router_records(k),
                                                 segments[k].adapter->config.moe_options());
     }
-    losses.push_back(segment_loss(decoder, *segments[k].adapter, hidden, batch, segments[k],
+    losses.push_back(segment_loss(decoder, segments[k].adapter, hidden, batch, segments[k],
                                   hooks.router_records(k), options.full_lm_loss));
     auto scaled = losses.back().total / static_cast<double>(accumulation[k]);
     total = total.defined() ? total + scaled : scaled;

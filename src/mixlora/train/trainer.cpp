@@ -9,6 +9,7 @@
 #include "mixlora/train/adapter_run.h"
 #include "mixlora/train/data_parallel.h"
 #include "mixlora/train/progress.h"
+#include "mixlora/train/recipe.h"
 #include "mixlora/train/step.h"
 #include "mixlora/train/step_guard.h"
 
@@ -179,7 +180,7 @@ class FusedTrainingRecipe {
 
   // The adapters of the next fused batch: up to train_lora_simultaneously_num unfinished ones,
   // those with similar sample lengths together (less padding). Empty when all are done.
-  std::vector<size_t> next_adapters() const {
+  std::vector<size_t> next_batch() const {
     std::vector<size_t> active;
     for (size_t i = 0; i < runs_.size(); ++i)
       if (!runs_[i]->done()) active.push_back(i);
@@ -197,7 +198,7 @@ class FusedTrainingRecipe {
   // One fused batch: each active adapter's next micro-batch, one after the other, forward and
   // backward over one pass of the base. When data-parallel, only the rank that owns the batch
   // computes it (data_parallel.h); every rank advances the adapters' data cursors alike.
-  void fused_step(const std::vector<size_t>& active) {
+  void step(const std::vector<size_t>& active) {
     std::vector<const data::Sample*> rows;
     std::vector<adapters::AdapterSegment> segments;
     std::vector<int64_t> accumulation;
@@ -370,13 +371,7 @@ std::vector<AdapterSummary> train(const config::TrainConfig& config, const model
                                   const TrainerOptions& options,
                                   const std::vector<std::vector<data::TaskData>>& eval_sets) {
   FusedTrainingRecipe recipe(config, base, std::move(samples), options, eval_sets);
-  recipe.resume();
-  for (auto active = recipe.next_adapters(); !active.empty(); active = recipe.next_adapters()) {
-    recipe.fused_step(active);
-    recipe.after_step(active);
-    recipe.stop_if_requested();
-  }
-  return recipe.finish();
+  return run_recipe(recipe);
 }
 
 }  // namespace mixlora::train
