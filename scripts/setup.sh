@@ -10,7 +10,8 @@ packages=(
   libpcre2-dev libutf8proc-dev                    # tokenizer.json: Unicode regexes (PCRE2), normal forms (utf8proc)
   libcli11-dev nlohmann-json3-dev libspdlog-dev libfmt-dev catch2
   python3-torch                                   # tests only: checks adapter_model.bin with torch.load(weights_only=True)
-  clang-14 libclang-rt-14-dev                     # tests only: libFuzzer harnesses, ASan/UBSan build (fuzz/)
+  clang-14 libclang-rt-14-dev                     # tests only: libFuzzer harnesses, ASan/UBSan and TSan builds
+  clang-format-14                                 # tests only: scripts/check_format.sh
   chromium                                        # tests only: renders mixlora-report's HTML headless (cli_report_chromium.sh)
 )
 

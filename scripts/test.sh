@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/check_format.sh   # .clang-format over every C++ file (seconds)
 bash scripts/build.sh ${CI:+-DMIXLORA_WERROR=ON}   # CI: a compiler warning fails the build
 # The Python reference stack (torch 2.x, transformers, PEFT, MixLoRA plugin, MoE-PEFT; and a newer
 # transformers for Qwen3 / Gemma-3) that the parity and interop tests compare against; tests that
@@ -29,4 +30,9 @@ fi
 if [ "${MIXLORA_SKIP_FUZZ:-0}" != 1 ]; then
   bash scripts/sanitize.sh
   bash scripts/fuzz_smoke.sh
+fi
+# ThreadSanitizer over the data-parallel tests (two Gloo ranks, instrumented mixlora-train),
+# from build-tsan (clang). MIXLORA_SKIP_TSAN=1 skips it.
+if [ "${MIXLORA_SKIP_TSAN:-0}" != 1 ]; then
+  bash scripts/tsan.sh
 fi

@@ -207,7 +207,9 @@ at::Tensor Decoder::hidden_states(const at::Tensor& input_ids, const at::Tensor&
   }
   // Positions count real tokens only, so left padding does not shift them.
   auto positions = (key_mask.cumsum(1) - 1).clamp_min(0).narrow(1, past, steps);
-  auto [cos, sin] = rope_.at_positions(positions, model_.dtype);
+  // Named tensors, not a structured binding: C++17 lambdas (run_layer below) cannot capture one.
+  at::Tensor cos, sin;
+  std::tie(cos, sin) = rope_.at_positions(positions, model_.dtype);
   at::Tensor local_cos = cos, local_sin = sin;
   if (rope_local_)
     std::tie(local_cos, local_sin) = rope_local_->at_positions(positions, model_.dtype);
