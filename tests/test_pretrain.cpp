@@ -147,6 +147,27 @@ TEST_CASE("pretraining is deterministic for a seed", "[pretrain]") {
   CHECK_FALSE(at::equal(a.layers[0].attention.q_proj, c.layers[0].attention.q_proj));
 }
 
+// Recomputing each layer in backward (the adapters' gradient checkpointing) must not change
+// what full-parameter training learns: the decoder's weights require grad here, not only the
+// adapters'.
+TEST_CASE("pretraining with gradient checkpointing equals it without", "[pretrain]") {
+  auto plain = tiny_model(4), recomputed = tiny_model(4);
+  auto config = pretrain_config();
+  config.adapters[0].num_epochs = 1;
+  const auto a = train::pretrain(config, plain, rows(32), {});
+  config.gradient_checkpointing = true;
+  const auto b = train::pretrain(config, recomputed, rows(32), {});
+  CHECK(a.steps == b.steps);
+  CHECK(b.last_loss == Approx(a.last_loss).epsilon(1e-5));
+  const auto initial = tiny_model(4);
+  const auto w0 = named_weights(initial), wa = named_weights(plain), wb = named_weights(recomputed);
+  for (size_t i = 0; i < wa.size(); ++i) {
+    INFO(wa[i].first);
+    CHECK_FALSE(at::equal(w0[i].second, wb[i].second.detach()));  // it trained
+    CHECK((wa[i].second - wb[i].second).abs().max().item<double>() < 1e-5);
+  }
+}
+
 TEST_CASE("pretraining refuses non-fp32 weights and several config entries", "[pretrain]") {
   auto config = pretrain_config();
   auto bf16 = model::random_base_model(tiny_model(1).config, at::kBFloat16, at::kCPU, 1);
