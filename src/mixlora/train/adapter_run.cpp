@@ -10,18 +10,12 @@
 
 namespace mixlora::train {
 
-uint64_t adapter_seed(uint64_t seed, const std::string& name) {
-  uint64_t hash = 1469598103934665603ull;  // FNV-1a
-  for (unsigned char c : name) hash = (hash ^ c) * 1099511628211ull;
-  return seed ^ hash;
-}
-
 AdapterRun::AdapterRun(const config::AdapterConfig& config, const model::BaseModel& base,
                        std::vector<data::Sample> samples, uint64_t seed)
     : adapter_(adapters::Adapter::create(config, base, adapter_seed(seed, config.name))),
       parameters_(adapter_.parameters()),
       generator_(at::make_generator<at::CPUGeneratorImpl>(adapter_seed(seed, config.name) + 1)),
-      plan_(config, std::move(samples), adapter_seed(seed, config.name) + 2) {
+      plan_(config, std::move(samples), seed) {
   if (!config.init_adapter.empty()) {
     adapters::init_from_adapter(adapter_, config.init_adapter, base);
     spdlog::info("adapter '{}': starts from the weights of {}", config.name, config.init_adapter);

@@ -58,8 +58,4 @@ class AdapterRun {
   StepPlan plan_;
 };
 
-// A stable 64-bit seed for one adapter: it depends on the run seed and the adapter's name only,
-// so an adapter trains the same whichever adapters share the run.
-uint64_t adapter_seed(uint64_t seed, const std::string& name);
-
 }  // namespace mixlora::train

@@ -3,7 +3,6 @@
 #include "mixlora/common/error.h"
 #include "mixlora/common/signals.h"
 #include "mixlora/model/decoder.h"
-#include "mixlora/train/adapter_run.h"
 #include "mixlora/train/optimizer.h"
 #include "mixlora/train/progress.h"
 #include "mixlora/train/recipe.h"
@@ -73,8 +72,7 @@ class PretrainRecipe {
         entry_(single_entry(config)),
         model_(model),
         options_(options),
-        plan_(entry_, causal_lm_samples(std::move(samples), entry_.task_name),
-              adapter_seed(config.seed, entry_.name) + 2),
+        plan_(entry_, causal_lm_samples(std::move(samples), entry_.task_name), config.seed),
         params_(make_trainable(model)),
         decoder_(model) {
     // Weight decay on matrices (projections, embeddings) only, never on norm weights and biases.

@@ -8,10 +8,16 @@
 
 namespace mixlora::train {
 
+uint64_t adapter_seed(uint64_t seed, const std::string& name) {
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : name) hash = (hash ^ c) * 1099511628211ull;
+  return seed ^ hash;
+}
+
 StepPlan::StepPlan(const config::AdapterConfig& config, std::vector<data::Sample> samples,
-                   uint64_t data_seed)
+                   uint64_t seed)
     : samples_(std::move(samples)),
-      data_seed_(data_seed),
+      data_seed_(adapter_seed(seed, config.name) + 2),
       group_by_length_(config.group_by_length),
       micro_batch_size_(config.micro_batch_size),
       num_epochs_(config.num_epochs),

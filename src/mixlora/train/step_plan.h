@@ -12,16 +12,22 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace mixlora::train {
 
+// A stable 64-bit seed for one config entry: it depends on the run seed and the entry's name
+// only, so an adapter trains the same whichever adapters share the run. An entry draws its
+// initial weights from it, dropout and jitter from +1, its data order from +2.
+uint64_t adapter_seed(uint64_t seed, const std::string& name);
+
 class StepPlan {
  public:
   // Reads batch_size, micro_batch_size, num_epochs, group_by_length, lr, scheduler_type and
-  // warmup_steps / warmup_ratio from `config`. `samples` must not be empty.
-  StepPlan(const config::AdapterConfig& config, std::vector<data::Sample> samples,
-           uint64_t data_seed);
+  // warmup_steps / warmup_ratio from `config`; the data order comes from the run's `seed` and
+  // the entry's name. `samples` must not be empty.
+  StepPlan(const config::AdapterConfig& config, std::vector<data::Sample> samples, uint64_t seed);
 
   bool done() const { return epoch_ >= num_epochs_; }
   // The next micro-batch of samples (never empty while !done()).
