@@ -8,9 +8,9 @@
 #include "mixlora/model/decoder.h"
 #include "mixlora/tasks/causal_lm.h"
 
+#include "catch.h"
 #include "stories_model.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/grad_mode.h>

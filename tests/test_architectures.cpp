@@ -12,9 +12,9 @@
 #include "mixlora/model/decoder.h"
 #include "mixlora/train/trainer.h"
 
+#include "catch.h"
 #include "cli_runner.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>

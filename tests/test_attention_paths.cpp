@@ -6,9 +6,9 @@
 #include "mixlora/model/decoder.h"
 #include "mixlora/train/step.h"
 
+#include "catch.h"
 #include "stories_model.h"
 #include <ATen/CPUGeneratorImpl.h>
-#include <catch2/catch.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <iostream>

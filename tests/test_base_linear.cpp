@@ -2,7 +2,7 @@
 // against at::linear / at::matmul in fp32 on the same bf16 values: outputs and input gradients.
 #include "mixlora/model/base_linear.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <cmath>
 

@@ -2,7 +2,7 @@
 // validation rule class, and adapter names that would escape the output directory.
 #include "battery.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <functional>
 

@@ -2,7 +2,7 @@
 // labels out of range, sequences longer than the model allows.
 #include "battery.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <functional>
 

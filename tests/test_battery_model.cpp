@@ -3,7 +3,7 @@
 
 #include "mixlora/io/safetensors.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <functional>
 

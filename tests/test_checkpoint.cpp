@@ -3,9 +3,9 @@
 #include "mixlora/adapters/adapter.h"
 #include "mixlora/train/step.h"
 
+#include "catch.h"
 #include "stories_model.h"
 #include <ATen/CPUGeneratorImpl.h>
-#include <catch2/catch.hpp>
 
 using namespace mixlora;
 

@@ -7,7 +7,7 @@
 #include "mixlora/common/cpu_info.h"
 #include "mixlora/io/json_file.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <nlohmann/json.hpp>
 
 #include <cmath>

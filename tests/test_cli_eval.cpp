@@ -6,7 +6,7 @@
 #include "mixlora/io/json_file.h"
 #include "mixlora/model/base_model.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 

@@ -3,7 +3,7 @@
 
 #include "mixlora/io/json_file.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 using mixlora::test::run_tool;
 using mixlora::test::stories_dir;

@@ -8,7 +8,7 @@
 #include "mixlora/model/base_model.h"
 #include "stories_model.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <nlohmann/json.hpp>
 
 #include <algorithm>

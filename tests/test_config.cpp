@@ -5,8 +5,8 @@
 #include "mixlora/config/train_config.h"
 #include "mixlora/io/json_file.h"
 
+#include "catch.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <set>

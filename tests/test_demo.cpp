@@ -5,7 +5,7 @@
 #include "cli_runner.h"
 #include "test_helpers.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <nlohmann/json.hpp>
 
 #include <filesystem>

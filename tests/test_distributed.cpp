@@ -8,7 +8,7 @@
 #include "mixlora/io/safetensors.h"
 #include "mixlora/train/rank_discovery.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>

@@ -3,9 +3,9 @@
 #include "mixlora/lora/dropout_mask.h"
 #include "mixlora/lora/lora.h"
 
+#include "catch.h"
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
-#include <catch2/catch.hpp>
 
 #include <cmath>
 

@@ -5,8 +5,8 @@
 #include "mixlora/model/base_model.h"
 #include "mixlora/tasks/classification.h"
 
+#include "catch.h"
 #include "stories_model.h"
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 

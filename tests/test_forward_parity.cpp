@@ -8,7 +8,7 @@
 #include "mixlora/model/base_model.h"
 #include "mixlora/model/decoder.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include "cli_runner.h"

@@ -1,7 +1,7 @@
 // Small helpers shared by the Catch2 tests.
 #pragma once
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <unistd.h>
 

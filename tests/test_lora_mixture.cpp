@@ -7,9 +7,9 @@
 #include "mixlora/moe/lora_mixture.h"
 #include "mixlora/train/trainer.h"
 
+#include "catch.h"
 #include "stories_model.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 
 #include <ATen/CPUGeneratorImpl.h>
 #include <torch/csrc/autograd/autograd.h>

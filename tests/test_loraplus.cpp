@@ -3,7 +3,7 @@
 // optimizer at the scaled learning rate would move them.
 #include "mixlora/train/optimizer.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 using namespace mixlora::train;
 

@@ -7,9 +7,9 @@
 #include "mixlora/model/base_model.h"
 #include "mixlora/model/decoder.h"
 
+#include "catch.h"
 #include "stories_model.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 #include <torch/version.h>

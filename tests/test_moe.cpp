@@ -6,7 +6,7 @@
 #include "mixlora/moe/router.h"
 #include "mixlora/moe/router_loss.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <ATen/CPUGeneratorImpl.h>
 

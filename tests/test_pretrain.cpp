@@ -10,10 +10,10 @@
 #include "mixlora/tasks/causal_lm.h"
 #include "mixlora/train/pretrain.h"
 
+#include "catch.h"
 #include "cli_runner.h"
 #include "stories_model.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 
 #include <filesystem>

@@ -2,7 +2,7 @@
 // build: a c10::Device is only a name until a tensor lands on it.
 #include "mixlora/common/device.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 using mixlora::rank_device;
 

@@ -9,9 +9,9 @@
 #include "mixlora/train/router_telemetry.h"
 #include "mixlora/train/trainer.h"
 
+#include "catch.h"
 #include "stories_model.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <cmath>

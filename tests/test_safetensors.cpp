@@ -4,8 +4,8 @@
 #include "mixlora/io/safetensors.h"
 #include "mixlora/io/weight_store.h"
 
+#include "catch.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 
 #include <signal.h>
 #include <sys/resource.h>

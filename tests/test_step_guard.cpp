@@ -6,7 +6,7 @@
 #include "mixlora/io/safetensors.h"
 #include "mixlora/train/step_guard.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <spdlog/spdlog.h>
 
 #include <cmath>

@@ -3,8 +3,8 @@
 #include "mixlora/tasks/causal_lm.h"
 #include "mixlora/tasks/chunked_lm_loss.h"
 
+#include "catch.h"
 #include <ATen/CPUGeneratorImpl.h>
-#include <catch2/catch.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 
 using namespace mixlora;

@@ -3,8 +3,8 @@
 // build never runs beside a multi-threaded LibTorch pool.
 #include "mixlora/common/threads.h"
 
+#include "catch.h"
 #include <ATen/Parallel.h>
-#include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cstdlib>

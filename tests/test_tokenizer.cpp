@@ -5,9 +5,9 @@
 #include "mixlora/common/error.h"
 #include "mixlora/data/tokenizer.h"
 
+#include "catch.h"
 #include "test_helpers.h"
 #include <ATen/ATen.h>
-#include <catch2/catch.hpp>
 
 #include <stdlib.h>
 #include <unistd.h>

@@ -6,8 +6,8 @@
 #include "mixlora/io/torch_bin.h"
 #include "mixlora/io/zip_writer.h"
 
+#include "catch.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <sys/wait.h>

@@ -11,7 +11,7 @@
 #include "stories_model.h"
 #include "test_helpers.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <nlohmann/json.hpp>
 
 #include <cstring>

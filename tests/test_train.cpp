@@ -10,9 +10,9 @@
 #include "mixlora/train/scheduler.h"
 #include "mixlora/train/trainer.h"
 
+#include "catch.h"
 #include "stories_model.h"
 #include "test_helpers.h"
-#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 #include <filesystem>

@@ -14,7 +14,7 @@
 #include "mixlora/train/step.h"
 #include "mixlora/train/trainer.h"
 
-#include <catch2/catch.hpp>
+#include "catch.h"
 #include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/grad_mode.h>
 

@@ -1,7 +1,7 @@
 // Built into mixlora-tests-tsan only (scripts/tsan.sh): a deliberate data race. The script runs
 // it first and requires a ThreadSanitizer report from it, so a build that is not instrumented, or
 // a report that goes nowhere, fails instead of passing the data-parallel tests unexamined.
-#include <catch2/catch.hpp>
+#include "catch.h"
 
 #include <thread>
 
