@@ -9,8 +9,6 @@
 #include "mixlora/train/step.h"
 #include "mixlora/train/step_plan.h"
 
-#include <nlohmann/json.hpp>
-
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -184,24 +182,11 @@ class PretrainRecipe {
     if (!first_logged_) summary_.first_loss = mean_loss;
     first_logged_ = true;
     summary_.last_loss = mean_loss;
-    spdlog::info(
-        "{} | step {}/{} | epoch {} | loss {:.4f} | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | {} "
-        "elapsed | ETA {}",
-        entry_.name, plan_.step(), plan_.total_steps(), epoch + 1, mean_loss, lr, norm,
-        tokens_per_s, clock_text(seconds), clock_text(eta));
-    if (!out_.empty()) {
-      const nlohmann::json record = {
-          {"adapter", entry_.name},
-          {"step", plan_.step()},
-          {"total_steps", plan_.total_steps()},
-          {"epoch", plan_.epoch()},
-          {"loss", mean_loss},
-          {"lr", lr},
-          {"grad_norm", std::isfinite(norm) ? nlohmann::json(norm) : nlohmann::json(nullptr)},
-          {"tokens_per_s", tokens_per_s},
-          {"elapsed_s", seconds}};
-      std::ofstream(out_ / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
-    }
+    const StepLog log{
+        entry_.name, plan_.step(), plan_.total_steps(), epoch + 1, plan_.epoch(), mean_loss,
+        lr,          norm,         tokens_per_s,        seconds,   eta,           std::nullopt};
+    spdlog::info("{}", step_line(log));
+    if (!out_.empty()) append_metrics(out_, step_record(log));
     window_loss_ = 0.0;
     window_micro_ = 0;
   }

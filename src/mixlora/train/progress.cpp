@@ -19,6 +19,40 @@ std::string clock_text(double seconds) {
   return fmt::format("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60);
 }
 
+std::string step_line(const StepLog& log) {
+  const std::string router =
+      log.router ? fmt::format(" | aux {:.5f} | z {:.5f}", log.router->aux, log.router->z) : "";
+  return fmt::format(
+      "{} | step {}/{} | epoch {} | loss {:.4f}{} | lr {:.3e} | grad {:.3f} | {:.0f} tok/s | {} "
+      "elapsed | ETA {}",
+      log.name, log.step, log.total_steps, log.line_epoch, log.loss, router, log.lr, log.grad_norm,
+      log.tokens_per_s, clock_text(log.elapsed_s), clock_text(log.eta_s));
+}
+
+nlohmann::json step_record(const StepLog& log) {
+  nlohmann::json record = {
+      {"adapter", log.name},
+      {"step", log.step},
+      {"total_steps", log.total_steps},
+      {"epoch", log.record_epoch},
+      {"loss", log.loss},
+      {"lr", log.lr},
+      {"grad_norm",
+       std::isfinite(log.grad_norm) ? nlohmann::json(log.grad_norm) : nlohmann::json(nullptr)},
+      {"tokens_per_s", log.tokens_per_s},
+      {"elapsed_s", log.elapsed_s}};
+  if (log.router) {
+    record["aux_loss"] = log.router->aux;
+    record["z_loss"] = log.router->z;
+  }
+  return record;
+}
+
+void append_metrics(const std::filesystem::path& dir, const nlohmann::json& record) {
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
+}
+
 ProgressReporter::ProgressReporter(const config::TrainConfig& config,
                                    const std::vector<std::unique_ptr<AdapterRun>>& runs)
     : config_(config),
@@ -67,30 +101,24 @@ void ProgressReporter::finish_step(size_t adapter, double lr, double grad_norm,
     first_logged_[adapter] = true;
   }
   summary.last_loss = loss;
+  const StepLog log{run.name(),
+                    run.step(),
+                    run.total_steps(),
+                    run.epoch() + (run.done() ? 0 : 1),
+                    run.epoch(),
+                    loss,
+                    lr,
+                    grad_norm,
+                    tokens_per_s,
+                    elapsed,
+                    eta,
+                    StepLog::RouterLosses{aux, z}};
   if (terminal_) std::fputs("\r\033[K", stderr);
-  spdlog::info(
-      "{} | step {}/{} | epoch {} | loss {:.4f} | aux {:.5f} | z {:.5f} | lr {:.3e} | grad {:.3f} "
-      "| "
-      "{:.0f} tok/s | {} elapsed | ETA {}",
-      run.name(), run.step(), run.total_steps(), run.epoch() + (run.done() ? 0 : 1), loss, aux, z,
-      lr, grad_norm, tokens_per_s, clock_text(elapsed), clock_text(eta));
-  nlohmann::json record = {
-      {"adapter", run.name()},
-      {"step", run.step()},
-      {"total_steps", run.total_steps()},
-      {"epoch", run.epoch()},
-      {"loss", loss},
-      {"aux_loss", aux},
-      {"z_loss", z},
-      {"lr", lr},
-      {"grad_norm", std::isfinite(grad_norm) ? nlohmann::json(grad_norm) : nlohmann::json(nullptr)},
-      {"tokens_per_s", tokens_per_s},
-      {"elapsed_s", elapsed}};
+  spdlog::info("{}", step_line(log));
+  auto record = step_record(log);
   if (auto router = router_telemetry_.take(adapter, run); !router.is_null())
     record["router"] = std::move(router);
-  const auto dir = std::filesystem::path(config_.output_dir) / run.name();
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
+  append_metrics(std::filesystem::path(config_.output_dir) / run.name(), record);
   w = Window{};
   draw_bar();
 }
@@ -105,9 +133,7 @@ void ProgressReporter::log_eval(size_t adapter, const std::vector<eval::EvalResu
   }
   const nlohmann::json record = {
       {"adapter", run.name()}, {"step", run.step()}, {"eval", eval::report_json(results)}};
-  const auto dir = std::filesystem::path(config_.output_dir) / run.name();
-  std::filesystem::create_directories(dir);
-  std::ofstream(dir / "metrics.jsonl", std::ios::app) << record.dump() << "\n";
+  append_metrics(std::filesystem::path(config_.output_dir) / run.name(), record);
   draw_bar();
 }
 

@@ -8,8 +8,12 @@
 #include "mixlora/train/router_telemetry.h"
 #include "mixlora/train/step.h"
 
+#include <nlohmann/json.hpp>
+
 #include <chrono>
+#include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,6 +24,24 @@ struct AdapterSummary;
 
 // Seconds as hh:mm:ss for the log ("--:--:--" when unknown).
 std::string clock_text(double seconds);
+
+// One logged optimizer step, written the same way by the adapter trainer and by pretraining:
+// step_line() for the log, step_record() for metrics.jsonl.
+struct StepLog {
+  struct RouterLosses {
+    double aux = 0.0, z = 0.0;
+  };
+  std::string name;
+  int64_t step = 0, total_steps = 0;
+  int64_t line_epoch = 0;    // the epoch the line names (1-based, the one the step belongs to)
+  int64_t record_epoch = 0;  // the record's "epoch": epochs completed
+  double loss = 0.0, lr = 0.0, grad_norm = 0.0, tokens_per_s = 0.0, elapsed_s = 0.0, eta_s = 0.0;
+  std::optional<RouterLosses> router;  // mean aux and z losses; pretraining has no router
+};
+std::string step_line(const StepLog& log);
+nlohmann::json step_record(const StepLog& log);
+// Appends one JSON object as a line to `dir`/metrics.jsonl (creating `dir`).
+void append_metrics(const std::filesystem::path& dir, const nlohmann::json& record);
 
 class ProgressReporter {
  public:
