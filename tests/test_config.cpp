@@ -356,6 +356,11 @@ TEST_CASE("wrong JSON types name the key and the value", "[config]") {
   j["save_step"] = "10";
   REQUIRE_INPUT_ERROR(parse(j),
                       Equals("cfg.json: save_step: expected an integer, got string \"10\""));
+  // A float beyond int64 is no integer (found by fuzz_config: the conversion was undefined).
+  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "r", 5e82)),
+                      StartsWith("cfg.json: lora[0].r: expected an integer, got number"));
+  REQUIRE_INPUT_ERROR(parse(with(lora_config(), "r", 9223372036854775808.0)),
+                      StartsWith("cfg.json: lora[0].r: expected an integer, got number"));
   // An integer written as a float is still that integer.
   CHECK(parse_adapter(with(lora_config(), "r", 8.0)).lora.r == 8);
 }

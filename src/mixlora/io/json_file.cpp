@@ -2,6 +2,7 @@
 
 #include "mixlora/common/error.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -94,10 +95,12 @@ std::optional<int64_t> get_int(const nlohmann::json& object, const std::string& 
   const auto* value = find_field(object, key);
   if (!value) return std::nullopt;
   if (value->is_number_integer()) return value->get<int64_t>();
-  // 4.0 is an integer written by a tool that only knows floats; 4.5 is not.
+  // 4.0 is an integer written by a tool that only knows floats; 4.5 is not, nor is a float
+  // beyond int64 (converting it would be undefined; the fuzzer found 5e82).
   if (value->is_number_float()) {
     const double d = value->get<double>();
-    if (d == static_cast<double>(static_cast<int64_t>(d))) return static_cast<int64_t>(d);
+    const double limit = 9223372036854775808.0;  // 2^63
+    if (d >= -limit && d < limit && d == std::trunc(d)) return static_cast<int64_t>(d);
   }
   fail_input("{}: {}: expected an integer, got {}", where, key, describe(*value));
 }
